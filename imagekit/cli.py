@@ -1,0 +1,216 @@
+"""The `imagekit` command: arguments in, one call into a step, exit codes out.
+
+Exit status: 0 success, 1 a build/test/engine step failed, 2 bad input (nothing was done).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from imagekit import __version__, recipes, schemas
+from imagekit.errors import ImagekitError, Problem, did_you_mean
+from imagekit.model import Catalog, Image
+from imagekit.resolve import load_catalog
+
+app = typer.Typer(
+    help="Build, test and publish notebook images for JupyterHub, Kubeflow, Armada and Slurm.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+CatalogOpt = Annotated[
+    Path,
+    typer.Option("--catalog", "-c", help="catalog file; default: catalog.yaml here",
+                 envvar="IMAGEKIT_CATALOG"),
+]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except ImagekitError as exc:
+        for problem in exc.problems:
+            err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _load(catalog: Path) -> Catalog:
+    return load_catalog(catalog)
+
+
+def _select(cat: Catalog, names: list[str], all_: bool) -> list[Image]:
+    if all_:
+        return list(cat.images.values())
+    if not names:
+        raise ImagekitError("name at least one image, or pass --all")
+    problems = [
+        Problem(cat.file, "images", f"unknown image {n!r}", None, did_you_mean(n, cat.images))
+        for n in names if n not in cat.images
+    ]
+    if problems:
+        raise ImagekitError(problems)
+    return [cat.images[n] for n in names]
+
+
+@app.command()
+def validate(catalog: CatalogOpt = Path("catalog.yaml")) -> None:
+    """Check catalog.yaml, stacks/ and profiles/; print every problem found."""
+    with _user_errors():
+        cat = _load(catalog)
+    listed = sum(1 for i in cat.images.values() if i.listed)
+    out.print(f"ok: {len(cat.stacks)} stacks, {len(cat.profiles)} profiles, "
+              f"{listed} images ({len(cat.images)} with the parents they need)")
+
+
+@app.command()
+def render(
+    images: Annotated[list[str] | None, typer.Argument(help="images to render")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every image in the catalog")] = False,
+    check: Annotated[bool, typer.Option("--check", help="fail if recipes/ is stale")] = False,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Write recipes/<image>/Dockerfile and Singularity.def (deterministic)."""
+    with _user_errors():
+        cat = _load(catalog)
+        if check:
+            drift = recipes.check(cat)
+            if drift:
+                for d in drift:
+                    err.print(f"stale: {d}")
+                err.print("recipes/ is out of date: run `imagekit render --all` and commit it")
+                raise typer.Exit(1)
+            out.print(f"ok: recipes/ matches the catalog ({len(cat.images)} images)")
+            return
+        selected = _select(cat, images or [], all_)
+        written = recipes.write(cat, selected)
+        for image in selected:
+            out.print(f"rendered recipes/{image.name}/")
+        out.print(f"{len(written)} files in {len(selected)} recipe folders")
+
+
+@app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """The image tree, with type, GPU and formats."""
+    with _user_errors():
+        cat = _load(catalog)
+    if as_json:
+        rows = [
+            {"name": i.name, "parent": i.parent, "stack": i.stack.name,
+             "profiles": [p.name for p in i.profiles], "type": i.runtime.type,
+             "gpu": i.runtime.gpu, "formats": list(i.formats), "listed": i.listed,
+             "ref": cat.ref(i.name)}
+            for i in cat.images.values()
+        ]
+        out.print_json(json.dumps(rows))
+        return
+    tree = Tree(f"[bold]{cat.base.image}[/] (base image)")
+
+    def add(node: Tree, name: str) -> None:
+        img = cat.images[name]
+        flags = [img.runtime.type, "gpu" if img.runtime.gpu else "cpu", "+".join(img.formats)]
+        if img.profiles:
+            flags.append("profiles: " + ",".join(p.name for p in img.profiles))
+        if not img.listed:
+            flags.append("parent only")
+        child = node.add(f"[bold]{name}[/]  [dim]{'  '.join(flags)}[/]")
+        for c in cat.children[name]:
+            add(child, c)
+
+    for img in cat.images.values():
+        if img.parent is None:
+            add(tree, img.name)
+    out.print(tree)
+
+
+@app.command()
+def show(
+    image: Annotated[str, typer.Argument(help="image name")],
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """An image's resolved settings, everything it inherits included."""
+    with _user_errors():
+        cat = _load(catalog)
+        img = _select(cat, [image], False)[0]
+    rt = img.runtime
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    lineage = " -> ".join(i.name for i in cat.lineage(img.name))
+    rows: list[tuple[str, str]] = [
+        ("image", f"{img.name}  ({cat.ref(img.name)})"),
+        ("stack", f"{img.stack.name}  ({img.stack.file})"),
+        ("lineage", f"{cat.base.image} -> {lineage}"),
+        ("profiles", ", ".join(p.name for p in img.profiles) or "-"),
+        ("site profiles", ", ".join(p.name for p in cat.site_profiles) or "-"),
+        ("description", img.description),
+        ("type / gpu / port", f"{rt.type} / {rt.gpu} / {rt.port}"),
+        ("user", f"{rt.user} ({rt.uid}:{rt.gid})"),
+        ("start", " ".join((*rt.entrypoint, *rt.command))),
+        ("formats / tags", f"{', '.join(img.formats)} / {', '.join(img.tags)}"),
+        ("apt", " ".join(img.stack.apt_all + tuple(a for p in img.profiles for a in p.layer.apt))),
+        ("pip", " ".join(img.stack.pip_all + tuple(a for p in img.profiles for a in p.layer.pip))),
+        ("npm", " ".join(img.stack.npm_all) or "-"),
+        ("env", " ".join(f"{k}={v}" for k, v in img.env)),
+        ("binds", ", ".join(img.binds) or "-"),
+        ("checks", _describe_checks(img)),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
+
+
+def _describe_checks(img: Image) -> str:
+    c = img.checks
+    return (f"{len(c.imports)} imports, {len(c.commands)} commands, kernels "
+            f"{','.join(c.kernels) or '-'}, {len(c.http)} http, {len(c.execute)} executions")
+
+
+@app.command()
+def schema(
+    check: Annotated[bool, typer.Option("--check", help="fail if schemas/ is stale")] = False,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Write JSON Schemas for catalog.yaml, stacks/*.yaml and profiles/*.yaml to schemas/."""
+    folder = catalog.resolve().parent / "schemas"
+    if check:
+        stale = schemas.stale(folder)
+        for name in stale:
+            err.print(f"stale: schemas/{name}")
+        if stale:
+            raise typer.Exit(1)
+        out.print("ok: schemas/ is up to date")
+        return
+    for path in schemas.write(folder):
+        out.print(f"wrote {path}")
+
+
+@app.command()
+def version() -> None:
+    """Print imagekit's version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

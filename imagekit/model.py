@@ -1,0 +1,194 @@
+"""The resolved model: what every later step (render, build, test, SIF, export) reads.
+
+Inheritance is already applied here; nothing downstream re-reads YAML or walks `extends`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imagekit.schema import (
+    Bootstrap,
+    Checks,
+    CommandCheck,
+    ExecuteCheck,
+    FileSpec,
+    Format,
+    Healthcheck,
+    HttpCheck,
+    NotebookType,
+    SiteSettings,
+    VersionTag,
+)
+
+
+@dataclass(frozen=True)
+class FileCopy:
+    source: Path  # on the host
+    context_path: str  # where it sits in the build context / recipe folder
+    dest: str  # in the image
+    mode: str
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One step of content: a stack's own additions, or a profile's."""
+
+    origin: str  # "stack scipy" / "profile slurm-host"
+    apt: tuple[str, ...] = ()
+    setup: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
+    npm: tuple[str, ...] = ()
+    post: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    args: tuple[tuple[str, str], ...] = ()
+    files: tuple[FileCopy, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    binds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MergedChecks:
+    imports: tuple[str, ...] = ()
+    commands: tuple[CommandCheck, ...] = ()
+    kernels: tuple[str, ...] = ()
+    http: tuple[HttpCheck, ...] = ()
+    execute: tuple[ExecuteCheck, ...] = ()
+
+    def plus(self, other: Checks) -> MergedChecks:
+        def add(mine: tuple[object, ...], theirs: list[object]) -> tuple[object, ...]:
+            return mine + tuple(x for x in theirs if x not in mine)
+
+        return MergedChecks(
+            imports=add(self.imports, list(other.imports)),  # type: ignore[arg-type]
+            commands=add(self.commands, list(other.commands)),  # type: ignore[arg-type]
+            kernels=add(self.kernels, list(other.kernels)),  # type: ignore[arg-type]
+            http=add(self.http, list(other.http)),  # type: ignore[arg-type]
+            execute=add(self.execute, list(other.execute)),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a container of the image is started; inherited down the stack tree."""
+
+    type: NotebookType
+    gpu: bool
+    port: int
+    entrypoint: tuple[str, ...]
+    command: tuple[str, ...]
+    user: str
+    uid: int
+    gid: int
+    venv: str
+    healthcheck: Healthcheck
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    file: Path
+    description: str
+    parent: str | None
+    layer: Layer  # this stack's own additions
+    runtime: Runtime
+    env: tuple[tuple[str, str], ...]  # everything inherited, child wins
+    labels: tuple[tuple[str, str], ...]
+    checks: MergedChecks  # inherited down the tree
+    version_tags: tuple[VersionTag, ...]
+    apt_all: tuple[str, ...]  # for `show`: everything a user of this stack gets
+    pip_all: tuple[str, ...]
+    npm_all: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    file: Path
+    description: str
+    layer: Layer
+    site: SiteSettings
+    checks: Checks
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    stack: Stack
+    profiles: tuple[Profile, ...]  # layered on the stack image (empty for a stack image)
+    parent: str | None  # name of the image this one is FROM, None: the catalog's base image
+    layers: tuple[Layer, ...]  # what this image's recipe adds on top of its parent
+    formats: tuple[Format, ...]
+    tags: tuple[str, ...]
+    description: str
+    publish: bool
+    listed: bool  # False: built only because a listed image needs it as a parent
+    checks: MergedChecks
+    binds: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]  # the whole environment the image ends up with
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.stack.runtime
+
+
+@dataclass(frozen=True)
+class BaseSource:
+    image: str
+    pull: bool
+    bootstrap: Bootstrap | None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    root: Path
+    file: Path
+    registry: str
+    namespace: str
+    base: BaseSource
+    site: SiteSettings  # merged build settings of the site profiles
+    site_profiles: tuple[Profile, ...]
+    tags: tuple[str, ...]
+    stacks: dict[str, Stack]
+    profiles: dict[str, Profile]
+    images: dict[str, Image]  # in build order: parents before children
+    defaults: dict[str, str]
+    source: str
+    vendor: str
+    children: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def ref(self, image: str, tag: str | None = None) -> str:
+        return f"{self.registry}/{self.namespace}/{image}:{tag or self.tags[0]}"
+
+    def parent_ref(self, image: Image) -> str:
+        return self.base.image if image.parent is None else self.ref(image.parent)
+
+    def lineage(self, name: str) -> list[Image]:
+        """The image and its ancestors, root first."""
+        chain: list[Image] = []
+        current: str | None = name
+        while current is not None:
+            image = self.images[current]
+            chain.append(image)
+            current = image.parent
+        return chain[::-1]
+
+    def closure(self, names: list[str]) -> list[Image]:
+        """The named images plus every ancestor, each once, parents first (build order)."""
+        wanted = {img.name for name in names for img in self.lineage(name)}
+        return [img for img in self.images.values() if img.name in wanted]
+
+
+__all__ = [
+    "BaseSource",
+    "Catalog",
+    "FileCopy",
+    "FileSpec",
+    "Image",
+    "Layer",
+    "MergedChecks",
+    "Profile",
+    "Runtime",
+    "Stack",
+]

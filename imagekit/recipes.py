@@ -1,0 +1,104 @@
+"""Rendered recipes on disk: recipes/<image>/{Dockerfile,Singularity.def,scripts/,files/}.
+
+Each recipe folder is a complete build context (bar the site's CA bundle and wheelhouse,
+which `imagekit build` adds), so people without imagekit can still run `docker build` or
+`apptainer build` in it. Output is byte-for-byte deterministic; `check` compares it with
+what is on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagekit.model import Catalog, Image
+from imagekit.render.base import Renderer
+from imagekit.render.docker import DockerRenderer
+from imagekit.render.singularity import SingularityRenderer
+
+# Written by `imagekit build` into the context, never committed.
+BUILD_ONLY = ("site", "wheelhouse")
+
+
+def renderers() -> tuple[Renderer, ...]:
+    return (DockerRenderer(), SingularityRenderer())
+
+
+def render_image(catalog: Catalog, image: Image) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for renderer in renderers():
+        for path, text in renderer.render(catalog, image).items():
+            out[path] = text.encode()
+    for layer in image.layers:
+        for f in layer.files:
+            out[f.context_path] = f.source.read_bytes()
+    return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class Drift:
+    image: str
+    path: str
+    reason: str  # "missing", "changed", "unexpected"
+
+    def __str__(self) -> str:
+        return f"recipes/{self.image}/{self.path}: {self.reason}"
+
+
+def recipes_dir(catalog: Catalog) -> Path:
+    return catalog.root / "recipes"
+
+
+def write(catalog: Catalog, images: list[Image]) -> list[Path]:
+    root = recipes_dir(catalog)
+    written: list[Path] = []
+    for image in images:
+        folder = root / image.name
+        wanted = render_image(catalog, image)
+        for existing in _committed_files(folder):
+            if existing not in wanted:
+                (folder / existing).unlink()
+        for rel, data in wanted.items():
+            target = folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.is_file() or target.read_bytes() != data:
+                target.write_bytes(data)
+            written.append(target)
+        _prune_empty_dirs(folder)
+    return written
+
+
+def check(catalog: Catalog) -> list[Drift]:
+    root = recipes_dir(catalog)
+    drift: list[Drift] = []
+    for image in catalog.images.values():
+        folder = root / image.name
+        wanted = render_image(catalog, image)
+        present = set(_committed_files(folder))
+        for rel, data in wanted.items():
+            if rel not in present:
+                drift.append(Drift(image.name, rel, "missing"))
+            elif (folder / rel).read_bytes() != data:
+                drift.append(Drift(image.name, rel, "changed"))
+        drift += [Drift(image.name, rel, "unexpected") for rel in sorted(present - set(wanted))]
+    if root.is_dir():
+        for folder in sorted(root.iterdir()):
+            if folder.is_dir() and folder.name not in catalog.images:
+                drift.append(Drift(folder.name, "", "no such image in the catalog"))
+    return drift
+
+
+def _committed_files(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and p.relative_to(folder).parts[0] not in BUILD_ONLY
+    )
+
+
+def _prune_empty_dirs(folder: Path) -> None:
+    for d in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()

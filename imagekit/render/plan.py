@@ -1,0 +1,176 @@
+"""The format-neutral content of one image's recipe, computed once from the model.
+
+Both renderers read a `RecipePlan`; neither looks at layers, profiles or inheritance. The
+order of the phases follows how often things change (system packages, then language
+packages, then files, labels last) so that the engine's layer cache stays warm.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from imagekit import __version__
+from imagekit.model import Catalog, FileCopy, Image, MergedChecks, Runtime
+
+CA_PATH = "/etc/imagekit/ca-bundle.crt"
+WHEELHOUSE = "/tmp/imagekit-wheelhouse"
+HOME_SEED = "/opt/imagekit/home-seed"
+
+# Every library and tool that reads a CA bundle from the environment, so that one site
+# setting covers pip, uv, requests, curl, git, node and npm at build time and at run time.
+CA_ENV = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "NODE_EXTRA_CA_CERTS",
+    "npm_config_cafile",
+)
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str  # setup / post
+    origin: str
+    body: str
+
+
+@dataclass(frozen=True)
+class RecipePlan:
+    image: str
+    from_ref: str
+    is_root: bool
+    description: str
+    args: tuple[tuple[str, str], ...]
+    env: tuple[tuple[str, str], ...]
+    ca_bundle: bool
+    apt_sources: tuple[str, ...]
+    apt: tuple[str, ...]
+    setup: tuple[Script, ...]
+    pip: tuple[str, ...]
+    wheelhouse: bool
+    npm: tuple[str, ...]
+    npm_registry: str | None
+    post: tuple[Script, ...]
+    files: tuple[FileCopy, ...]
+    mount_points: tuple[str, ...]
+    runtime: Runtime
+    checks: MergedChecks
+    labels: tuple[tuple[str, str], ...]
+    binds: tuple[str, ...]
+
+    @property
+    def finalize(self) -> tuple[str, ...]:
+        """Last root steps: file modes, bind targets (sites often disable overlay, so they
+        must exist in the image), and a copy of the home to seed an empty volume from."""
+        steps = [f"chmod {f.mode} {shlex.quote(f.dest)}" for f in self.files]
+        if self.mount_points:
+            steps.append("mkdir -p " + " ".join(shlex.quote(m) for m in self.mount_points))
+        uid, gid, home = self.runtime.uid, self.runtime.gid, self.home
+        steps += [
+            f"chown -R {uid}:{gid} {home}",
+            f"chmod -R g+rwX {home}",
+            f"rm -rf {HOME_SEED}",
+            f"cp -a {home} {HOME_SEED}",
+        ]
+        return tuple(steps)
+
+    @property
+    def venv_python(self) -> str:
+        return f"{self.runtime.venv}/bin/python"
+
+    @property
+    def home(self) -> str:
+        return f"/home/{self.runtime.user}"
+
+
+def _unique(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def plan(catalog: Catalog, image: Image) -> RecipePlan:
+    layers = image.layers
+    is_root = image.parent is None
+    env: dict[str, str] = {}
+    if is_root and catalog.site.ca_bundle:
+        env.update(dict.fromkeys(CA_ENV, CA_PATH))
+    for layer in layers:
+        env.update(layer.env)
+    args: dict[str, str] = {}
+    for layer in layers:
+        args.update(layer.args)
+
+    apt_sources: tuple[str, ...] = ()
+    if is_root and catalog.site.apt_mirror:
+        suite = catalog.base.bootstrap.suite if catalog.base.bootstrap else "bookworm"
+        mirror = catalog.site.apt_mirror
+        apt_sources = (f"deb {mirror} {suite} main", f"deb {mirror} {suite}-updates main")
+
+    pip = _unique([p for layer in layers for p in layer.pip])
+    stack = image.stack
+    labels: dict[str, str] = {
+        "org.opencontainers.image.title": image.name,
+        "org.opencontainers.image.description": _first_sentence(image.description),
+        "org.opencontainers.image.base.name": catalog.parent_ref(image),
+    }
+    if catalog.vendor:
+        labels["org.opencontainers.image.vendor"] = catalog.vendor
+    if catalog.source:
+        labels["org.opencontainers.image.source"] = catalog.source
+    labels.update({
+        "io.imagekit.image": image.name,
+        "io.imagekit.stack": stack.name,
+        "io.imagekit.parent": image.parent or "",
+        "io.imagekit.profiles": ",".join(p.name for p in image.profiles),
+        "io.imagekit.type": image.runtime.type,
+        "io.imagekit.gpu": str(image.runtime.gpu).lower(),
+        "io.imagekit.port": str(image.runtime.port),
+        "io.imagekit.binds": ",".join(image.binds),
+        "io.imagekit.generator": f"imagekit {__version__}",
+    })
+    for layer in layers:
+        labels.update(layer.labels)
+
+    return RecipePlan(
+        image=image.name,
+        from_ref=catalog.parent_ref(image),
+        is_root=is_root,
+        description=image.description,
+        args=tuple(args.items()),
+        env=tuple(env.items()),
+        ca_bundle=is_root and catalog.site.ca_bundle is not None,
+        apt_sources=apt_sources,
+        apt=_unique([p for layer in layers for p in layer.apt]),
+        setup=tuple(Script("setup", layer.origin, s) for layer in layers for s in layer.setup),
+        pip=pip,
+        wheelhouse=bool(pip) and catalog.site.find_links is not None,
+        npm=_unique([p for layer in layers for p in layer.npm]),
+        npm_registry=catalog.site.npm_registry,
+        post=tuple(Script("post", layer.origin, s) for layer in layers for s in layer.post),
+        files=tuple(f for layer in layers for f in layer.files),
+        mount_points=_unique([b for layer in layers for b in layer.binds]),
+        runtime=image.runtime,
+        checks=image.checks,
+        labels=tuple(labels.items()),
+        binds=image.binds,
+    )
+
+
+def _first_sentence(text: str) -> str:
+    line = " ".join(text.split())
+    end = line.find(". ")
+    return line if end < 0 else line[: end + 1]
+
+
+def combined_script(image: str, scripts: tuple[Script, ...]) -> str:
+    """One bash script running each step in its own subshell, so a `cd` does not leak."""
+    out = [
+        "#!/bin/bash",
+        f"# {scripts[0].name} steps of image {image}, generated by imagekit from the catalog.",
+        "set -euo pipefail",
+    ]
+    for script in scripts:
+        out += ["", f"# --- from {script.origin}", "(", script.body.rstrip("\n"), ")"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,282 @@
+"""The shape of the files a site writes: catalog.yaml, stacks/*.yaml, profiles/*.yaml.
+
+Pydantic does the type, required-field and unknown-key work (and gives us a JSON Schema for
+editors for free); the validators here hold the rules that keep every value safe to put into
+a Dockerfile, a Singularity definition or a shell line. Nothing here resolves inheritance:
+that is `resolve.py`'s job.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+NotebookType = Literal["jupyter", "code-server", "rstudio"]
+Format = Literal["docker", "sif"]
+
+
+def _pattern(regex: str, what: str, example: str) -> AfterValidator:
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid {what} (e.g. {example})")
+        return value
+
+    return AfterValidator(check)
+
+
+_PIP_SPEC = r"(===|==|>=|<=|~=|!=|<|>)[A-Za-z0-9.*+!_-]+"
+
+Name = Annotated[
+    str,
+    _pattern(r"[a-z0-9][a-z0-9._-]{0,62}", "name (lowercase letters, digits, . _ -)", "scipy"),
+]
+AptPackage = Annotated[
+    str,
+    _pattern(
+        r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?",
+        "Debian package (name, optionally =version)",
+        "r-base-core or openjdk-17-jre-headless",
+    ),
+]
+PipRequirement = Annotated[
+    str,
+    _pattern(
+        rf"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*\])?"
+        rf"({_PIP_SPEC}(,{_PIP_SPEC})*)?",
+        "pip requirement (name, optional [extras], optional version pins)",
+        "numpy or scipy>=1.11,<2",
+    ),
+]
+NpmPackage = Annotated[
+    str,
+    _pattern(
+        r"(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*(@[A-Za-z0-9.^~*_-]+)?",
+        "npm package (optionally @scope/ and @version)",
+        "code-server@4.96.4",
+    ),
+]
+EnvName = Annotated[
+    str, _pattern(r"[A-Za-z_][A-Za-z0-9_]*", "environment variable name", "NB_USER")
+]
+ArgName = Annotated[str, _pattern(r"[A-Z_][A-Z0-9_]*", "build argument name", "RSTUDIO_DEB_URL")]
+AbsPath = Annotated[
+    str,
+    _pattern(
+        r"/(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._/@+-]*",
+        "absolute path without '..' or special characters",
+        "/etc/slurm",
+    ),
+]
+RelPath = Annotated[
+    str,
+    _pattern(
+        r"(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._/@+-]+",
+        "path relative to the stacks/files or profiles/files folder",
+        "base/start-notebook.sh",
+    ),
+]
+Token = Annotated[
+    str,
+    _pattern(r"[A-Za-z0-9._/=:@+,-]+", "command word (no spaces or shell characters)", "tini"),
+]
+LabelKey = Annotated[
+    str, _pattern(r"[a-z0-9][a-z0-9._-]*", "label key", "org.opencontainers.image.vendor")
+]
+ImageRef = Annotated[
+    str,
+    _pattern(
+        r"[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_.-]{1,128})?",
+        "image reference",
+        "imagekit/debian:bookworm",
+    ),
+]
+Tag = Annotated[str, _pattern(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "image tag", "2026.11")]
+Url = Annotated[
+    str,
+    _pattern(
+        r"(https?|file)://[A-Za-z0-9._~:/?#@!%+=,-]+",
+        "URL (http, https or file; no quotes, spaces or shell characters)",
+        "https://deb.debian.org/debian",
+    ),
+]
+Mode = Annotated[str, _pattern(r"0?[0-7]{3}", "file mode", "0755")]
+
+
+def _one_line(value: str) -> str:
+    for bad in ('"', "\\", "`", "$(", "\n", "\r"):
+        if bad in value:
+            raise ValueError(f"{value!r} may not contain {bad!r}")
+    return value
+
+
+def _text(value: str) -> str:
+    for bad in ('"', "\\", "`", "$", "{{", "}}"):
+        if bad in value:
+            raise ValueError(f"text may not contain {bad!r}")
+    for line in value.splitlines():
+        if line.lstrip().startswith("%"):
+            raise ValueError("a line may not start with '%' (it starts a Singularity section)")
+    return value
+
+
+def _script(value: str) -> str:
+    # Scripts are written by the stack's author and run as-is; the rules only stop them from
+    # breaking the Singularity definition they are pasted into.
+    if "{{" in value or "}}" in value:
+        raise ValueError("'{{' and '}}' are not allowed: apptainer reads them as build arguments")
+    for line in value.splitlines():
+        if line.startswith("%"):
+            raise ValueError(f"line {line!r} starts with '%', which starts a Singularity section")
+    if not value.strip():
+        raise ValueError("script is empty")
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(_one_line)]
+Text = Annotated[str, AfterValidator(_text)]
+Script = Annotated[str, AfterValidator(_script)]
+ArgValue = Annotated[
+    str,
+    _pattern(r"[A-Za-z0-9._~:/?#@!%+=,-]*", "build argument value (no spaces or quotes)", "1.2.3"),
+]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class FileSpec(Spec):
+    src: RelPath = Field(description="source, relative to stacks/files (or profiles/files)")
+    dest: AbsPath = Field(description="absolute destination in the image")
+    mode: Mode = "0644"
+
+
+class CommandCheck(Spec):
+    run: OneLine = Field(description="shell command run inside the image")
+    expect: OneLine = Field("", description="text the output must contain")
+
+
+class HttpCheck(Spec):
+    path: AbsPath = Field(description="path on the server (below its base URL)")
+    status: int = Field(200, ge=100, le=599)
+    contains: OneLine = ""
+
+
+class ExecuteCheck(Spec):
+    kernel: Name = Field(description="kernelspec name, e.g. python3 or ir")
+    code: OneLine = Field(description="code the kernel executes")
+    expect: OneLine = Field(description="text the kernel's output must contain")
+
+
+class Checks(Spec):
+    imports: list[Annotated[str, _pattern(r"[A-Za-z_][A-Za-z0-9_.]*", "module", "numpy")]] = []
+    commands: list[CommandCheck] = []
+    kernels: list[Name] = []
+    http: list[HttpCheck] = []
+    execute: list[ExecuteCheck] = []
+
+
+class VersionTag(Spec):
+    """A tag computed by running a command in the built image (e.g. python-3.11)."""
+
+    prefix: Tag
+    run: OneLine = Field(description="command whose stdout (first line) is the version")
+
+
+class Healthcheck(Spec):
+    path: AbsPath = "/api"
+    prefixed: bool = Field(True, description="served under NB_PREFIX / the hub prefix")
+
+
+class Layer(Spec):
+    """What a stack or a profile adds on top of what it is layered onto."""
+
+    description: Text = ""
+    apt: list[AptPackage] = []
+    setup: list[Script] = Field([], description="root shell steps after apt, before pip")
+    pip: list[PipRequirement] = []
+    npm: list[NpmPackage] = []
+    post: list[Script] = Field([], description="root shell steps after pip/npm")
+    env: dict[EnvName, OneLine] = {}
+    args: dict[ArgName, ArgValue] = Field({}, description="build arguments with defaults")
+    files: list[FileSpec] = []
+    labels: dict[LabelKey, OneLine] = {}
+    checks: Checks = Checks()
+
+
+class StackSpec(Layer):
+    extends: Name | None = Field(None, description="parent stack; only the root has none")
+    type: NotebookType | None = None
+    gpu: bool | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    entrypoint: list[Token] | None = None
+    command: list[Token] | None = None
+    user: Name | None = None
+    uid: int | None = Field(None, ge=1)
+    gid: int | None = Field(None, ge=0)
+    venv: AbsPath | None = None
+    healthcheck: Healthcheck | None = None
+    version_tags: list[VersionTag] = []
+
+
+class Proxy(Spec):
+    http: Url | None = None
+    https: Url | None = None
+    no_proxy: Annotated[str, _pattern(r"[A-Za-z0-9.,*_:/-]*", "no_proxy list", "localhost")] = ""
+
+
+class SiteSettings(Spec):
+    ca_bundle: str | None = Field(
+        None, description="host path of a PEM CA bundle put in the image and used by builds"
+    )
+    proxy: Proxy | None = None
+    apt_mirror: Url | None = None
+    pip_index_url: Url | None = Field(
+        None, description="may carry credentials: passed to builds as a BuildKit secret"
+    )
+    pip_extra_index_url: Url | None = None
+    find_links: str | None = Field(None, description="host folder of wheels (a wheelhouse)")
+    npm_registry: Url | None = None
+
+
+class ProfileSpec(Layer):
+    site: SiteSettings = SiteSettings()
+    binds: list[AbsPath] = Field([], description="host paths bound in at run time")
+
+
+class Bootstrap(Spec):
+    suite: Name = "bookworm"
+    mirror: Url = "http://deb.debian.org/debian"
+    variant: Literal["minbase", "buildd", "fakechroot"] = "minbase"
+
+
+class BaseImage(Spec):
+    image: ImageRef = Field(description="the root stack's FROM")
+    pull: bool = True
+    bootstrap: Bootstrap | None = Field(None, description="allowed when the pull fails")
+
+
+class ImageSpec(Spec):
+    name: Name | None = Field(None, description="defaults to the stack's name")
+    stack: Name
+    profiles: list[Name] = []
+    formats: list[Format] = ["docker"]
+    tags: list[Tag] = []
+    description: Text = ""
+    publish: bool = True
+
+
+class CatalogSpec(Spec):
+    registry: Annotated[str, _pattern(r"[a-z0-9.-]+(:[0-9]+)?", "registry host", "ghcr.io")]
+    namespace: Name
+    base: BaseImage
+    site_profiles: list[Name] = Field([], description="profiles applied to every image")
+    tags: list[Tag] = ["latest"]
+    images: list[ImageSpec]
+    defaults: dict[NotebookType, Name] = {}
+    source: OneLine = ""
+    vendor: OneLine = ""
