@@ -202,6 +202,89 @@ def schema(
         out.print(f"wrote {path}")
 
 
+BuilderOpt = Annotated[
+    str, typer.Option("--builder", help="auto, buildkit or classic (the docker SDK's)")
+]
+
+
+@app.command()
+def base(catalog: CatalogOpt = Path("catalog.yaml")) -> None:
+    """Make the catalog's base image exist: present, pulled, or bootstrapped."""
+    from imagekit.engine.base import ensure_base
+    from imagekit.engine.client import Engine
+
+    with _user_errors():
+        cat = _load(catalog)
+        how = ensure_base(cat, Engine(), lambda text: out.print(text, markup=False))
+    out.print(f"{cat.base.image}: {how}")
+
+
+@app.command()
+def doctor(catalog: CatalogOpt = Path("catalog.yaml")) -> None:
+    """Check the engine, BuildKit and the tools builds and SIFs need."""
+    from imagekit.doctor import diagnose
+
+    findings = diagnose(catalog)
+    table = Table(header_style="bold")
+    for col in ("check", "state", "detail / how to fix"):
+        table.add_column(col)
+    for f in findings:
+        table.add_row(f.name, "[green]ok[/]" if f.ok else "[red]missing[/]", f.detail)
+    out.print(table)
+    if not all(f.ok or f.optional for f in findings):
+        raise typer.Exit(1)
+
+
+@app.command()
+def build(
+    images: Annotated[list[str] | None, typer.Argument(help="images to build")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every image in the catalog")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan only")] = False,
+    builder: BuilderOpt = "auto",
+    force: Annotated[bool, typer.Option("--force", help="rebuild even when cached")] = False,
+    plain: Annotated[bool, typer.Option("--plain", help="log lines, no live display")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Build images (parents first, each once, unchanged ones from cache)."""
+    from imagekit import build as builds
+    from imagekit.engine.base import ensure_base
+    from imagekit.engine.builders import choose
+    from imagekit.engine.client import Engine
+    from imagekit.progress import LiveDisplay, PlainDisplay, summary
+
+    with _user_errors():
+        cat = _load(catalog)
+        names = [i.name for i in _select(cat, images or [], all_)]
+        engine = Engine()
+        chosen = choose(builder, engine.client)
+        log = err if as_json else out
+        if dry_run:
+            outcomes = builds.dry_run(cat, engine, names)
+            if as_json:
+                out.print_json(json.dumps([o.as_dict() for o in outcomes]))
+            else:
+                out.print(f"builder: {chosen.description}")
+                for i, o in enumerate(outcomes, 1):
+                    parent = cat.images[o.image].parent or cat.base.image
+                    out.print(f"{i:2}. {o.image:<16} FROM {parent:<24} {o.status}")
+            return
+        log.print(f"builder: {chosen.description}", markup=False)
+        ensure_base(cat, engine, lambda text: log.print(text, markup=False))
+        order = [i.name for i in cat.closure(names)]
+        live = log.is_terminal and not plain and not as_json
+        display = LiveDisplay(log, order) if live else PlainDisplay(log)
+        with display:
+            outcomes = builds.run_builds(cat, engine, chosen, names, force=force,
+                                         on_line=display.line, on_status=display.status)
+    if as_json:
+        out.print_json(json.dumps([o.as_dict() for o in outcomes]))
+    else:
+        out.print(summary(outcomes))
+    if any(o.status in ("failed", "skipped") for o in outcomes):
+        raise typer.Exit(1)
+
+
 @app.command()
 def version() -> None:
     """Print imagekit's version."""

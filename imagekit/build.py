@@ -1,0 +1,191 @@
+"""Plan and run image builds: parents first, each image once, unchanged ones not rebuilt.
+
+The cache key of an image is the hash of its build context (rendered recipe, files, CA
+bundle, wheels), its parent's image ID and the build arguments; it is recorded in the image
+as a label, so "already built from identical inputs" is a question for the engine, not for a
+state file. Tags are moved only after a build succeeded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from imagekit import __version__
+from imagekit.engine.builders import Builder, BuildRequest
+from imagekit.engine.client import Engine
+from imagekit.engine.context import BuildContext, assemble
+from imagekit.errors import BuildFailed, ImagekitError
+from imagekit.model import Catalog, Image
+
+CACHE_LABEL = "io.imagekit.cache-key"
+
+Say = Callable[[str], None]
+StepProgress = Callable[[str, str], None]  # image, log line
+
+
+@dataclass
+class Outcome:
+    image: str
+    ref: str
+    status: str  # built, cached, failed, skipped, planned
+    seconds: float = 0.0
+    size: int = 0
+    image_id: str = ""
+    tags: list[str] = field(default_factory=list)
+    error: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PlannedBuild:
+    image: Image
+    ref: str
+    context: BuildContext
+    cache_key: str | None  # None: parent not built yet, so not knowable
+
+
+def build_args(catalog: Catalog) -> dict[str, str]:
+    proxy = catalog.site.proxy
+    args: dict[str, str] = {}
+    if proxy is not None:
+        # Docker's predefined proxy ARGs: used by RUN, kept out of `docker history`.
+        for name, value in (("HTTP_PROXY", proxy.http), ("HTTPS_PROXY", proxy.https),
+                            ("NO_PROXY", proxy.no_proxy or None)):
+            if value:
+                args[name] = value
+                args[name.lower()] = value
+    return args
+
+
+def secrets(catalog: Catalog) -> dict[str, str]:
+    out = {}
+    if catalog.site.pip_index_url:
+        out["pip_index_url"] = catalog.site.pip_index_url
+    if catalog.site.pip_extra_index_url:
+        out["pip_extra_index_url"] = catalog.site.pip_extra_index_url
+    return out
+
+
+def cache_key(context: BuildContext, parent_id: str, args: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    h.update(context.digest().encode())
+    h.update(parent_id.encode())
+    h.update(json.dumps(args, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def plan(catalog: Catalog, engine: Engine, names: list[str]) -> list[PlannedBuild]:
+    planned: list[PlannedBuild] = []
+    args = build_args(catalog)
+    for image in catalog.closure(names):
+        context = assemble(catalog, image)
+        parent = engine.image(catalog.parent_ref(image))
+        key = cache_key(context, parent.id, args) if parent is not None else None
+        planned.append(PlannedBuild(image, catalog.ref(image.name), context, key))
+    return planned
+
+
+def is_cached(engine: Engine, build: PlannedBuild) -> bool:
+    existing = engine.image(build.ref)
+    return (build.cache_key is not None and existing is not None
+            and existing.labels.get(CACHE_LABEL) == build.cache_key)
+
+
+def dry_run(catalog: Catalog, engine: Engine, names: list[str]) -> list[Outcome]:
+    outcomes = []
+    for build in plan(catalog, engine, names):
+        status = "cached" if is_cached(engine, build) else "planned"
+        outcomes.append(Outcome(build.image.name, build.ref, status))
+    return outcomes
+
+
+def run_builds(
+    catalog: Catalog,
+    engine: Engine,
+    builder: Builder,
+    names: list[str],
+    *,
+    force: bool = False,
+    on_line: StepProgress,
+    on_status: Callable[[Outcome], None],
+) -> list[Outcome]:
+    outcomes: dict[str, Outcome] = {}
+    args = build_args(catalog)
+    build_secrets = secrets(catalog)
+    for image in catalog.closure(names):
+        ref = catalog.ref(image.name)
+        outcome = Outcome(image.name, ref, "building")
+        outcomes[image.name] = outcome
+        if image.parent is not None and outcomes[image.parent].status in ("failed", "skipped"):
+            outcome.status, outcome.error = "skipped", f"parent {image.parent} did not build"
+            on_status(outcome)
+            continue
+        on_status(outcome)
+        started = time.monotonic()
+        try:
+            context = assemble(catalog, image)
+            parent = engine.image(catalog.parent_ref(image))
+            if parent is None:
+                raise ImagekitError(f"{image.name}: parent image {catalog.parent_ref(image)} "
+                                    "is missing (run `imagekit base`)")
+            key = cache_key(context, parent.id, args)
+            existing = engine.image(ref)
+            if not force and existing is not None and existing.labels.get(CACHE_LABEL) == key:
+                outcome.status, outcome.image_id = "cached", existing.id
+                outcome.size = existing.size
+                outcome.tags = [t for t in existing.tags if t.startswith(ref.rpartition(":")[0])]
+            else:
+                labels = {
+                    CACHE_LABEL: key,
+                    "io.imagekit.parent-digest": parent.id,
+                    "io.imagekit.recipe-hash": hashlib.sha256(
+                        context.files["Dockerfile"]).hexdigest(),
+                    "io.imagekit.version": __version__,
+                    "org.opencontainers.image.created": _now().isoformat(),
+                    "org.opencontainers.image.version": image.tags[0],
+                }
+                request = BuildRequest(image.name, context, labels, args, build_secrets)
+                image_id = builder.build(request, functools.partial(on_line, image.name))
+                outcome.tags = tag_image(catalog, engine, image, image_id)
+                info = engine.image(image_id)
+                outcome.status, outcome.image_id = "built", image_id
+                outcome.size = info.size if info else 0
+        except ImagekitError as exc:
+            outcome.status, outcome.error = "failed", str(exc)
+        outcome.seconds = round(time.monotonic() - started, 1)
+        on_status(outcome)
+    return list(outcomes.values())
+
+
+def tag_image(catalog: Catalog, engine: Engine, image: Image, image_id: str) -> list[str]:
+    """The catalog's tags plus tags computed by running commands in the built image."""
+    tags = list(image.tags)
+    for version_tag in image.stack.version_tags:
+        first = engine.output_of(image_id, version_tag.run).strip().splitlines()
+        if not first:
+            raise BuildFailed(f"{image.name}: version tag {version_tag.prefix}: "
+                              f"`{version_tag.run}` printed nothing")
+        tags.append(sanitize_tag(f"{version_tag.prefix}-{first[0].strip()}"))
+    tags.append(_now().strftime("%Y-%m-%d"))
+    refs = [catalog.ref(image.name, t) for t in dict.fromkeys(tags)]
+    for ref in refs:
+        engine.tag(image_id, ref)
+    return refs
+
+
+def sanitize_tag(text: str) -> str:
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")
+    return tag[:128] or "unknown"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)

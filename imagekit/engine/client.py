@@ -1,0 +1,81 @@
+"""The docker SDK behind the few calls imagekit needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+
+from imagekit.errors import BuildFailed, ImagekitError
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    labels: dict[str, str]
+    size: int
+    tags: tuple[str, ...]
+    architecture: str
+    env: tuple[str, ...]
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
+
+
+class Engine:
+    def __init__(self, client: Any | None = None) -> None:
+        try:
+            self.client = client or docker.from_env(timeout=900)
+            self.client.ping()
+        except docker.errors.DockerException as exc:
+            raise ImagekitError(
+                f"cannot reach the Docker engine ({exc}); start dockerd or set DOCKER_HOST "
+                "(`imagekit doctor` lists what is missing)"
+            ) from None
+
+    def image(self, ref: str) -> ImageInfo | None:
+        try:
+            img = self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        attrs = img.attrs
+        config = attrs.get("Config") or {}
+        return ImageInfo(
+            id=img.id,
+            labels=dict(config.get("Labels") or {}),
+            size=int(attrs.get("Size", 0)),
+            tags=tuple(img.tags),
+            architecture=str(attrs.get("Architecture", "amd64")),
+            env=tuple(config.get("Env") or ()),
+            entrypoint=tuple(config.get("Entrypoint") or ()),
+            cmd=tuple(config.get("Cmd") or ()),
+        )
+
+    def tag(self, image_id: str, ref: str) -> None:
+        repository, _, tag = ref.rpartition(":")
+        if not self.client.api.tag(image_id, repository, tag, force=True):
+            raise BuildFailed(f"could not tag {image_id} as {ref}")
+
+    def pull(self, ref: str) -> bool:
+        repository, _, tag = ref.rpartition(":")
+        try:
+            self.client.images.pull(repository, tag=tag or "latest")
+        except docker.errors.DockerException:
+            return False
+        return True
+
+    def output_of(self, ref: str, command: str, timeout: int = 120) -> str:
+        """stdout of a shell command run in a throwaway container of the image."""
+        container = self.client.containers.run(
+            ref, ["-c", command], entrypoint=["/bin/bash"], detach=True, network_mode="none",
+        )
+        try:
+            result = container.wait(timeout=timeout)
+            output: bytes = container.logs(stdout=True, stderr=False)
+            if result.get("StatusCode", 1) != 0:
+                errors: bytes = container.logs(stdout=False, stderr=True)
+                raise BuildFailed(f"{ref}: `{command}` failed: {errors.decode(errors='replace')}")
+            return output.decode(errors="replace")
+        finally:
+            container.remove(force=True)

@@ -1,0 +1,114 @@
+"""Build contexts assembled in memory, with normalised tar metadata.
+
+Owner, group and mtime are fixed and members sorted, so the same inputs give the same bytes:
+the context's hash is part of the cache key, and the engine's own layer cache sees stable
+file metadata for COPY.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagekit.errors import ImagekitError, Problem
+from imagekit.model import Catalog, Image
+from imagekit.recipes import render_image
+from imagekit.render.plan import plan
+
+EXECUTABLE = 0o755
+REGULAR = 0o644
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    files: dict[str, bytes]  # path in the context -> content
+    modes: dict[str, int]
+
+    def tar(self) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            dirs: set[str] = set()
+            for path in sorted(self.files):
+                parts = path.split("/")[:-1]
+                for i in range(1, len(parts) + 1):
+                    d = "/".join(parts[:i])
+                    if d not in dirs:
+                        dirs.add(d)
+                        tar.addfile(_info(d, 0, tarfile.DIRTYPE, EXECUTABLE))
+                data = self.files[path]
+                tar.addfile(_info(path, len(data), tarfile.REGTYPE, self.modes[path]),
+                            io.BytesIO(data))
+        return buffer.getvalue()
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for path in sorted(self.files):
+            h.update(f"{path}\0{self.modes[path]:o}\0{len(self.files[path])}\0".encode())
+            h.update(self.files[path])
+        return h.hexdigest()
+
+
+def _info(name: str, size: int, kind: bytes, mode: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.mode = size, kind, mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = 0
+    return info
+
+
+def assemble(catalog: Catalog, image: Image) -> BuildContext:
+    files = render_image(catalog, image)
+    modes = {path: REGULAR for path in files}
+    for layer in image.layers:
+        for f in layer.files:
+            if os.access(f.source, os.X_OK):
+                modes[f.context_path] = EXECUTABLE
+    recipe = plan(catalog, image)
+    if recipe.ca_bundle:
+        files["site/ca-bundle.crt"] = _site_file(catalog, "ca_bundle", catalog.site.ca_bundle)
+        modes["site/ca-bundle.crt"] = REGULAR
+    if recipe.wheelhouse:
+        for name, data in wheels_for(catalog, recipe.pip).items():
+            files[f"wheelhouse/{name}"] = data
+            modes[f"wheelhouse/{name}"] = REGULAR
+        # BuildKit's bind mount needs the folder even when no wheel matches.
+        files.setdefault("wheelhouse/.keep", b"")
+        modes.setdefault("wheelhouse/.keep", REGULAR)
+    return BuildContext(files, modes)
+
+
+def _site_file(catalog: Catalog, field: str, value: str | None) -> bytes:
+    assert value is not None
+    path = Path(value)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        owner = next((p.file for p in catalog.site_profiles if getattr(p.site, field)), None)
+        raise ImagekitError(Problem(owner, f"site.{field}",
+                                    f"cannot read {path}: {exc.strerror}")) from exc
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wheels_for(catalog: Catalog, requirements: tuple[str, ...]) -> dict[str, bytes]:
+    """The wheelhouse's wheels for the projects this image installs directly.
+
+    Only those go into the context: a whole wheelhouse can be gigabytes.
+    """
+    folder = Path(catalog.site.find_links or "")
+    if not folder.is_dir():
+        return {}
+    wanted = {_normalise(re.split(r"[\[<>=!~;]", r, maxsplit=1)[0]) for r in requirements}
+    out = {}
+    for wheel in sorted(folder.glob("*.whl")):
+        if _normalise(wheel.name.split("-")[0]) in wanted:
+            out[wheel.name] = wheel.read_bytes()
+    return out
