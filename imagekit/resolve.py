@@ -49,15 +49,17 @@ def load_catalog(path: Path) -> Catalog:
     root = path.parent
     spec, doc, found = parse(path, CatalogSpec)
     problems += found
-    stack_specs = _read_dir(root / "stacks", StackSpec, problems)
-    profile_specs = _read_dir(root / "profiles", ProfileSpec, problems)
+    broken: set[str] = set()  # files that exist but did not parse: already reported
+    stack_specs = _read_dir(root / "stacks", StackSpec, problems, broken)
+    broken_profiles: set[str] = set()
+    profile_specs = _read_dir(root / "profiles", ProfileSpec, problems, broken_profiles)
     if spec is None:
         raise ImagekitError(problems)
 
     def at(field: str, *loc: str | int) -> int | None:
         return doc.line_of(tuple(loc) if loc else (field,))
 
-    stacks = _resolve_stacks(stack_specs, root, problems)
+    stacks = _resolve_stacks(stack_specs, root, problems, broken)
     profiles = {
         name: _profile(name, file, pspec, root, problems)
         for name, (file, pspec) in profile_specs.items()
@@ -66,6 +68,8 @@ def load_catalog(path: Path) -> Catalog:
     def known_profile(name: str, field: str, line: int | None) -> Profile | None:
         if name in profiles:
             return profiles[name]
+        if name in broken_profiles:
+            return None
         problems.append(Problem(path, field, f"unknown profile {name!r}", line,
                                 did_you_mean(name, profiles)))
         return None
@@ -83,7 +87,7 @@ def load_catalog(path: Path) -> Catalog:
         line = at("", "images", i)
         stack = stacks.get(ispec.stack)
         if stack is None:
-            if ispec.stack in stack_specs:
+            if ispec.stack in stack_specs or ispec.stack in broken:
                 continue  # the stack's own problem is already reported
             problems.append(Problem(path, f"{field}.stack", f"unknown stack {ispec.stack!r}",
                                     at("", "images", i, "stack"),
@@ -181,7 +185,7 @@ def load_catalog(path: Path) -> Catalog:
 
 
 def _read_dir(
-    folder: Path, spec_type: type[SpecT], problems: list[Problem]
+    folder: Path, spec_type: type[SpecT], problems: list[Problem], broken: set[str]
 ) -> dict[str, tuple[Path, SpecT]]:
     out: dict[str, tuple[Path, SpecT]] = {}
     if not folder.is_dir():
@@ -201,6 +205,8 @@ def _read_dir(
         problems += found
         if spec is not None:
             out[file.stem] = (file, spec)
+        else:
+            broken.add(file.stem)
     return out
 
 
@@ -245,12 +251,14 @@ def _stack_order(stacks: dict[str, Stack]) -> list[str]:
 
 
 def _resolve_stacks(specs: dict[str, tuple[Path, StackSpec]], root: Path,
-                    problems: list[Problem]) -> dict[str, Stack]:
+                    problems: list[Problem], broken: set[str]) -> dict[str, Stack]:
     resolved: dict[str, Stack] = {}
-    bad: set[str] = set()
+    bad: set[str] = set(broken)
 
     for name, (file, spec) in specs.items():
-        if spec.extends is not None and spec.extends not in specs:
+        if spec.extends in broken:
+            bad.add(name)
+        elif spec.extends is not None and spec.extends not in specs:
             problems.append(Problem(file, "extends", f"unknown parent stack {spec.extends!r}",
                                     None, did_you_mean(spec.extends, specs)))
             bad.add(name)

