@@ -9,15 +9,18 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
 from imagekit import __version__, recipes, schemas
+from imagekit.checks import CheckResult
 from imagekit.errors import ImagekitError, Problem, did_you_mean
 from imagekit.model import Catalog, Image
 from imagekit.resolve import load_catalog
@@ -282,6 +285,50 @@ def build(
     else:
         out.print(summary(outcomes))
     if any(o.status in ("failed", "skipped") for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command("test")
+def test_(
+    images: Annotated[list[str] | None, typer.Argument(help="images to test")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every buildable image")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Smoke-test built images: their checks, then their consumers' runtime contract."""
+    from imagekit.checks.container import remove_leftovers
+    from imagekit.checks.runner import test_image
+    from imagekit.engine.client import Engine
+
+    results = []
+    latencies: dict[str, dict[str, float]] = {}
+    with _user_errors():
+        cat = _load(catalog)
+        selected = _select(cat, images or [], all_)
+        engine = Engine()
+        log = err if as_json else out
+
+        def show(result: CheckResult) -> None:
+            mark = "[green]PASS[/]" if result.ok else "[red]FAIL[/]"
+            log.print(f"{mark} {result.image}: {escape(result.name)} ({result.seconds} s)")
+            log.print(f"     {escape(result.evidence)}", style="dim" if result.ok else None)
+
+        try:
+            for image in selected:
+                target = test_image(engine.client, cat, image, show)
+                results += target.results
+                latencies[image.name] = target.latencies
+        except KeyboardInterrupt:
+            removed = remove_leftovers(engine.client)
+            err.print(f"interrupted; removed {removed} check containers")
+            raise typer.Exit(130) from None
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        out.print_json(json.dumps({"results": [asdict(r) for r in results],
+                                   "latencies": latencies}))
+    else:
+        out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
         raise typer.Exit(1)
 
 

@@ -164,6 +164,9 @@ class HttpCheck(Spec):
     path: AbsPath = Field(description="path on the server (below its base URL)")
     status: int = Field(200, ge=100, le=599)
     contains: OneLine = ""
+    server: Literal["main", "jupyter"] = Field(
+        "main", description="the image's main app, or the Jupyter server every image has"
+    )
 
 
 class ExecuteCheck(Spec):

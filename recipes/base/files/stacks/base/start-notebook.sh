@@ -40,10 +40,12 @@ if [ "$home_writable" = 1 ]; then
     root_dir="$HOME"
 else
     scratch="${TMPDIR:-/tmp}/imagekit-${uid}"
-    mkdir -p "$scratch/runtime" "$scratch/data" "$scratch/ipython" "$scratch/cache" "$scratch/home"
+    mkdir -p "$scratch/runtime" "$scratch/data" "$scratch/config" "$scratch/ipython" \
+        "$scratch/cache" "$scratch/home"
     chmod 700 "$scratch"
     export JUPYTER_RUNTIME_DIR="${JUPYTER_RUNTIME_DIR:-$scratch/runtime}"
     export JUPYTER_DATA_DIR="${JUPYTER_DATA_DIR:-$scratch/data}"
+    export JUPYTER_CONFIG_DIR="${JUPYTER_CONFIG_DIR:-$scratch/config}"
     export IPYTHONDIR="${IPYTHONDIR:-$scratch/ipython}"
     export XDG_CACHE_HOME="${XDG_CACHE_HOME:-$scratch/cache}"
     export MPLCONFIGDIR="${MPLCONFIGDIR:-$scratch/cache/matplotlib}"

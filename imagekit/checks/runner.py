@@ -1,0 +1,37 @@
+"""`imagekit test`: the static checks, then the runtime contract of the image's type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from imagekit.checks import CheckResult
+from imagekit.checks.contract import CONTRACTS, Target
+from imagekit.checks.static import run_static
+from imagekit.errors import ImagekitError
+from imagekit.model import Catalog, Image
+
+
+def test_image(client: Any, catalog: Catalog, image: Image,
+               on_result: Callable[[CheckResult], None]) -> Target:
+    ref = catalog.ref(image.name)
+    try:
+        client.images.get(ref)
+    except Exception:
+        raise ImagekitError(f"{image.name}: {ref} is not built (run `imagekit build "
+                            f"{image.name}`)") from None
+    target = Target(client, ref, image)
+    seen = 0
+
+    def flush() -> None:
+        nonlocal seen
+        for result in target.results[seen:]:
+            on_result(result)
+        seen = len(target.results)
+
+    run_static(target)
+    flush()
+    for contract in CONTRACTS[image.runtime.type]:
+        contract(target)
+        flush()
+    return target
