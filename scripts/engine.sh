@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Run a command with a Docker engine available: start dockerd if none answers, and stop it
+# again afterwards if we started it (unless --keep). Usage: scripts/engine.sh [--keep] CMD...
+set -euo pipefail
+keep=0
+if [ "${1:-}" = "--keep" ]; then keep=1; shift; fi
+
+started=0
+log="${TMPDIR:-/tmp}/imagekit-dockerd.log"
+if ! docker info >/dev/null 2>&1; then
+    if ! command -v dockerd >/dev/null; then
+        echo "engine: dockerd is not installed (run scripts/setup.sh)" >&2
+        exit 2
+    fi
+    echo "engine: starting dockerd (log: $log)"
+    dockerd >"$log" 2>&1 &
+    echo $! > "${TMPDIR:-/tmp}/imagekit-dockerd.pid"
+    started=1
+    for _ in $(seq 1 120); do
+        docker info >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    docker info >/dev/null 2>&1 || { echo "engine: dockerd did not come up" >&2; tail -20 "$log" >&2; exit 1; }
+fi
+
+stop() {
+    if [ "$started" = 1 ] && [ "$keep" = 0 ]; then
+        echo "engine: stopping the dockerd we started"
+        pid="$(cat "${TMPDIR:-/tmp}/imagekit-dockerd.pid")"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    fi
+}
+trap stop EXIT
+"$@"

@@ -1,0 +1,99 @@
+"""Integration fixtures: the real engine, the real CLI, images built once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imagekit(*args: str, catalog: Path | None = None, check: bool = True,
+             timeout: float = 3000) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI as a user would."""
+    argv = [sys.executable, "-m", "imagekit", *args]
+    if catalog is not None:
+        argv += ["--catalog", str(catalog)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                            env={**os.environ, "COLUMNS": "200"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"imagekit {' '.join(args)} exited {result.returncode}\n"
+                             f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def client() -> Any:
+    try:
+        engine = docker.from_env(timeout=900)
+        engine.ping()
+    except docker.errors.DockerException as exc:
+        # Never pass silently: without an engine these tests fail, they do not skip.
+        pytest.fail(f"no Docker engine ({exc}): run the tests with `make test`, which starts "
+                    "dockerd, or deselect them with -m 'not integration'")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def base_image(client: Any) -> str:
+    imagekit("base")
+    return "imagekit/debian:bookworm"
+
+
+@pytest.fixture(scope="session")
+def build(base_image: str) -> Callable[..., list[dict[str, Any]]]:
+    """Build images through the CLI once per session; return the JSON outcomes."""
+    done: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+    def run(*names: str) -> list[dict[str, Any]]:
+        if names not in done:
+            result = imagekit("build", *names, "--json")
+            done[names] = json.loads(result.stdout)
+        return done[names]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def smoke() -> Callable[[str], dict[str, Any]]:
+    """`imagekit test IMAGE --json`, once per image per session."""
+    done: dict[str, dict[str, Any]] = {}
+
+    def run(name: str) -> dict[str, Any]:
+        if name not in done:
+            result = imagekit("test", name, "--json", check=False)
+            report = json.loads(result.stdout)
+            report["exit"] = result.returncode
+            report["stderr"] = result.stderr
+            done[name] = report
+        return done[name]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def docker_compose_command() -> str:
+    # Debian ships docker-compose v1; there is no `docker compose` plugin here.
+    return "docker-compose"
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str:
+    return str(ROOT / "tests" / "integration" / "docker-compose.yml")
+
+
+@pytest.fixture(scope="session")
+def docker_compose_project_name() -> str:
+    return "imagekit-tests"
+
+
+def failed(report: dict[str, Any]) -> list[str]:
+    return [f"{r['name']}: {r['evidence']}" for r in report["results"] if not r["ok"]]

@@ -1,0 +1,157 @@
+"""Given the catalog, when I build, then the engine holds tagged, labelled, cached images."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import ROOT, imagekit
+
+pytestmark = pytest.mark.integration
+
+REF = "127.0.0.1:5055/imagekit/{}:latest"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    for name in ("stacks", "profiles"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    shutil.copy(ROOT / "catalog.yaml", tmp_path / "catalog.yaml")
+    return tmp_path
+
+
+def test_base_and_scipy_build_parents_first(build: Callable[..., Any]) -> None:
+    outcomes = build("scipy")
+    assert [o["image"] for o in outcomes] == ["base", "scipy"]
+    assert all(o["status"] in ("built", "cached") for o in outcomes), outcomes
+
+
+def test_an_unchanged_image_is_not_rebuilt(build: Callable[..., Any]) -> None:
+    build("scipy")
+    again = json.loads(imagekit("build", "scipy", "--json").stdout)
+    assert [o["status"] for o in again] == ["cached", "cached"]
+    assert all(o["seconds"] < 10 for o in again)
+
+
+def test_dry_run_prints_the_plan(build: Callable[..., Any]) -> None:
+    build("scipy")
+    out = imagekit("build", "pytorch", "scipy-hpc", "--dry-run").stdout
+    lines = [line.split()[1] for line in out.splitlines() if re.match(r"\s*\d+\.", line)]
+    assert lines == ["base", "scipy", "scipy-hpc", "pytorch"]
+    assert "builder: BuildKit" in out
+
+
+def test_labels_record_stack_parent_and_recipe(build: Callable[..., Any], client: Any) -> None:
+    build("scipy")
+    base, scipy = client.images.get(REF.format("base")), client.images.get(REF.format("scipy"))
+    labels = scipy.labels
+    assert labels["io.imagekit.stack"] == "scipy"
+    assert labels["io.imagekit.parent-digest"] == base.id
+    assert re.fullmatch(r"[0-9a-f]{64}", labels["io.imagekit.recipe-hash"])
+    assert re.fullmatch(r"[0-9a-f]{64}", labels["io.imagekit.cache-key"])
+    assert labels["org.opencontainers.image.title"] == "scipy"
+    assert labels["io.imagekit.version"]
+
+
+def test_tags_are_computed_inside_the_image(build: Callable[..., Any], client: Any) -> None:
+    outcome = {o["image"]: o for o in build("scipy")}["scipy"]
+    tags = [t.rpartition(":")[2] for t in client.images.get(REF.format("scipy")).tags]
+    assert "latest" in tags
+    assert any(re.fullmatch(r"python-3\.11\.\d+", t) for t in tags), tags
+    assert any(re.fullmatch(r"numpy-\d+\.\d+\.\d+", t) for t in tags), tags
+    assert any(re.fullmatch(r"\d{4}-\d{2}-\d{2}", t) for t in tags), tags
+    assert outcome["size"] > 0
+
+
+def test_image_runs_as_jovyan_with_the_site_ca(build: Callable[..., Any], client: Any) -> None:
+    build("scipy")
+    out = client.containers.run(REF.format("scipy"), ["-c", "id -un; id -u; echo $PIP_CERT"],
+                                entrypoint=["/bin/bash"], remove=True).decode()
+    assert out.split() == ["jovyan", "1000", "/etc/imagekit/ca-bundle.crt"]
+
+
+def test_a_failed_build_moves_no_tag(build: Callable[..., Any], client: Any,
+                                     project: Path) -> None:
+    build("scipy")
+    before = client.images.get(REF.format("scipy")).id
+    stack = project / "stacks/scipy.yaml"
+    stack.write_text(stack.read_text().replace(
+        "  - ipyparallel\n", "  - ipyparallel\n  - imagekit-no-such-package-anywhere\n"))
+    result = imagekit("build", "scipy", "--plain", catalog=project / "catalog.yaml",
+                      check=False)
+    assert result.returncode == 1
+    assert "build failed at" in result.stdout and "uv pip install" in result.stdout
+    assert "imagekit-no-such-package-anywhere" in result.stdout
+    assert client.images.get(REF.format("scipy")).id == before
+
+
+def test_bad_input_builds_nothing(project: Path, client: Any) -> None:
+    stack = project / "stacks/scipy.yaml"
+    stack.write_text(stack.read_text().replace("  - numpy\n", "  - 'numpy; rm -rf /'\n"))
+    result = imagekit("build", "scipy", catalog=project / "catalog.yaml", check=False)
+    assert result.returncode == 2
+    assert "stacks/scipy.yaml" in result.stderr and "pip[0]" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+TINY = """\
+description: A tiny stack for builder tests.
+extends: base
+pip:
+  - six
+env:
+  TINY_GREETING: hello from tiny
+files:
+  - {src: tiny/hello.txt, dest: /opt/tiny/hello.txt}
+checks:
+  imports: [six]
+"""
+
+
+def _tiny(project: Path, extra_site: str = "") -> Path:
+    (project / "stacks/tiny.yaml").write_text(TINY)
+    (project / "stacks/files/tiny").mkdir()
+    (project / "stacks/files/tiny/hello.txt").write_text("hello\n")
+    catalog = project / "catalog.yaml"
+    text = catalog.read_text().replace("  - stack: pyspark\n",
+                                       "  - stack: pyspark\n  - stack: tiny\n")
+    catalog.write_text(text)
+    if extra_site:
+        mirrors = project / "profiles/mirrors.yaml"
+        mirrors.write_text(mirrors.read_text() + extra_site)
+    return catalog
+
+
+def test_the_classic_builder_builds_too(build: Callable[..., Any], client: Any,
+                                        project: Path) -> None:
+    build("base")
+    catalog = _tiny(project)
+    result = imagekit("build", "tiny", "--builder", "classic", "--plain", "--force",
+                      catalog=catalog)
+    assert "classic builder" in result.stdout
+    out = client.containers.run(REF.format("tiny"), ["-c", "cat /opt/tiny/hello.txt; "
+                                "python -c 'import six; print(six.__name__)'; "
+                                "echo $TINY_GREETING"],
+                                entrypoint=["/bin/bash"], remove=True).decode()
+    assert out.split("\n")[:3] == ["hello", "six", "hello from tiny"]
+    client.images.remove(REF.format("tiny"), force=True)
+
+
+def test_secrets_never_reach_a_layer(build: Callable[..., Any], client: Any,
+                                     project: Path, tmp_path: Path) -> None:
+    build("base")
+    secret = "s3cret-imagekit-canary"
+    catalog = _tiny(project, extra_site=f"  pip_index_url: https://canary:{secret}@pypi.org/simple\n")
+    imagekit("build", "tiny", "--builder", "buildkit", "--plain", "--force", catalog=catalog)
+    image = client.images.get(REF.format("tiny"))
+    history = json.dumps(image.history()) + json.dumps(image.attrs)
+    assert secret not in history
+    archive = b"".join(image.save())
+    assert secret.encode() not in archive
+    client.images.remove(REF.format("tiny"), force=True)

@@ -1,0 +1,51 @@
+"""The large stacks: built and smoke-tested on the real engine like base and scipy.
+
+Marked `heavy` so that `pytest -m "not heavy"` stays quick; `make test` and CI run them.
+pytorch-cuda (several GB of CUDA wheels) and rstudio (a .deb from outside the reachable
+registries) are not built here: see the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import failed
+
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
+
+
+@pytest.mark.parametrize("image", ["pytorch", "pyspark", "r", "vscode"])
+def test_stack_builds_and_passes_its_checks(image: str, build: Callable[..., Any],
+                                            smoke: Callable[[str], dict[str, Any]]) -> None:
+    outcomes = build(image)
+    assert all(o["status"] in ("built", "cached") for o in outcomes), outcomes
+    report = smoke(image)
+    assert report["exit"] == 0, failed(report)
+
+
+def test_r_kernel_runs_tidyverse(build: Callable[..., Any],
+                                 smoke: Callable[[str], dict[str, Any]]) -> None:
+    build("r")
+    results = {r["name"]: r for r in smoke("r")["results"]}
+    ir = [r for name, r in results.items() if name.startswith("kernel ir")]
+    assert ir and all(r["ok"] for r in ir) and "11" in ir[0]["evidence"]
+
+
+def test_vscode_at_root_and_behind_jupyter(build: Callable[..., Any],
+                                           smoke: Callable[[str], dict[str, Any]]) -> None:
+    build("vscode")
+    names = {r["name"] for r in smoke("vscode")["results"] if r["ok"]}
+    assert "kubeflow: code-server at / on 8888" in names
+    assert "jupyter-server-proxy serves /vscode/" in names
+    assert "docker run: editor asks for credentials" in names
+
+
+def test_pytorch_comes_from_the_wheelhouse(build: Callable[..., Any], client: Any) -> None:
+    build("pytorch")
+    out = client.containers.run("127.0.0.1:5055/imagekit/pytorch:latest",
+                                ["-c", "import torch; print(torch.__version__)"],
+                                entrypoint=["python3"], remove=True).decode()
+    assert out.strip() == "2.13.0+cpu"

@@ -1,0 +1,88 @@
+"""Given built images, when I run `imagekit test`, then every consumer's contract holds."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from imagekit.checks.kernel import execute
+from tests.integration.conftest import ROOT, failed, imagekit
+
+pytestmark = pytest.mark.integration
+
+JUPYTER_CONTRACT = (
+    "docker run: token auth",
+    "docker run: generated token printed",
+    "kubeflow: served under NB_PREFIX without token",
+    "kubeflow: kernel runs under the prefix",
+    "jupyterhub: jupyterhub-singleuser reaches for the hub",
+    "random uid 12345 with an empty volume as home",
+    "read-only root, uid not in passwd, home not writable",
+    "HEALTHCHECK turns healthy",
+    "python imports",
+    "kernels registered",
+)
+
+
+@pytest.mark.parametrize("image", ["base", "scipy"])
+def test_every_check_passes(image: str, build: Callable[..., Any],
+                            smoke: Callable[[str], dict[str, Any]]) -> None:
+    build("scipy")
+    report = smoke(image)
+    assert report["exit"] == 0, failed(report)
+    names = {r["name"] for r in report["results"]}
+    assert set(JUPYTER_CONTRACT) <= names
+    assert report["latencies"][image]["first_200_s"] < 30
+
+
+def test_scipy_kernels_compute(build: Callable[..., Any],
+                               smoke: Callable[[str], dict[str, Any]]) -> None:
+    build("scipy")
+    report = smoke("scipy")
+    kernels = [r for r in report["results"] if r["name"].startswith("kernel python3")]
+    assert len(kernels) >= 3 and all(r["ok"] for r in kernels)
+    assert any("'45'" in r["evidence"] for r in kernels)
+
+
+def test_a_failing_check_fails_the_run_and_leaves_no_container(
+    build: Callable[..., Any], client: Any, tmp_path: Path
+) -> None:
+    build("scipy")
+    for name in ("stacks", "profiles"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    shutil.copy(ROOT / "catalog.yaml", tmp_path / "catalog.yaml")
+    stack = tmp_path / "stacks/scipy.yaml"
+    stack.write_text(stack.read_text().replace('expect: "45"', 'expect: "46"'))
+    result = imagekit("test", "scipy", catalog=tmp_path / "catalog.yaml", check=False)
+    assert result.returncode == 1
+    assert "FAIL scipy: kernel python3: import numpy" in result.stdout
+    assert "printed '45'" in result.stdout  # the evidence: what was seen instead
+    assert client.containers.list(all=True, filters={"label": "io.imagekit.check"}) == []
+
+
+def test_compose_deployment_serves_notebooks(build: Callable[..., Any], docker_ip: str,
+                                             docker_services: Any) -> None:
+    build("scipy")
+    port = docker_services.port_for("notebook", 8888)
+    url = f"http://{docker_ip}:{port}"
+    docker_services.wait_until_responsive(
+        check=lambda: _ok(f"{url}/api/status?token=compose-token"), timeout=90, pause=0.5)
+    assert "45" in execute(url, "compose-token", "python3",
+                           "import numpy; print(numpy.arange(10).sum())")
+    prefix = "/notebook/team/alice"
+    kf = f"http://{docker_ip}:{docker_services.port_for('kubeflow', 8888)}"
+    docker_services.wait_until_responsive(check=lambda: _ok(f"{kf}{prefix}/api/status"),
+                                          timeout=90, pause=0.5)
+    assert "42" in execute(kf + prefix, "", "python3", "print(6 * 7)")
+
+
+def _ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=3).status_code == 200
+    except requests.RequestException:
+        return False
