@@ -40,8 +40,8 @@ def execute(base_url: str, token: str, kernel: str, code: str, timeout: float = 
 def _run(base_url: str, session: requests.Session, kernel_id: str, code: str,
          timeout: float) -> str:
     ws_url = base_url.replace("http://", "ws://", 1) + f"/api/kernels/{kernel_id}/channels"
-    header = [f"{k}: {v}" for k, v in session.headers.items()
-              if k in ("Authorization", "X-XSRFToken")]
+    header = [f"{k}: {v!s}" for k, v in session.headers.items()
+              if k in ("Authorization", "X-XSRFToken") and isinstance(v, str)]
     cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
     ws = websocket.create_connection(ws_url, header=header, cookie=cookie or None,
                                      timeout=timeout)
