@@ -247,18 +247,33 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="rebuild even when cached")] = False,
     plain: Annotated[bool, typer.Option("--plain", help="log lines, no live display")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+    formats: Annotated[list[str] | None, typer.Option(
+        "--format", help="docker or sif (repeatable); default: the image's catalog formats",
+    )] = None,
+    sif_level: Annotated[int, typer.Option("--sif-level", min=1, max=9,
+                                           help="gzip level of the SIF's squashfs")] = 6,
+    sif_method: Annotated[str, typer.Option(
+        "--sif-method", help="auto (apptainer when on PATH), native or apptainer")] = "auto",
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
-    """Build images (parents first, each once, unchanged ones from cache)."""
+    """Build images (parents first, each once, unchanged ones from cache); SIFs into dist/."""
     from imagekit import build as builds
     from imagekit.engine.base import ensure_base
     from imagekit.engine.builders import choose
     from imagekit.engine.client import Engine
-    from imagekit.progress import LiveDisplay, PlainDisplay, summary
+    from imagekit.progress import LiveDisplay, PlainDisplay, human_size, summary
+    from imagekit.sif import build_sif
 
     with _user_errors():
         cat = _load(catalog)
-        names = [i.name for i in _select(cat, images or [], all_)]
+        for f in formats or []:
+            if f not in ("docker", "sif"):
+                raise ImagekitError(f"--format: {f!r} is not one of docker, sif")
+        if sif_method not in ("auto", "native", "apptainer"):
+            raise ImagekitError(f"--sif-method: {sif_method!r} is not auto, native or apptainer")
+        selected = _select(cat, images or [], all_)
+        names = [i.name for i in selected]
+        wants_sif = [i for i in selected if "sif" in (formats or i.formats)]
         engine = Engine()
         chosen = choose(builder, engine.client)
         log = err if as_json else out
@@ -280,8 +295,20 @@ def build(
         with display:
             outcomes = builds.run_builds(cat, engine, chosen, names, force=force,
                                          on_line=display.line, on_status=display.status)
+        ok = {o.image for o in outcomes if o.status in ("built", "cached")}
+        sifs = []
+        for image in wants_sif:
+            if image.name not in ok:
+                continue
+            log.print(f"[{image.name}] converting to SIF", markup=False)
+            result = build_sif(cat, engine, image, level=sif_level, force=force,
+                               method=sif_method)
+            log.print(f"[{image.name}] {result.status} {result.path} ({result.method}, "
+                      f"{human_size(result.size)}, {result.total_s} s)", markup=False)
+            sifs.append(result)
     if as_json:
-        out.print_json(json.dumps([o.as_dict() for o in outcomes]))
+        out.print_json(json.dumps({"images": [o.as_dict() for o in outcomes],
+                                   "sif": [r.as_dict() for r in sifs]}))
     else:
         out.print(summary(outcomes))
     if any(o.status in ("failed", "skipped") for o in outcomes):
@@ -330,6 +357,35 @@ def test_(
         out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="a .sif file")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """A SIF's header, objects, labels and definition file."""
+    from imagekit.sif import inspect as inspect_sif
+
+    with _user_errors():
+        info = inspect_sif(path)
+    if as_json:
+        out.print_json(json.dumps(info))
+        return
+    out.print(f"launch script: {info['launch']}", markup=False)
+    out.print(info["header"], markup=False)
+    table = Table(title="objects", header_style="bold")
+    for col in ("id", "group", "type", "start", "end", "size"):
+        table.add_column(col)
+    for o in info["objects"]:
+        table.add_row(str(o["id"]), o["group"], o["kind"], str(o["start"]), str(o["end"]),
+                      str(o["end"] - o["start"]))
+    out.print(table)
+    out.print("[bold]labels[/]")
+    for key, value in sorted(info["labels"].items()):
+        out.print(f"  {key} = {value}", markup=False)
+    out.print("[bold]definition file[/]")
+    out.print(info["deffile"], markup=False)
 
 
 @app.command()

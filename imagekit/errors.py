@@ -21,11 +21,10 @@ class Problem:
     hint: str | None = None
 
     def __str__(self) -> str:
-        where = str(self.file) if self.file is not None else "<catalog>"
+        where = str(self.file) if self.file is not None else ""
         if self.line is not None:
             where += f":{self.line}"
-        text = f"{where}: {self.field}: " if self.field else f"{where}: "
-        text += self.message
+        text = "".join(f"{part}: " for part in (where, self.field) if part) + self.message
         if self.hint:
             text += f" ({self.hint})"
         return text

@@ -56,7 +56,7 @@ def build(base_image: str) -> Callable[..., list[dict[str, Any]]]:
     def run(*names: str) -> list[dict[str, Any]]:
         if names not in done:
             result = imagekit("build", *names, "--json")
-            done[names] = json.loads(result.stdout)
+            done[names] = json.loads(result.stdout)["images"]
         return done[names]
 
     return run

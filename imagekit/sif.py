@@ -1,0 +1,330 @@
+"""Docker image -> SIF, the single-file image Apptainer and SingularityCE run.
+
+With `apptainer` or `singularity` on PATH, their own `build ... docker-daemon://REF` is used.
+Otherwise the SIF is assembled natively the way `apptainer build` lays it out:
+
+1. export the image's filesystem and add what Singularity's runtime reads:
+   `/.singularity.d/` (env scripts from the image's ENV, runscript and startscript from its
+   command, the %test checks, labels.json) and the mount points it binds onto;
+2. make a gzip squashfs of it (zstd is refused by SingularityCE and Apptainer < 1.4), with
+   every timestamp fixed so that the same image gives the same bytes;
+3. assemble the SIF with siftool: the definition file (Def.FILE), two JSON objects (labels,
+   image config) and the squashfs as the primary system partition, all in group 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from imagekit.engine.client import Engine, ImageInfo
+from imagekit.errors import BuildFailed, ImagekitError
+from imagekit.model import Catalog, Image
+from imagekit.render.singularity import SingularityRenderer
+from imagekit.run import run
+
+# gzip level 6 costs +0.5 % of size against the default 9 and takes under half the time
+# (measured on a 1 GB image here: 20.7 s against 48 s).
+DEFAULT_LEVEL = 6
+ARCHES = {"386": 1, "amd64": 2, "arm": 3, "arm64": 4, "ppc64le": 6, "s390x": 11, "riscv64": 12}
+MOUNT_POINTS = ("proc", "sys", "dev", "tmp", "var/tmp", "home", "etc", "mnt", "srv",
+                "opt", "run", ".singularity.d/libs", ".singularity.d/actions")
+
+
+@dataclass
+class SifResult:
+    image: str
+    path: str
+    method: str  # native / apptainer / singularity
+    status: str  # built / cached
+    image_id: str
+    size: int
+    sha256: str
+    export_s: float = 0.0
+    squashfs_s: float = 0.0
+    assemble_s: float = 0.0
+    total_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sif_path(catalog: Catalog, image: Image, tag: str | None = None) -> Path:
+    return catalog.root / "dist" / f"{image.name}_{tag or image.tags[0]}.sif"
+
+
+def runtime_tool() -> str | None:
+    for name in ("apptainer", "singularity"):
+        if shutil.which(name):
+            return name
+    return None
+
+
+def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DEFAULT_LEVEL,
+              force: bool = False, method: str = "auto") -> SifResult:
+    ref = catalog.ref(image.name)
+    info = engine.image(ref)
+    if info is None:
+        raise ImagekitError(f"{image.name}: {ref} is not built (run `imagekit build "
+                            f"{image.name}`)")
+    out = sif_path(catalog, image)
+    sidecar = out.with_suffix(".sif.json")
+    if not force and out.is_file() and sidecar.is_file():
+        previous = json.loads(sidecar.read_text())
+        if previous.get("image_id") == info.id and previous.get("size") == out.stat().st_size:
+            previous["status"] = "cached"
+            return SifResult(**previous)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tool = runtime_tool() if method in ("auto", "apptainer") else None
+    if method == "apptainer" and tool is None:
+        raise ImagekitError("--sif-method apptainer: neither apptainer nor singularity is on PATH")
+    started = time.monotonic()
+    partial = out.with_name(out.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        if tool is not None:
+            run([tool, "build", "--force", str(partial), f"docker-daemon://{ref}"], timeout=3600)
+            result = SifResult(image.name, str(out), tool, "built", info.id, 0, "")
+        else:
+            result = _native(catalog, engine, image, info, partial, level)
+        partial.replace(out)  # a failed conversion leaves the previous SIF in place
+    finally:
+        partial.unlink(missing_ok=True)
+    result.path = str(out)
+    result.total_s = round(time.monotonic() - started, 1)
+    result.size = out.stat().st_size
+    result.sha256 = _sha256(out)
+    sidecar.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    return result
+
+
+def _native(catalog: Catalog, engine: Engine, image: Image, info: ImageInfo, out: Path,
+            level: int) -> SifResult:
+    for tool in ("mksquashfs", "siftool"):
+        if shutil.which(tool) is None:
+            raise ImagekitError(f"{tool} is not installed (apt-get install "
+                                f"{'squashfs-tools' if tool == 'mksquashfs' else tool})")
+    deffile = SingularityRenderer().render(catalog, image)["Singularity.def"]
+    with tempfile.TemporaryDirectory(prefix="imagekit-sif-", dir=_workdir()) as tmp:
+        work = Path(tmp)
+        rootfs = work / "rootfs"
+        rootfs.mkdir()
+        t0 = time.monotonic()
+        export(engine, info.id, rootfs)
+        write_singularity_dir(rootfs, info, deffile)
+        t1 = time.monotonic()
+        squashfs = work / "rootfs.sqfs"
+        make_squashfs(rootfs, squashfs, level)
+        t2 = time.monotonic()
+        (work / "Singularity.def").write_text(deffile)
+        (work / "labels.json").write_text(json.dumps(labels(info), indent=2, sort_keys=True))
+        (work / "config.json").write_text(json.dumps(image_config(info), indent=2,
+                                                     sort_keys=True))
+        arch = ARCHES.get(info.architecture)
+        if arch is None:
+            raise ImagekitError(f"{image.name}: architecture {info.architecture!r} has no SIF "
+                                "code")
+        assemble(out, work / "Singularity.def", work / "labels.json", work / "config.json",
+                 squashfs, arch)
+        t3 = time.monotonic()
+    return SifResult(image.name, str(out), "native", "built", info.id, 0, "",
+                     export_s=round(t1 - t0, 1), squashfs_s=round(t2 - t1, 1),
+                     assemble_s=round(t3 - t2, 1))
+
+
+def _workdir() -> str | None:
+    return os.environ.get("IMAGEKIT_WORKDIR")
+
+
+def export(engine: Engine, image_id: str, rootfs: Path) -> None:
+    """The image's filesystem, as `docker export` gives it, unpacked into `rootfs`."""
+    container = engine.client.containers.create(image_id, command=["/bin/true"],
+                                                entrypoint=[])
+    try:
+        tar = subprocess.Popen(["tar", "-x", "-p", "--numeric-owner", "-C", str(rootfs)],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert tar.stdin is not None
+        try:
+            for chunk in container.export(chunk_size=1 << 20):
+                tar.stdin.write(chunk)
+        finally:
+            tar.stdin.close()
+        if tar.wait() != 0:
+            stderr = tar.stderr.read().decode(errors="replace") if tar.stderr else ""
+            raise BuildFailed(f"unpacking the export of {image_id} failed: {stderr[-500:]}")
+    finally:
+        container.remove(force=True)
+    with contextlib.suppress(FileNotFoundError):
+        (rootfs / ".dockerenv").unlink()
+
+
+def _env_line(entry: str) -> str:
+    key, _, value = entry.partition("=")
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+               .replace("`", "\\`"))
+    if key == "PATH":
+        # As apptainer does: the image's PATH wins over the host's.
+        return f'export PATH="{escaped}"'
+    return f'export {key}="${{{key}:-"{escaped}"}}"'
+
+
+def write_singularity_dir(rootfs: Path, info: ImageInfo, deffile: str) -> None:
+    sd = rootfs / ".singularity.d"
+    (sd / "env").mkdir(parents=True, exist_ok=True)
+    for point in MOUNT_POINTS:
+        (rootfs / point).mkdir(parents=True, exist_ok=True)
+    (rootfs / "tmp").chmod(0o1777)
+    (rootfs / "var/tmp").chmod(0o1777)
+    for name in ("etc/hosts", "etc/resolv.conf"):
+        target = rootfs / name
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        target.write_text("")
+    env = ["#!/bin/sh", "# from the Docker image's ENV (docker2singularity semantics)"]
+    env += [_env_line(e) for e in info.env if "=" in e]
+    _write(sd / "env/10-docker2singularity.sh", "\n".join(env) + "\n", 0o755)
+    _write(sd / "env/90-environment.sh",
+           "#!/bin/sh\n# Custom environment shell code should follow\n\n", 0o755)
+    _write(sd / "env/99-base.sh", (
+        "#!/bin/sh\n"
+        'if [ -z "${LD_LIBRARY_PATH:-}" ]; then\n'
+        '    LD_LIBRARY_PATH="/.singularity.d/libs"\n'
+        "else\n"
+        '    LD_LIBRARY_PATH="$LD_LIBRARY_PATH:/.singularity.d/libs"\n'
+        "fi\n"
+        'PS1="Apptainer> "\n'
+        "export LD_LIBRARY_PATH PS1\n"
+    ), 0o755)
+    _write(sd / "runscript", "#!/bin/sh\n" + _section(deffile, "runscript") + "\n", 0o755)
+    _write(sd / "startscript", "#!/bin/sh\n" + _section(deffile, "startscript") + "\n", 0o755)
+    _write(sd / "test", "#!/bin/sh\n" + _section(deffile, "test") + "\n", 0o755)
+    _write(sd / "labels.json", json.dumps(labels(info), indent=4, sort_keys=True) + "\n", 0o644)
+    _write(sd / "Singularity", deffile, 0o644)
+    for link in ("singularity", "runscript"):
+        target = rootfs / link
+        if not target.exists() and not target.is_symlink():
+            target.symlink_to(f".singularity.d/{link if link == 'runscript' else 'runscript'}")
+    env_link = rootfs / "environment"
+    if not env_link.exists() and not env_link.is_symlink():
+        env_link.symlink_to(".singularity.d/env/90-environment.sh")
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _section(deffile: str, name: str) -> str:
+    """The body of a %section of the rendered definition, dedented."""
+    lines = deffile.splitlines()
+    try:
+        start = lines.index(f"%{name}") + 1
+    except ValueError:
+        return ""
+    body = []
+    for line in lines[start:]:
+        if line.startswith("%"):
+            break
+        body.append(line[4:] if line.startswith("    ") else line)
+    return "\n".join(body).strip("\n")
+
+
+def labels(info: ImageInfo) -> dict[str, str]:
+    out = dict(info.labels)
+    out["io.imagekit.image-id"] = info.id
+    return out
+
+
+def image_config(info: ImageInfo) -> dict[str, Any]:
+    return {"architecture": info.architecture, "config": {
+        "Env": list(info.env), "Entrypoint": list(info.entrypoint), "Cmd": list(info.cmd),
+        "Labels": dict(info.labels)}}
+
+
+def make_squashfs(rootfs: Path, out: Path, level: int) -> None:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    run(["mksquashfs", str(rootfs), str(out), "-noappend", "-comp", "gzip",
+         "-Xcompression-level", str(level), "-all-time", epoch, "-mkfs-time", epoch,
+         "-no-progress", "-quiet"], timeout=3600)
+
+
+LAUNCH = b"#!/usr/bin/env run-singularity\n"
+
+
+def assemble(out: Path, deffile: Path, labels_json: Path, config_json: Path, squashfs: Path,
+             arch: int) -> None:
+    run(["siftool", "new", str(out)])
+    # The first 32 bytes of the global header are the launch script that makes a SIF
+    # executable (`./x.sif`); siftool leaves it empty, apptainer writes this one.
+    with out.open("r+b") as f:
+        f.write(LAUNCH.ljust(32, b"\0"))
+    run(["siftool", "add", "--datatype", "1", "--groupid", "1", "--filename",
+         "Singularity.def", str(out), str(deffile)])
+    run(["siftool", "add", "--datatype", "6", "--groupid", "1", "--filename", "labels.json",
+         str(out), str(labels_json)])
+    run(["siftool", "add", "--datatype", "6", "--groupid", "1", "--filename", "config.json",
+         str(out), str(config_json)])
+    run(["siftool", "add", "--datatype", "4", "--parttype", "2", "--partfs", "1",
+         "--partarch", str(arch), "--groupid", "1", str(out), str(squashfs)], timeout=600)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class SifObject:
+    id: int
+    group: str
+    kind: str
+    start: int
+    end: int
+
+
+def inspect(path: Path) -> dict[str, Any]:
+    """Header, objects, labels and definition file of a SIF, read with siftool."""
+    if not path.is_file():
+        raise ImagekitError(f"{path}: no such file")
+    header = run(["siftool", "header", str(path)]).stdout.decode()
+    listing = run(["siftool", "list", str(path)]).stdout.decode()
+    objects = parse_list(listing)
+    deffile, found_labels = "", {}
+    for obj in objects:
+        data = run(["siftool", "dump", str(obj.id), str(path)]).stdout
+        if obj.kind == "Def.FILE":
+            deffile = data.decode(errors="replace")
+        elif obj.kind == "JSON.Generic":
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict) and "config" not in parsed:
+                found_labels = parsed
+    with path.open("rb") as f:
+        launch = f.read(32).split(b"\0")[0].decode(errors="replace")
+    return {"launch": launch, "header": header.strip(), "objects": [asdict(o) for o in objects],
+            "labels": found_labels, "deffile": deffile}
+
+
+def parse_list(listing: str) -> list[SifObject]:
+    objects = []
+    for line in listing.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) < 5 or not cells[0].isdigit():
+            continue
+        start, _, end = cells[3].partition("-")
+        objects.append(SifObject(int(cells[0]), cells[1], cells[4], int(start), int(end)))
+    return objects
