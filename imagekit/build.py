@@ -139,7 +139,9 @@ def run_builds(
                                     "is missing (run `imagekit base`)")
             key = cache_key(context, parent.id, args)
             existing = engine.image(ref)
-            if not force and existing is not None and existing.labels.get(CACHE_LABEL) == key:
+            # --force rebuilds what was asked for; parents still come from the cache.
+            forced = force and image.name in names
+            if not forced and existing is not None and existing.labels.get(CACHE_LABEL) == key:
                 outcome.status, outcome.image_id = "cached", existing.id
                 outcome.size = existing.size
                 outcome.tags = [t for t in existing.tags if t.startswith(ref.rpartition(":")[0])]

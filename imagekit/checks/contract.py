@@ -79,7 +79,7 @@ def jupyter_api(t: Target, server: Running, prefix: str = "") -> None:
         def check(run: Any = run) -> str:
             output = execute(base, server.token, run.kernel, run.code)
             if run.expect not in output:
-                raise CheckFailed(f"kernel {run.kernel} printed {output!r}, "
+                raise CheckFailed(f"kernel {run.kernel} printed {output.strip()!r}, "
                                   f"not {run.expect!r}")
             return f"{run.kernel} printed {output.strip()!r}"
         t.record(f"kernel {run.kernel}: {run.code[:50]}", check)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from imagekit.errors import ImagekitError, Problem
 from imagekit.model import Catalog, Image
-from imagekit.recipes import render_image
+from imagekit.render.docker import DockerRenderer
 from imagekit.render.plan import plan
 
 EXECUTABLE = 0o755
@@ -63,7 +63,13 @@ def _info(name: str, size: int, kind: bytes, mode: int) -> tarfile.TarInfo:
 
 
 def assemble(catalog: Catalog, image: Image) -> BuildContext:
-    files = render_image(catalog, image)
+    # Only what the Dockerfile reads: a change to the Singularity definition must not make
+    # the Docker image look changed.
+    files = {path: text.encode()
+             for path, text in DockerRenderer().render(catalog, image).items()}
+    for layer in image.layers:
+        for f in layer.files:
+            files[f.context_path] = f.source.read_bytes()
     modes = {path: REGULAR for path in files}
     for layer in image.layers:
         for f in layer.files:

@@ -86,6 +86,12 @@ def docker_compose_command() -> str:
 
 
 @pytest.fixture(scope="session")
+def docker_setup() -> list[str]:
+    # docker-compose v1 has no `up --wait`; readiness is waited for by the tests themselves.
+    return ["up -d"]
+
+
+@pytest.fixture(scope="session")
 def docker_compose_file() -> str:
     return str(ROOT / "tests" / "integration" / "docker-compose.yml")
 
