@@ -70,6 +70,11 @@ def _select(cat: Catalog, names: list[str], all_: bool) -> list[Image]:
     return [cat.images[n] for n in names]
 
 
+def _one(catalog: Path, name: str) -> tuple[Catalog, Image]:
+    cat = _load(catalog)
+    return cat, _select(cat, [name], False)[0]
+
+
 @app.command()
 def validate(catalog: CatalogOpt = Path("catalog.yaml")) -> None:
     """Check catalog.yaml, stacks/ and profiles/; print every problem found."""
@@ -150,8 +155,7 @@ def show(
 ) -> None:
     """An image's resolved settings, everything it inherits included."""
     with _user_errors():
-        cat = _load(catalog)
-        img = _select(cat, [image], False)[0]
+        cat, img = _one(catalog, image)
     rt = img.runtime
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
@@ -386,6 +390,93 @@ def inspect(
         out.print(f"  {key} = {value}", markup=False)
     out.print("[bold]definition file[/]")
     out.print(info["deffile"], markup=False)
+
+
+RuntimeOpt = Annotated[str, typer.Option("--runtime", help="apptainer or singularity")]
+SifOpt = Annotated[str | None, typer.Option("--sif", help="SIF path on the cluster; default: "
+                                                          "dist/<image>_<tag>.sif")]
+
+
+@app.command("run-cmd")
+def run_cmd(
+    image: Annotated[str, typer.Argument(help="image name")],
+    command: Annotated[list[str] | None, typer.Argument(help="command; default: a shell")] = None,
+    runtime: RuntimeOpt = "singularity",
+    sif: SifOpt = None,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Print the exact `singularity exec` line for an image, with its profile's binds."""
+    from imagekit import hpc
+
+    with _user_errors():
+        cat, img = _one(catalog, image)
+        direct, by_env = hpc.run_cmd(cat, img, command or ["bash"], runtime, sif)
+    out.print(direct, markup=False, highlight=False)
+    out.print(by_env, markup=False, highlight=False)
+
+
+@app.command()
+def tunnel(
+    image: Annotated[str, typer.Argument(help="image name")],
+    partition: Annotated[str | None, typer.Option(help="Slurm partition")] = None,
+    time: Annotated[str, typer.Option(help="wall time")] = "04:00:00",
+    mem: Annotated[str | None, typer.Option(help="memory, e.g. 8G")] = None,
+    cpus: Annotated[int | None, typer.Option(help="CPUs per task", min=1)] = None,
+    gpus: Annotated[int | None, typer.Option(help="GPUs (gres gpu:N)", min=1)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="write the script here")] = None,
+    submit: Annotated[bool, typer.Option(help="submit it with sbatch")] = False,
+    runtime: RuntimeOpt = "apptainer",
+    sif: SifOpt = None,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Write an sbatch script that serves the image on a node behind an SSH tunnel."""
+    import shutil
+    import subprocess
+
+    from imagekit import hpc
+
+    with _user_errors():
+        cat, img = _one(catalog, image)
+        if gpus and not img.runtime.gpu:
+            err.print(f"warning: {image} is not a GPU image; --gpus adds --gres only")
+        options = hpc.JobOptions(partition, time, mem, cpus, gpus)
+        script = hpc.tunnel_script(cat, img, options, runtime, sif)
+        target = output or (Path(f"imagekit-{img.name}.sbatch") if submit else None)
+        if target is None:
+            out.print(script, markup=False, highlight=False, end="")
+            return
+        hpc.write_script(target, script)
+        out.print(f"wrote {target}")
+        if submit:
+            if shutil.which("sbatch") is None:
+                raise ImagekitError("--submit: sbatch is not on PATH (is this a Slurm login "
+                                    f"node?); submit {target} by hand")
+            result = subprocess.run(["sbatch", str(target)], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise ImagekitError(f"sbatch {target}: {result.stderr.strip()}")
+            out.print(result.stdout.strip())
+
+
+spawner_app = typer.Typer(help="Spawner configuration for an image.", no_args_is_help=True)
+app.add_typer(spawner_app, name="spawner")
+
+
+@spawner_app.command("batchspawner")
+def spawner_batchspawner(
+    image: Annotated[str, typer.Argument(help="image name")],
+    partition: Annotated[str | None, typer.Option(help="default Slurm partition")] = None,
+    runtime: RuntimeOpt = "apptainer",
+    sif: SifOpt = None,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Print jupyterhub_config.py lines: SlurmSpawner running the image's SIF."""
+    from imagekit import hpc
+
+    with _user_errors():
+        cat, img = _one(catalog, image)
+        text = hpc.batchspawner_config(cat, img, runtime, sif, partition)
+    out.print(text, markup=False, highlight=False, end="")
 
 
 @app.command()

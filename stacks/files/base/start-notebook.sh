@@ -33,7 +33,9 @@ fi
 
 if [ "$home_writable" = 1 ]; then
     # An empty volume (a fresh PVC) mounted on the home gets the image's home contents once.
-    if [ -d /opt/imagekit/home-seed ] && [ ! -e "$HOME/.imagekit-seeded" ]; then
+    # Not under Singularity/Apptainer: there $HOME is the user's own home on the cluster.
+    if [ -z "${APPTAINER_CONTAINER:-}${SINGULARITY_CONTAINER:-}" ] \
+        && [ -d /opt/imagekit/home-seed ] && [ ! -e "$HOME/.imagekit-seeded" ]; then
         cp -an /opt/imagekit/home-seed/. "$HOME/" 2>/dev/null || true
         : > "$HOME/.imagekit-seeded" 2>/dev/null || true
     fi

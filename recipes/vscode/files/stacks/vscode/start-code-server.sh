@@ -14,7 +14,8 @@ if [ ! -w "$HOME" ]; then
     export HOME="${TMPDIR:-/tmp}/imagekit-$(id -u)/home"
     mkdir -p "$HOME"
 fi
-if [ -d /opt/imagekit/home-seed ] && [ ! -e "$HOME/.imagekit-seeded" ]; then
+if [ -z "${APPTAINER_CONTAINER:-}${SINGULARITY_CONTAINER:-}" ] \
+    && [ -d /opt/imagekit/home-seed ] && [ ! -e "$HOME/.imagekit-seeded" ]; then
     cp -an /opt/imagekit/home-seed/. "$HOME/" 2>/dev/null || true
     : > "$HOME/.imagekit-seeded" 2>/dev/null || true
 fi

@@ -1,0 +1,125 @@
+"""A real Apptainer for the tests: Debian sid's apptainer 1.4.5 in a debootstrapped root.
+
+Bookworm does not package apptainer and sid's needs a newer glibc than the host's, so it runs
+inside its own root entered with bubblewrap, as an unprivileged user (apptainer then uses user
+namespaces, the way it runs on most HPC systems).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(os.environ.get("IMAGEKIT_APPTAINER_ROOT", "/var/cache/imagekit/apptainer-sid"))
+MIRROR = os.environ.get("IMAGEKIT_SID_MIRROR", "http://deb.debian.org/debian")
+UID = GID = 2345  # not 1000: the image's own user must not be who runs it
+USER = "aptest"
+APT = ["-o", "Acquire::Check-Valid-Until=false"]
+
+
+class Unavailable(Exception):
+    """The sid root could not be made here (no mirror, no debootstrap...)."""
+
+
+def _run(argv: Sequence[str], timeout: float = 1800) -> None:
+    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise Unavailable(f"{' '.join(argv[:4])}...: {result.stderr.strip()[-800:]}")
+
+
+def ensure_root() -> Path:
+    """The sid root with apptainer, made once and kept (a few hundred MB)."""
+    if (ROOT / "usr/bin/apptainer").exists():
+        _add_user(ROOT)
+        return ROOT
+    for tool in ("debootstrap", "bwrap"):
+        if shutil.which(tool) is None:
+            raise Unavailable(f"{tool} is not installed")
+    work = ROOT.with_name(ROOT.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.parent.mkdir(parents=True, exist_ok=True)
+    _run(["debootstrap", "--variant=minbase", "sid", str(work), MIRROR])
+    _run(["bwrap", "--bind", str(work), "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc",
+          "--tmpfs", "/run", "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf",
+          "sh", "-c", f"apt-get {' '.join(APT)} update -qq && DEBIAN_FRONTEND=noninteractive "
+                      f"apt-get {' '.join(APT)} install -y -qq apptainer squashfuse fuse2fs"])
+    work.rename(ROOT)
+    _add_user(ROOT)
+    return ROOT
+
+
+def _add_user(root: Path) -> None:
+    passwd = root / "etc/passwd"
+    if f"{USER}:" not in passwd.read_text():
+        with passwd.open("a") as f:
+            f.write(f"{USER}:x:{UID}:{GID}::/home/{USER}:/bin/bash\n")
+        with (root / "etc/group").open("a") as f:
+            f.write(f"{USER}:x:{GID}:\n")
+    home = root / "home" / USER
+    home.mkdir(parents=True, exist_ok=True)
+    os.chown(home, UID, GID)
+    (root / "tmp").chmod(0o1777)
+    (root / "srv").mkdir(exist_ok=True)
+
+
+@contextlib.contextmanager
+def fuse_for_user() -> Iterator[None]:
+    """/dev/fuse is 0600 here; apptainer mounts SIFs with squashfuse as the user."""
+    mode = os.stat("/dev/fuse").st_mode & 0o777
+    os.chmod("/dev/fuse", 0o666)
+    try:
+        yield
+    finally:
+        os.chmod("/dev/fuse", mode)
+
+
+@dataclass
+class Apptainer:
+    root: Path
+    binds: list[tuple[str, str]] = field(default_factory=list)  # host path -> path in root
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home" / USER
+
+    def place(self, host_file: Path, name: str) -> str:
+        """Make a host file visible in the root at /srv/NAME (read-only bind)."""
+        target = self.root / "srv" / name
+        if not target.exists():
+            target.touch()
+        self.binds.append((str(host_file), f"/srv/{name}"))
+        return f"/srv/{name}"
+
+    def argv(self, args: Sequence[str], cwd: str | None = None) -> list[str]:
+        words = ["setpriv", "--reuid", str(UID), "--regid", str(GID), "--clear-groups",
+                 "bwrap", "--bind", str(self.root), "/", "--dev", "/dev",
+                 "--dev-bind", "/dev/fuse", "/dev/fuse", "--proc", "/proc",
+                 "--ro-bind", "/sys", "/sys", "--tmpfs", "/run",
+                 "--setenv", "HOME", f"/home/{USER}", "--setenv", "USER", USER,
+                 "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin"]
+        for host, inside in self.binds:
+            words += ["--ro-bind", host, inside]
+        for key, value in self.env.items():
+            words += ["--setenv", key, value]
+        words += ["--chdir", cwd or f"/home/{USER}"]
+        return [*words, *args]
+
+    def run(self, *args: str, timeout: float = 600, cwd: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(self.argv(args, cwd), capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n"
+                                 f"stdout:\n{result.stdout[-3000:]}\n"
+                                 f"stderr:\n{result.stderr[-3000:]}")
+        return result
+
+    def start(self, *args: str, cwd: str | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.argv(args, cwd), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)

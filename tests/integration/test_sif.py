@@ -1,0 +1,320 @@
+"""Given a built image, when I ask for a SIF, then real Apptainer runs it as HPC users do."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from imagekit.checks.kernel import execute
+from imagekit.sif import parse_list
+from tests.integration import apptainer as ap
+from tests.integration.conftest import ROOT, imagekit
+
+pytestmark = [pytest.mark.integration, pytest.mark.sif]
+
+IMAGE = "scipy-hpc"
+SIF = ROOT / "dist" / f"{IMAGE}_latest.sif"
+FAKE_HOST = "/srv/fakehost"
+
+
+@pytest.fixture(scope="session")
+def hpc_sif(base_image: str) -> dict[str, Any]:
+    """scipy-hpc built as a Docker image and converted natively into dist/."""
+    report = json.loads(imagekit("build", IMAGE, "--format", "sif", "--json",
+                                 "--sif-method", "native").stdout)
+    (sif,) = report["sif"]
+    assert Path(sif["path"]) == SIF and SIF.is_file()
+    return dict(sif)
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    try:
+        return ap.ensure_root()
+    except ap.Unavailable as exc:
+        message = f"NO REAL APPTAINER HERE, behavioural SIF tests skipped: {exc}"
+        warnings.warn(message, stacklevel=1)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def fake_host(root: Path) -> dict[str, str]:
+    """Fake host services for the slurm-host binds: slurm.conf, munge socket dir, SSSD pipes."""
+    base = root / FAKE_HOST.lstrip("/")
+    sources = {}
+    for target in ("/etc/slurm", "/var/run/munge", "/var/lib/sss/pipes", "/var/spool/slurm",
+                   "/etc/munge"):
+        source = base / target.lstrip("/")
+        source.mkdir(parents=True, exist_ok=True)
+        sources[target] = f"{FAKE_HOST}{target}"
+    (base / "etc/slurm/slurm.conf").write_text("ClusterName=imagekit-fake\n")
+    return sources
+
+
+@pytest.fixture
+def apptainer(root: Path, hpc_sif: dict[str, Any]) -> Iterator[ap.Apptainer]:
+    runner = ap.Apptainer(root)
+    runner.place(SIF, "hpc.sif")
+    with ap.fuse_for_user():
+        yield runner
+
+
+def _binds(fake_host: dict[str, str]) -> str:
+    return ",".join(f"{src}:{dst}" for dst, src in fake_host.items())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _partition(sif: Path, tmp_path: Path) -> Path:
+    listing = subprocess.run(["siftool", "list", str(sif)], capture_output=True, text=True,
+                             check=True).stdout
+    fs = next(o for o in parse_list(listing) if o.kind.startswith("FS"))
+    out = tmp_path / "rootfs.sqfs"
+    with sif.open("rb") as src, out.open("wb") as dst:
+        src.seek(fs.start)
+        remaining = fs.end - fs.start
+        while remaining:
+            block = src.read(min(remaining, 1 << 20))
+            dst.write(block)
+            remaining -= len(block)
+    return out
+
+
+# --- structure ------------------------------------------------------------------------
+
+def test_layout_is_the_one_apptainer_build_writes(hpc_sif: dict[str, Any]) -> None:
+    listing = subprocess.run(["siftool", "list", str(SIF)], capture_output=True, text=True,
+                             check=True).stdout
+    objects = parse_list(listing)
+    assert [o.kind for o in objects] == ["Def.FILE", "JSON.Generic", "JSON.Generic",
+                                         "FS (Squashfs/*System/amd64)"]
+    assert {o.group for o in objects} == {"1"}
+    header = subprocess.run(["siftool", "header", str(SIF)], capture_output=True, text=True,
+                            check=True).stdout
+    assert "Primary Architecture: amd64" in header
+    assert SIF.read_bytes()[:31] == b"#!/usr/bin/env run-singularity\n"
+
+
+def test_inspect_shows_labels_and_definition(hpc_sif: dict[str, Any]) -> None:
+    out = imagekit("inspect", str(SIF), "--json").stdout
+    info = json.loads(out)
+    assert info["labels"]["io.imagekit.image"] == IMAGE
+    assert info["labels"]["io.imagekit.binds"].startswith("/etc/slurm,")
+    assert info["deffile"].startswith("Bootstrap: docker-daemon\n")
+    assert info["launch"] == "#!/usr/bin/env run-singularity"
+
+
+def test_squashfs_is_gzip_with_the_singularity_dir(hpc_sif: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    sqfs = _partition(SIF, tmp_path)
+    stat = subprocess.run(["unsquashfs", "-s", str(sqfs)], capture_output=True, text=True,
+                          check=True).stdout
+    assert "Compression gzip" in stat
+    listing = subprocess.run(["unsquashfs", "-l", "-d", "", str(sqfs)], capture_output=True,
+                             text=True, check=True).stdout.split()
+    for path in ("/.singularity.d/env/10-docker2singularity.sh", "/.singularity.d/runscript",
+                 "/.singularity.d/startscript", "/.singularity.d/test",
+                 "/.singularity.d/labels.json", "/etc/slurm", "/var/run/munge",
+                 "/var/lib/sss/pipes", "/proc", "/sys", "/dev", "/home", "/tmp",
+                 "/etc/hosts", "/etc/resolv.conf", "/usr/bin/sbatch"):
+        assert path in listing or f"{path}" in listing, path
+    subprocess.run(["unsquashfs", "-d", str(tmp_path / "x"), str(sqfs),
+                    ".singularity.d"], capture_output=True, check=True)
+    sd = tmp_path / "x/.singularity.d"
+    env = (sd / "env/10-docker2singularity.sh").read_text()
+    assert 'export SSL_CERT_FILE="${SSL_CERT_FILE:-"/etc/imagekit/ca-bundle.crt"}"' in env
+    assert re.search(r'^export PATH="/opt/venv/bin:', env, re.M)
+    assert (sd / "runscript").read_text() == '#!/bin/sh\nexec start-notebook.sh "$@"\n'
+    assert json.loads((sd / "labels.json").read_text())["io.imagekit.image"] == IMAGE
+
+
+def test_same_image_gives_the_same_squashfs(hpc_sif: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _sha256(_partition(SIF, tmp_path / "a"))
+    again = json.loads(imagekit("build", IMAGE, "--format", "sif", "--json", "--force",
+                                "--sif-method", "native").stdout)["sif"][0]
+    assert _sha256(_partition(Path(again["path"]), tmp_path / "b")) == first
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_an_unchanged_image_is_not_converted_again(hpc_sif: dict[str, Any]) -> None:
+    again = json.loads(imagekit("build", IMAGE, "--format", "sif", "--json").stdout)["sif"][0]
+    assert again["status"] == "cached"
+
+
+# --- behaviour under the real apptainer --------------------------------------------------
+
+def test_run_serves_the_notebook_with_its_token(apptainer: ap.Apptainer,
+                                               fake_host: dict[str, str]) -> None:
+    port = _free_port()
+    apptainer.env.update({"JUPYTER_TOKEN": "hpc-token", "XDG_RUNTIME_DIR": f"/run/user/{ap.UID}"})
+    proc = apptainer.start("apptainer", "run", "--bind", _binds(fake_host), "/srv/hpc.sif",
+                           "--ip=127.0.0.1", f"--port={port}")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait(f"{base}/api/status?token=hpc-token", proc)
+        assert requests.get(f"{base}/api/status", timeout=10).status_code == 403
+        assert "42" in execute(base, "hpc-token", "python3", "print(6 * 7)")
+        out = execute(base, "hpc-token", "python3",
+                      "import os, numpy; print(os.getuid(), numpy.arange(10).sum())")
+        assert out.split() == [str(ap.UID), "45"]
+    finally:
+        _stop(proc)
+
+
+def test_exec_reaches_the_host_slurm_through_the_binds(apptainer: ap.Apptainer,
+                                                       fake_host: dict[str, str]) -> None:
+    result = apptainer.run("apptainer", "exec", "--bind", _binds(fake_host), "/srv/hpc.sif",
+                           "sh", "-c", "sbatch --version; cat /etc/slurm/slurm.conf; "
+                                       "grep ^passwd: /etc/nsswitch.conf")
+    assert re.search(r"^slurm \d+\.\d+", result.stdout, re.M)
+    assert "ClusterName=imagekit-fake" in result.stdout
+    assert "sss" in result.stdout
+
+
+def test_exec_jupyter_with_the_image_environment(apptainer: ap.Apptainer) -> None:
+    result = apptainer.run("apptainer", "exec", "/srv/hpc.sif", "jupyter", "lab", "--version")
+    assert re.fullmatch(r"4\.\d+\.\d+", result.stdout.strip())
+
+
+def test_cleanenv_keeps_the_image_environment(apptainer: ap.Apptainer) -> None:
+    apptainer.env["SSL_CERT_FILE"] = "/host/only.pem"
+    result = apptainer.run("apptainer", "exec", "--cleanenv", "/srv/hpc.sif", "sh", "-c",
+                           "echo $SSL_CERT_FILE; echo $VIRTUAL_ENV; command -v python3")
+    assert result.stdout.split() == ["/etc/imagekit/ca-bundle.crt", "/opt/venv",
+                                     "/opt/venv/bin/python3"]
+
+
+def test_apptainer_test_runs_the_checks(apptainer: ap.Apptainer,
+                                        fake_host: dict[str, str]) -> None:
+    result = apptainer.run("apptainer", "test", "--bind", _binds(fake_host), "/srv/hpc.sif")
+    assert "imagekit: scipy-hpc passed its %test checks" in result.stdout
+
+
+def test_tunnel_script_body_prints_the_way_in_and_serves(
+    apptainer: ap.Apptainer, fake_host: dict[str, str], root: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "tunnel.sbatch"
+    imagekit("tunnel", IMAGE, "--partition", "debug", "--time", "01:00:00", "--sif",
+             "/srv/hpc.sif", "--runtime", "apptainer", "--output", str(script))
+    text = script.read_text()
+    assert "#SBATCH --partition=debug" in text and "unset XDG_RUNTIME_DIR" in text
+    # The script binds the real host paths; give this root's "host" those paths.
+    for target in fake_host:
+        if not target.startswith("/var/run/"):  # /run is a tmpfs in the sandbox: see below
+            (root / target.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    apptainer.place(script, "tunnel.sbatch")
+    apptainer.env.update({"IMAGEKIT_NODE": "127.0.0.1", "SLURM_JOB_ID": "4242",
+                          "IMAGEKIT_LOGIN": "login.example.org",
+                          "XDG_RUNTIME_DIR": f"/run/user/{ap.UID}"})
+    argv = apptainer.argv(["bash", "/srv/tunnel.sbatch"])
+    # bwrap: the munge socket dir lives under the tmpfs /run.
+    argv[argv.index("--tmpfs") + 2:argv.index("--tmpfs") + 2] = ["--dir", "/run/munge"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        lines: list[str] = []
+        assert proc.stdout is not None
+        while not any("token=" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        text = "".join(lines)
+        ssh = re.search(r"ssh -N -L (\d+):127\.0\.0\.1:(\d+) aptest@login\.example\.org", text)
+        assert ssh and ssh.group(1) == ssh.group(2), text
+        url = re.search(r"http://127\.0\.0\.1:(\d+)/lab\?token=([0-9a-f]{48})", text)
+        assert url and url.group(1) == ssh.group(1), text
+        port, token = url.group(1), url.group(2)
+        _wait(f"http://127.0.0.1:{port}/api/status?token={token}", proc)
+        assert "42" in execute(f"http://127.0.0.1:{port}", token, "python3", "print(6 * 7)")
+    finally:
+        _stop(proc)
+
+
+def test_the_rendered_definition_builds_with_apptainer(
+    apptainer: ap.Apptainer, root: Path, client: Any, build: Any
+) -> None:
+    """recipes/scipy-kubeflow/Singularity.def, bootstrapped from a `docker save` of its parent
+    instead of the engine, built unprivileged by apptainer itself, then run."""
+    build("scipy-kubeflow")
+    work = root / "srv/recipe"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(ROOT / "recipes/scipy-kubeflow", work)
+    parent = "127.0.0.1:5055/imagekit/scipy:latest"
+    with (work / "parent.tar").open("wb") as f:
+        for chunk in client.images.get(parent).save(named=True):
+            f.write(chunk)
+    text = (work / "Singularity.def").read_text()
+    header, _, rest = text.partition("\n\n")
+    assert header == f"Bootstrap: docker-daemon\nFrom: {parent}"
+    (work / "Singularity.def").write_text(
+        "Bootstrap: docker-archive\nFrom: /srv/recipe/parent.tar\n\n" + rest)
+    subprocess.run(["chown", "-R", f"{ap.UID}:{ap.GID}", str(work)], check=True)
+    started = time.monotonic()
+    result = apptainer.run("apptainer", "build", "--fakeroot", "--ignore-subuid",
+                           "/srv/recipe/out.sif", "Singularity.def", cwd="/srv/recipe",
+                           timeout=1800)
+    print(f"apptainer build: {time.monotonic() - started:.0f} s")
+    assert "Build complete" in result.stdout + result.stderr
+    labels = apptainer.run("apptainer", "inspect", "--labels", "/srv/recipe/out.sif").stdout
+    assert "io.imagekit.image: scipy-kubeflow" in labels
+    tested = apptainer.run("apptainer", "test", "/srv/recipe/out.sif")
+    assert "passed its %test checks" in tested.stdout
+    port = _free_port()
+    apptainer.env["JUPYTER_TOKEN"] = "def-token"
+    proc = apptainer.start("apptainer", "run", "/srv/recipe/out.sif", "--ip=127.0.0.1",
+                           f"--port={port}")
+    try:
+        _wait(f"http://127.0.0.1:{port}/api/status?token=def-token", proc)
+    finally:
+        _stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _wait(url: str, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"exited {proc.returncode}:\n{output[-3000:]}")
+        try:
+            if requests.get(url, timeout=3).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=20)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -1,0 +1,142 @@
+"""Exec lines, the tunnel job and batchspawner's script, from the catalog's model."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from imagekit import hpc
+from imagekit.errors import ImagekitError
+from imagekit.model import Catalog
+
+Cli = Callable[..., tuple[int, str]]
+BINDS = "/etc/slurm,/var/run/munge,/var/lib/sss/pipes,/var/spool/slurm,/etc/munge"
+
+
+def test_run_cmd_carries_the_profile_binds(catalog: Catalog) -> None:
+    direct, by_env = hpc.run_cmd(catalog, catalog.images["scipy-hpc"], ["sbatch", "--version"],
+                                 sif="/sw/scipy-hpc.sif")
+    assert direct == f"singularity exec --bind {BINDS} /sw/scipy-hpc.sif sbatch --version"
+    assert by_env == f"SINGULARITY_BINDPATH={BINDS} singularity exec /sw/scipy-hpc.sif " \
+                     "sbatch --version"
+
+
+def test_run_cmd_for_apptainer_and_gpu(catalog: Catalog) -> None:
+    direct, by_env = hpc.run_cmd(catalog, catalog.images["pytorch-cuda"],
+                                 ["python3", "-c", "import torch"], "apptainer", "/x.sif")
+    assert direct == "apptainer exec --nv /x.sif python3 -c 'import torch'"
+    assert by_env == direct  # no binds: nothing to put in APPTAINER_BINDPATH
+
+
+def test_run_cmd_cli(cli: Cli, catalog: Catalog) -> None:
+    code, out = cli("run-cmd", "scipy-hpc", "-c", str(catalog.file), "--", "jupyter", "lab")
+    assert code == 0
+    assert out.splitlines()[0].startswith(f"singularity exec --bind {BINDS} ")
+    assert out.splitlines()[0].endswith("dist/scipy-hpc_latest.sif jupyter lab")
+    assert out.splitlines()[1].startswith(f"SINGULARITY_BINDPATH={BINDS} singularity exec ")
+
+
+def test_tunnel_script_is_valid_bash_with_the_job_options(catalog: Catalog,
+                                                          tmp_path: Path) -> None:
+    script = hpc.tunnel_script(catalog, catalog.images["pytorch-cuda"],
+                               hpc.JobOptions("gpu", "08:00:00", "32G", 8, 1), "apptainer",
+                               "/sw/pytorch-cuda.sif")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=08:00:00", "#SBATCH --mem=32G",
+                 "#SBATCH --cpus-per-task=8", "#SBATCH --gres=gpu:1", "unset XDG_RUNTIME_DIR",
+                 "export CONTAINER_PATH=\"$SIF\""):
+        assert line in script
+    assert 'exec apptainer run --nv "$SIF" --ip="$NODE" --port="$PORT"' in script
+    path = tmp_path / "job.sbatch"
+    path.write_text(script)
+    subprocess.run(["bash", "-n", str(path)], check=True)
+
+
+def test_tunnel_prints_then_runs_with_binds(catalog: Catalog, tmp_path: Path) -> None:
+    script = hpc.tunnel_script(catalog, catalog.images["scipy-hpc"], hpc.JobOptions(),
+                               "singularity", "/sw/hpc.sif")
+    # Run it with a stand-in for singularity that records its arguments.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "singularity").write_text('#!/bin/sh\necho "RAN: $*"\n')
+    (fake / "singularity").chmod(0o755)
+    job = tmp_path / "job.sbatch"
+    job.write_text(script)
+    out = subprocess.run(["bash", str(job)], capture_output=True, text=True, check=True, env={
+        "PATH": f"{fake}:/usr/bin:/bin", "IMAGEKIT_NODE": "node7", "IMAGEKIT_PORT": "31337",
+        "IMAGEKIT_LOGIN": "login1", "USER": "alice", "SLURM_JOB_ID": "99",
+        "XDG_RUNTIME_DIR": "/run/user/1234", "TMPDIR": str(tmp_path)}).stdout
+    assert "ssh -N -L 31337:node7:31337 alice@login1" in out
+    token = out.split("token=")[1].split()[0]
+    assert len(token) == 48
+    assert f"RAN: run --bind {BINDS} /sw/hpc.sif --ip=node7 --port=31337" in out
+    assert (tmp_path / "imagekit-jupyter-" f"{__import__('os').getuid()}-99").is_dir()
+
+
+@pytest.mark.parametrize("bad", [{"time": "forever"}, {"mem": "8 G"},
+                                 {"partition": "a;reboot"}])
+def test_tunnel_rejects_bad_job_options(catalog: Catalog, bad: dict[str, Any]) -> None:
+    options = hpc.JobOptions(**{"time": "01:00:00", **bad})
+    with pytest.raises(ImagekitError):
+        hpc.tunnel_script(catalog, catalog.images["scipy"], options)
+
+
+def test_tunnel_submit_without_sbatch_says_so(cli: Cli, catalog: Catalog, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    code, out = cli("tunnel", "scipy", "--submit", "-o", str(tmp_path / "j.sbatch"),
+                    "-c", str(catalog.file))
+    assert code == 2 and "sbatch is not on PATH" in out
+    assert (tmp_path / "j.sbatch").is_file()
+
+
+def test_batchspawner_renders_the_container_before_the_singleuser(catalog: Catalog) -> None:
+    """batchspawner's own SlurmSpawner renders the script from our config."""
+    from batchspawner import SlurmSpawner
+    from jupyterhub.objects import Hub
+
+    config = hpc.batchspawner_config(catalog, catalog.images["scipy-hpc"], "apptainer",
+                                     "/sw/hpc.sif", "normal")
+    namespace: dict[str, Any] = {"c": _Config()}
+    exec(config, namespace)  # it is Python for jupyterhub_config.py
+    c = namespace["c"]
+    assert c.JupyterHub.spawner_class == "batchspawner.SlurmSpawner"
+
+    class User:
+        name = "root"  # SlurmSpawner looks the user up in /etc/passwd
+        id = 1
+        orm_user = None
+        url = "/user/root/"
+        escaped_name = "root"
+        server = None
+        spawners: ClassVar[dict[str, Any]] = {}
+        settings: ClassVar[dict[str, Any]] = {}
+
+    spawner = SlurmSpawner(user=User(), hub=Hub(), req_partition=c.SlurmSpawner.req_partition,
+                           req_runtime=c.SlurmSpawner.req_runtime,
+                           batch_script=c.SlurmSpawner.batch_script)
+    cmd = "batchspawner-singleuser jupyterhub-singleuser"
+    script = asyncio.run(spawner._get_batch_script(**spawner.get_req_subvars(), cmd=cmd))
+    assert "#SBATCH --partition=normal" in script
+    assert "#SBATCH --time=04:00:00" in script
+    line = next(x for x in script.splitlines() if x.startswith("apptainer exec"))
+    assert shlex.split(line) == ["apptainer", "exec", "--bind", BINDS, "/sw/hpc.sif",
+                                 "batchspawner-singleuser", "jupyterhub-singleuser"]
+    assert "export CONTAINER_PATH=/sw/hpc.sif" in script
+
+
+class _Section:
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+
+class _Config:
+    def __getattr__(self, name: str) -> Any:
+        section = _Section()
+        object.__setattr__(self, name, section)
+        return section
