@@ -49,6 +49,7 @@ class SifResult:
     image_id: str
     size: int
     sha256: str
+    recipe: str = ""  # hash of the definition file and conversion settings
     export_s: float = 0.0
     squashfs_s: float = 0.0
     assemble_s: float = 0.0
@@ -78,15 +79,19 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
                             f"{image.name}`)")
     out = sif_path(catalog, image)
     sidecar = out.with_suffix(".sif.json")
-    if not force and out.is_file() and sidecar.is_file():
-        previous = json.loads(sidecar.read_text())
-        if previous.get("image_id") == info.id and previous.get("size") == out.stat().st_size:
-            previous["status"] = "cached"
-            return SifResult(**previous)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tool = runtime_tool() if method in ("auto", "apptainer") else None
     if method == "apptainer" and tool is None:
         raise ImagekitError("--sif-method apptainer: neither apptainer nor singularity is on PATH")
+    deffile = SingularityRenderer().render(catalog, image)["Singularity.def"]
+    how = tool or f"native gzip-{level}"
+    recipe = hashlib.sha256(f"{deffile}\0{how}".encode()).hexdigest()
+    if not force and out.is_file() and sidecar.is_file():
+        previous = json.loads(sidecar.read_text())
+        if (previous.get("image_id") == info.id and previous.get("recipe") == recipe
+                and previous.get("size") == out.stat().st_size):
+            previous["status"] = "cached"
+            return SifResult(**previous)
+    out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     partial = out.with_name(out.name + ".partial")
     partial.unlink(missing_ok=True)
@@ -95,11 +100,12 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
             run([tool, "build", "--force", str(partial), f"docker-daemon://{ref}"], timeout=3600)
             result = SifResult(image.name, str(out), tool, "built", info.id, 0, "")
         else:
-            result = _native(catalog, engine, image, info, partial, level)
+            result = _native(engine, image, info, deffile, partial, level)
         partial.replace(out)  # a failed conversion leaves the previous SIF in place
     finally:
         partial.unlink(missing_ok=True)
     result.path = str(out)
+    result.recipe = recipe
     result.total_s = round(time.monotonic() - started, 1)
     result.size = out.stat().st_size
     result.sha256 = _sha256(out)
@@ -107,13 +113,12 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     return result
 
 
-def _native(catalog: Catalog, engine: Engine, image: Image, info: ImageInfo, out: Path,
+def _native(engine: Engine, image: Image, info: ImageInfo, deffile: str, out: Path,
             level: int) -> SifResult:
     for tool in ("mksquashfs", "siftool"):
         if shutil.which(tool) is None:
             raise ImagekitError(f"{tool} is not installed (apt-get install "
                                 f"{'squashfs-tools' if tool == 'mksquashfs' else tool})")
-    deffile = SingularityRenderer().render(catalog, image)["Singularity.def"]
     with tempfile.TemporaryDirectory(prefix="imagekit-sif-", dir=_workdir()) as tmp:
         work = Path(tmp)
         rootfs = work / "rootfs"
@@ -314,7 +319,7 @@ def inspect(path: Path) -> dict[str, Any]:
             if isinstance(parsed, dict) and "config" not in parsed:
                 found_labels = parsed
     with path.open("rb") as f:
-        launch = f.read(32).split(b"\0")[0].decode(errors="replace")
+        launch = f.read(32).split(b"\0")[0].decode(errors="replace").strip()
     return {"launch": launch, "header": header.strip(), "objects": [asdict(o) for o in objects],
             "labels": found_labels, "deffile": deffile}
 

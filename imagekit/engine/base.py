@@ -15,7 +15,7 @@ from pathlib import Path
 from imagekit.engine.client import Engine
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.model import Catalog
-from imagekit.run import run, tail
+from imagekit.run import run
 
 Say = Callable[[str], None]
 
@@ -49,10 +49,9 @@ def bootstrap(catalog: Catalog, engine: Engine, say: Say) -> None:
         say(f"debootstrap --variant={spec.variant} {spec.suite} from {spec.mirror}")
         run(["debootstrap", f"--variant={spec.variant}", spec.suite, str(root), spec.mirror],
             timeout=1800)
-        # Keep the image small and reproducible-ish: no apt lists or caches from the bootstrap.
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for entry in (root / junk).glob("*.deb"):
-                entry.unlink()
+        # The downloaded .debs stay behind in the root: they are not part of the system.
+        for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+            deb.unlink()
         say(f"importing it as {ref}")
         tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-c", "."],
                                stdout=subprocess.PIPE)
@@ -65,4 +64,4 @@ def bootstrap(catalog: Catalog, engine: Engine, say: Say) -> None:
             if tar.wait() != 0:
                 raise BuildFailed(f"tar of {root} failed")
     if engine.image(ref) is None:
-        raise BuildFailed(f"import of {ref} produced no image: {tail('')}")
+        raise BuildFailed(f"importing the bootstrapped root as {ref} produced no image")

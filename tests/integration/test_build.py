@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from tests.integration.conftest import ROOT, imagekit
@@ -155,3 +157,24 @@ def test_secrets_never_reach_a_layer(build: Callable[..., Any], client: Any,
     archive = b"".join(image.save())
     assert secret.encode() not in archive
     client.images.remove(REF.format("tiny"), force=True)
+
+
+def test_base_is_bootstrapped_when_it_cannot_be_pulled(project: Path, client: Any) -> None:
+    """An air-gapped site: no registry has the base, debootstrap makes it."""
+    ref = "imagekit-test/debian:bootstrap"
+    catalog = project / "catalog.yaml"
+    catalog.write_text(catalog.read_text().replace("image: imagekit/debian:bookworm",
+                                                   f"image: {ref}"))
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.remove(ref, force=True)
+    try:
+        first = imagekit("base", catalog=catalog).stdout
+        assert "could not pull" in first and "debootstrap --variant=minbase bookworm" in first
+        assert first.strip().endswith("bootstrapped")
+        out = client.containers.run(ref, ["cat", "/etc/debian_version"], remove=True).decode()
+        assert out.startswith("12.")
+        again = imagekit("base", catalog=catalog).stdout
+        assert again.strip().endswith("present")
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(ref, force=True)
