@@ -431,9 +431,6 @@ def tunnel(
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """Write an sbatch script that serves the image on a node behind an SSH tunnel."""
-    import shutil
-    import subprocess
-
     from imagekit import hpc
 
     with _user_errors():
@@ -449,13 +446,7 @@ def tunnel(
         hpc.write_script(target, script)
         out.print(f"wrote {target}")
         if submit:
-            if shutil.which("sbatch") is None:
-                raise ImagekitError("--submit: sbatch is not on PATH (is this a Slurm login "
-                                    f"node?); submit {target} by hand")
-            result = subprocess.run(["sbatch", str(target)], capture_output=True, text=True)
-            if result.returncode != 0:
-                raise ImagekitError(f"sbatch {target}: {result.stderr.strip()}")
-            out.print(result.stdout.strip())
+            out.print(hpc.submit(target))
 
 
 spawner_app = typer.Typer(help="Spawner configuration for an image.", no_args_is_help=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,3 +192,14 @@ def batchspawner_config(catalog: Catalog, image: Image, runtime: str = "apptaine
 def write_script(path: Path, text: str) -> None:
     path.write_text(text)
     path.chmod(0o755)
+
+
+def submit(script: Path) -> str:
+    """sbatch the script; return sbatch's answer (the job ID line)."""
+    if shutil.which("sbatch") is None:
+        raise ImagekitError(f"--submit: sbatch is not on PATH (is this a Slurm login node?); "
+                            f"submit {script} by hand")
+    result = subprocess.run(["sbatch", str(script)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ImagekitError(f"sbatch {script}: {result.stderr.strip()}")
+    return result.stdout.strip()

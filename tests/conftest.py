@@ -30,9 +30,6 @@ def catalog() -> Catalog:
     return load_catalog(ROOT / "catalog.yaml")
 
 
-Invoke = Callable[..., "object"]
-
-
 @pytest.fixture
 def cli() -> Callable[..., tuple[int, str]]:
     runner = CliRunner()

@@ -55,12 +55,7 @@ class Renderer(ABC):
             autoescape=False,
         )
         self.env.filters.update(sh=_sh, sh_words=_sh_words, json=_json, dq=_dq,
-                                indent_block=self._indent_block, wrap=self._wrap,
-                                continued=_continued)
-
-    @staticmethod
-    def _indent_block(text: str, width: int = 4) -> str:
-        return textwrap.indent(text.rstrip("\n"), " " * width)
+                                wrap=self._wrap, continued=_continued)
 
     @staticmethod
     def _wrap(text: str, width: int = 88) -> list[str]:
