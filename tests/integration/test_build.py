@@ -36,7 +36,7 @@ def test_base_and_scipy_build_parents_first(build: Callable[..., Any]) -> None:
 
 def test_an_unchanged_image_is_not_rebuilt(build: Callable[..., Any]) -> None:
     build("scipy")
-    again = json.loads(imagekit("build", "scipy", "--json").stdout)["images"]
+    again = json.loads(imagekit("build", "scipy", "--format", "docker", "--json").stdout)["images"]
     assert [o["status"] for o in again] == ["cached", "cached"]
     assert all(o["seconds"] < 10 for o in again)
 
