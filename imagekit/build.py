@@ -19,14 +19,13 @@ from dataclasses import asdict, dataclass, field
 
 from imagekit import __version__
 from imagekit.engine.builders import Builder, BuildRequest
-from imagekit.engine.client import Engine
+from imagekit.engine.client import Engine, ImageInfo
 from imagekit.engine.context import BuildContext, assemble
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.model import Catalog, Image
 
 CACHE_LABEL = "io.imagekit.cache-key"
 
-Say = Callable[[str], None]
 StepProgress = Callable[[str, str], None]  # image, log line
 
 
@@ -50,7 +49,8 @@ class PlannedBuild:
     image: Image
     ref: str
     context: BuildContext
-    cache_key: str | None  # None: parent not built yet, so not knowable
+    parent: ImageInfo | None  # None: the parent is not built yet
+    cache_key: str | None  # None: not knowable before the parent exists
 
 
 def build_args(catalog: Catalog) -> dict[str, str]:
@@ -83,28 +83,29 @@ def cache_key(context: BuildContext, parent_id: str, args: dict[str, str]) -> st
     return h.hexdigest()
 
 
-def plan(catalog: Catalog, engine: Engine, names: list[str]) -> list[PlannedBuild]:
-    planned: list[PlannedBuild] = []
-    args = build_args(catalog)
-    for image in catalog.closure(names):
-        context = assemble(catalog, image)
-        parent = engine.image(catalog.parent_ref(image))
-        key = cache_key(context, parent.id, args) if parent is not None else None
-        planned.append(PlannedBuild(image, catalog.ref(image.name), context, key))
-    return planned
+def plan_one(catalog: Catalog, engine: Engine, image: Image,
+             args: dict[str, str]) -> PlannedBuild:
+    context = assemble(catalog, image)
+    parent = engine.image(catalog.parent_ref(image))
+    key = cache_key(context, parent.id, args) if parent is not None else None
+    return PlannedBuild(image, catalog.ref(image.name), context, parent, key)
 
 
-def is_cached(engine: Engine, build: PlannedBuild) -> bool:
+def cached(engine: Engine, build: PlannedBuild) -> ImageInfo | None:
+    """The engine's image for this build when it was built from identical inputs."""
     existing = engine.image(build.ref)
-    return (build.cache_key is not None and existing is not None
-            and existing.labels.get(CACHE_LABEL) == build.cache_key)
+    if build.cache_key is None or existing is None:
+        return None
+    return existing if existing.labels.get(CACHE_LABEL) == build.cache_key else None
 
 
 def dry_run(catalog: Catalog, engine: Engine, names: list[str]) -> list[Outcome]:
+    args = build_args(catalog)
     outcomes = []
-    for build in plan(catalog, engine, names):
-        status = "cached" if is_cached(engine, build) else "planned"
-        outcomes.append(Outcome(build.image.name, build.ref, status))
+    for image in catalog.closure(names):
+        build = plan_one(catalog, engine, image, args)
+        status = "cached" if cached(engine, build) is not None else "planned"
+        outcomes.append(Outcome(image.name, build.ref, status))
     return outcomes
 
 
@@ -132,16 +133,14 @@ def run_builds(
         on_status(outcome)
         started = time.monotonic()
         try:
-            context = assemble(catalog, image)
-            parent = engine.image(catalog.parent_ref(image))
-            if parent is None:
+            build = plan_one(catalog, engine, image, args)
+            parent, key, context = build.parent, build.cache_key, build.context
+            if parent is None or key is None:
                 raise ImagekitError(f"{image.name}: parent image {catalog.parent_ref(image)} "
                                     "is missing (run `imagekit base`)")
-            key = cache_key(context, parent.id, args)
-            existing = engine.image(ref)
             # --force rebuilds what was asked for; parents still come from the cache.
-            forced = force and image.name in names
-            if not forced and existing is not None and existing.labels.get(CACHE_LABEL) == key:
+            existing = None if force and image.name in names else cached(engine, build)
+            if existing is not None:
                 outcome.status, outcome.image_id = "cached", existing.id
                 outcome.size = existing.size
                 outcome.tags = [t for t in existing.tags if t.startswith(ref.rpartition(":")[0])]

@@ -29,10 +29,13 @@ def render_image(catalog: Catalog, image: Image) -> dict[str, bytes]:
     for renderer in renderers():
         for path, text in renderer.render(catalog, image).items():
             out[path] = text.encode()
-    for layer in image.layers:
-        for f in layer.files:
-            out[f.context_path] = f.source.read_bytes()
+    out.update(layer_files(image))
     return dict(sorted(out.items()))
+
+
+def layer_files(image: Image) -> dict[str, bytes]:
+    """The files the image's layers add, by their path in the recipe folder."""
+    return {f.context_path: f.source.read_bytes() for layer in image.layers for f in layer.files}
 
 
 @dataclass(frozen=True)

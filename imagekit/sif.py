@@ -217,7 +217,7 @@ def write_singularity_dir(rootfs: Path, info: ImageInfo, deffile: str) -> None:
     for link in ("singularity", "runscript"):
         target = rootfs / link
         if not target.exists() and not target.is_symlink():
-            target.symlink_to(f".singularity.d/{link if link == 'runscript' else 'runscript'}")
+            target.symlink_to(".singularity.d/runscript")
     env_link = rootfs / "environment"
     if not env_link.exists() and not env_link.is_symlink():
         env_link.symlink_to(".singularity.d/env/90-environment.sh")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from imagekit.errors import ImagekitError, Problem
 from imagekit.model import Catalog, Image
+from imagekit.recipes import layer_files
 from imagekit.render.docker import DockerRenderer
 from imagekit.render.plan import plan
 
@@ -67,9 +68,7 @@ def assemble(catalog: Catalog, image: Image) -> BuildContext:
     # the Docker image look changed.
     files = {path: text.encode()
              for path, text in DockerRenderer().render(catalog, image).items()}
-    for layer in image.layers:
-        for f in layer.files:
-            files[f.context_path] = f.source.read_bytes()
+    files.update(layer_files(image))
     modes = {path: REGULAR for path in files}
     for layer in image.layers:
         for f in layer.files:
