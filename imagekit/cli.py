@@ -327,6 +327,7 @@ def test_(
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """Smoke-test built images: their checks, then their consumers' runtime contract."""
+    from imagekit.checks import record
     from imagekit.checks.container import remove_leftovers
     from imagekit.checks.runner import test_image
     from imagekit.engine.client import Engine
@@ -349,6 +350,7 @@ def test_(
                 target = test_image(engine.client, cat, image, show)
                 results += target.results
                 latencies[image.name] = target.latencies
+                record.save(cat, image.name, target.ref, target.results)
         except KeyboardInterrupt:
             removed = remove_leftovers(engine.client)
             err.print(f"interrupted; removed {removed} check containers")

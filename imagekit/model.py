@@ -12,6 +12,7 @@ from imagekit.schema import (
     Bootstrap,
     Checks,
     CommandCheck,
+    Consumer,
     ExecuteCheck,
     Format,
     Healthcheck,
@@ -112,6 +113,13 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class Resources:
+    cpu: str
+    memory: str
+    gpus: int
+
+
+@dataclass(frozen=True)
 class Image:
     name: str
     stack: Stack
@@ -126,6 +134,8 @@ class Image:
     checks: MergedChecks
     binds: tuple[str, ...]
     env: tuple[tuple[str, str], ...]  # the whole environment the image ends up with
+    resources: Resources = Resources("1", "2Gi", 0)
+    consumers: tuple[Consumer, ...] = ()
 
     @property
     def runtime(self) -> Runtime:
@@ -156,6 +166,18 @@ class Catalog:
     source: str
     vendor: str
     children: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    insecure_registry: bool = False
+    sif_directory: str | None = None
+
+    @property
+    def dist(self) -> Path:
+        return self.root / "dist"
+
+    def repository(self, image: str) -> str:
+        return f"{self.registry}/{self.namespace}/{image}"
+
+    def sif_repository(self, image: str) -> str:
+        return f"{self.registry}/{self.namespace}/sif/{image}"
 
     def ref(self, image: str, tag: str | None = None) -> str:
         return f"{self.registry}/{self.namespace}/{image}:{tag or self.tags[0]}"
@@ -187,6 +209,7 @@ __all__ = [
     "Layer",
     "MergedChecks",
     "Profile",
+    "Resources",
     "Runtime",
     "Stack",
 ]

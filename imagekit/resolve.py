@@ -21,13 +21,16 @@ from imagekit.model import (
     Layer,
     MergedChecks,
     Profile,
+    Resources,
     Runtime,
     Stack,
 )
 from imagekit.schema import (
     CatalogSpec,
+    Consumer,
     Format,
     Healthcheck,
+    ImageSpec,
     ProfileSpec,
     SiteSettings,
     StackSpec,
@@ -113,8 +116,15 @@ def load_catalog(path: Path) -> Catalog:
             problems.append(Problem(path, f"{field}.name", f"duplicate image name {name!r}",
                                     line))
             continue
+        if (ispec.consumers is not None and "batchspawner" in ispec.consumers
+                and "sif" not in ispec.formats):
+            problems.append(Problem(path, f"{field}.consumers",
+                                    "batchspawner runs SIFs: add sif to the image's formats",
+                                    at("", "images", i, "consumers")))
+            continue
         listed.append((i, _image(name, stack, site_profiles, image_profiles, spec,
-                                 ispec.formats, ispec.tags, ispec.description, ispec.publish)))
+                                 ispec.formats, ispec.tags, ispec.description, ispec.publish,
+                                 ispec=ispec)))
 
     if problems:
         raise ImagekitError(problems)
@@ -181,6 +191,8 @@ def load_catalog(path: Path) -> Catalog:
         source=spec.source,
         vendor=spec.vendor,
         children={k: tuple(v) for k, v in children.items()},
+        insecure_registry=spec.insecure_registry,
+        sif_directory=spec.sif.directory,
     )
 
 
@@ -361,7 +373,8 @@ def _stack(name: str, file: Path, spec: StackSpec, parent: Stack | None, root: P
 
 def _image(name: str, stack: Stack, site_profiles: tuple[Profile, ...],
            profiles: tuple[Profile, ...], catalog: CatalogSpec, formats: list[Format],
-           tags: list[str], description: str, publish: bool, listed: bool = True) -> Image:
+           tags: list[str], description: str, publish: bool, listed: bool = True,
+           ispec: ImageSpec | None = None) -> Image:
     checks = stack.checks
     env: dict[str, str] = {}
     for p in site_profiles:
@@ -385,7 +398,32 @@ def _image(name: str, stack: Stack, site_profiles: tuple[Profile, ...],
         checks=checks,
         binds=tuple(dict.fromkeys(b for p in (*site_profiles, *profiles) for b in p.layer.binds)),
         env=tuple(env.items()),
+        resources=_resources(stack, catalog, ispec),
+        consumers=_consumers(formats, ispec),
     )
+
+
+def _resources(stack: Stack, catalog: CatalogSpec, ispec: ImageSpec | None) -> Resources:
+    """The image's own resources, else its type's, else 1 CPU and 2Gi (and 1 GPU if needed)."""
+    mine = ispec.resources if ispec is not None else None
+    typed = catalog.resources.get(stack.runtime.type)
+    cpu = (mine and mine.cpu) or (typed and typed.cpu) or "1"
+    memory = (mine and mine.memory) or (typed and typed.memory) or "2Gi"
+    gpus = mine.gpus if mine is not None and mine.gpus is not None else None
+    if gpus is None:
+        gpus = 1 if stack.runtime.gpu else 0
+    return Resources(str(cpu), str(memory), gpus)
+
+
+_CONTAINER_CONSUMERS: tuple[Consumer, ...] = (
+    "kubespawner", "dockerspawner", "kubeflow", "workspacekind", "setting", "armada")
+
+
+def _consumers(formats: list[Format], ispec: ImageSpec | None) -> tuple[Consumer, ...]:
+    if ispec is not None and ispec.consumers is not None:
+        return tuple(dict.fromkeys(ispec.consumers))
+    found: tuple[Consumer, ...] = _CONTAINER_CONSUMERS if "docker" in formats else ()
+    return found + (("batchspawner",) if "sif" in formats else ())
 
 
 def _merge_site(settings: list[SiteSettings]) -> SiteSettings:

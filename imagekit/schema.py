@@ -263,6 +263,41 @@ class BaseImage(Spec):
     bootstrap: Bootstrap | None = Field(None, description="allowed when the pull fails")
 
 
+Consumer = Literal["kubespawner", "dockerspawner", "kubeflow", "workspacekind", "setting",
+                   "batchspawner", "armada"]
+_CPU = re.compile(r"[0-9]+(\.[0-9]{1,3})?|[0-9]+m")
+_MEMORY = re.compile(r"[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?")
+
+
+def _cpu(value: str | int | float) -> str:
+    text = str(value)
+    if isinstance(value, bool) or not _CPU.fullmatch(text) or float(text.rstrip("m")) <= 0:
+        raise ValueError(f"{value!r} is not a CPU quantity (e.g. 2, 0.5 or 500m)")
+    return text
+
+
+def _memory(value: str) -> str:
+    if not _MEMORY.fullmatch(value) or not int(value.rstrip("KMGTi")):
+        raise ValueError(f"{value!r} is not a memory quantity (e.g. 4Gi or 512Mi)")
+    return value
+
+
+class ResourcesSpec(Spec):
+    """What a notebook server of the image gets: requests equal limits where consumers allow."""
+
+    cpu: Annotated[str | int | float, AfterValidator(_cpu)] | None = Field(
+        None, description="CPU cores, a Kubernetes quantity: 2, 0.5 or 500m")
+    memory: Annotated[str, AfterValidator(_memory)] | None = Field(
+        None, description="memory, a Kubernetes quantity: 4Gi, 512Mi")
+    gpus: int | None = Field(None, ge=0, description="NVIDIA GPUs; default 1 for GPU images")
+
+
+class SifSpec(Spec):
+    directory: AbsPath | None = Field(
+        None, description="the cluster's shared SIF directory; unset: jobs pull the SIF's "
+                          "oras:// reference from the registry")
+
+
 class ImageSpec(Spec):
     name: Name | None = Field(None, description="defaults to the stack's name")
     stack: Name
@@ -271,10 +306,21 @@ class ImageSpec(Spec):
     tags: list[Tag] = []
     description: Text = ""
     publish: bool = True
+    resources: ResourcesSpec | None = Field(None, description="default: the type's resources")
+    consumers: list[Consumer] | None = Field(
+        None, description="who gets the image; default: every consumer that can run it "
+                          "(container consumers for Docker images, batchspawner for SIFs)")
 
 
 class CatalogSpec(Spec):
     registry: Annotated[str, _pattern(r"[a-z0-9.-]+(:[0-9]+)?", "registry host", "ghcr.io")]
+    insecure_registry: bool = Field(
+        False, description="the registry speaks plain HTTP (only on loopback or a trusted "
+                           "network); credentials come from the Docker config or "
+                           "IMAGEKIT_REGISTRY_USERNAME/IMAGEKIT_REGISTRY_PASSWORD, never here")
+    resources: dict[NotebookType, ResourcesSpec] = Field(
+        {}, description="default resources per notebook type")
+    sif: SifSpec = SifSpec()
     namespace: Name
     base: BaseImage
     site_profiles: list[Name] = Field([], description="profiles applied to every image")

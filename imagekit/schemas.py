@@ -1,4 +1,4 @@
-"""JSON Schemas of the three file kinds, for editors (yaml-language-server) and CI."""
+"""JSON Schemas of the files a site writes and of the published catalog, for editors and CI."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from imagekit.publish.catalog import PublishedCatalog
 from imagekit.schema import CatalogSpec, ProfileSpec, StackSpec
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "catalog.schema.json": CatalogSpec,
     "stack.schema.json": StackSpec,
     "profile.schema.json": ProfileSpec,
+    # dist/catalog.json, what `imagekit publish` writes and every export reads
+    "published-catalog.schema.json": PublishedCatalog,
 }
 
 

@@ -16,11 +16,13 @@ def test_image(client: Any, catalog: Catalog, image: Image,
                on_result: Callable[[CheckResult], None]) -> Target:
     ref = catalog.ref(image.name)
     try:
-        client.images.get(ref)
+        image_id = client.images.get(ref).id
     except Exception:
         raise ImagekitError(f"{image.name}: {ref} is not built (run `imagekit build "
                             f"{image.name}`)") from None
-    target = Target(client, ref, image)
+    # Every container runs the ID resolved here, so a build moving the tag meanwhile cannot
+    # make the result describe another image.
+    target = Target(client, image_id, image)
     seen = 0
 
     def flush() -> None:

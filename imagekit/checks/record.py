@@ -1,0 +1,68 @@
+"""What `imagekit test` found, kept against the exact image ID it tested.
+
+Publishing reads these records: an image reaches the registry (and moving tags reach it)
+only when the record for its current image ID says every check passed. Tags move locally
+on every successful build, so the ID, not the tag, is what a record names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from imagekit import __version__
+from imagekit.checks import CheckResult
+from imagekit.model import Catalog
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    image: str
+    image_id: str
+    passed: int
+    failed: int
+    checks: list[str]
+    tested_at: str
+    imagekit: str
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.passed > 0
+
+
+def _folder(catalog: Catalog) -> Path:
+    return catalog.dist / "tested"
+
+
+def _path(catalog: Catalog, image_id: str) -> Path:
+    return _folder(catalog) / f"{image_id.removeprefix('sha256:')}.json"
+
+
+def save(catalog: Catalog, image: str, image_id: str, results: list[CheckResult]) -> TestRecord:
+    record = TestRecord(
+        image=image,
+        image_id=image_id,
+        passed=sum(1 for r in results if r.ok),
+        failed=sum(1 for r in results if not r.ok),
+        checks=[r.name for r in results],
+        tested_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        imagekit=__version__,
+    )
+    path = _path(catalog, image_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(asdict(record), indent=2) + "\n")
+    partial.replace(path)
+    return record
+
+
+def load(catalog: Catalog, image_id: str) -> TestRecord | None:
+    path = _path(catalog, image_id)
+    if not path.is_file():
+        return None
+    try:
+        return TestRecord(**json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        return None  # a damaged record counts as no record: the image is tested again

@@ -1,0 +1,60 @@
+"""The notebook image Setting of the oneblock / LLMOS platforms.
+
+`setting.yaml` is seed 003's `notebook-default-images` Setting (management.oneblock.ai/v1)
+with the JSON in `default`; `setting-llmos.yaml` is its successor's spelling
+(llmos-operator: `default-notebook-images`, management.llmos.ai/v1). Rancher-style settings:
+the operator rewrites `default` with its built-in value on start and reads an env var, then
+`value`, then `default` -- so for LLMOS the admin's choice goes in `value`.
+
+The JSON is a string (the CRD field is a string), keyed by notebook type, each entry
+`{containerImage, description, default?}` like the operator's Go `Image` struct (`default`
+is `omitempty`). Every type key is written, empty when nothing was published for it: the
+dashboard does `images[notebookType].map(...)` and would throw on a missing key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from imagekit.exports import ExportFile
+from imagekit.exports.common import by_type, default_image, yaml_text
+from imagekit.publish.catalog import PublishedCatalog
+
+# Keep the JSON string on one line, as in the seed, instead of folded at 100 columns.
+ONE_LINE = 1 << 30
+
+
+def export(catalog: PublishedCatalog) -> list[ExportFile]:
+    images = images_json(catalog)
+    return [
+        ExportFile("setting.yaml", yaml_text(setting(
+            "management.oneblock.ai/v1", "notebook-default-images", "default", images),
+            width=ONE_LINE)),
+        ExportFile("setting-llmos.yaml", yaml_text(setting(
+            "management.llmos.ai/v1", "default-notebook-images", "value", images),
+            width=ONE_LINE)),
+    ]
+
+
+def setting(api_version: str, name: str, field: str, text: str) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": "Setting", "metadata": {"name": name},
+            field: text}
+
+
+def images_json(catalog: PublishedCatalog) -> str:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    # Sorted type keys, compact separators, empty fields left out: how Go's json.Marshal
+    # writes the operator's own map[string][]Image, so diffs against it stay small.
+    for kind, images in sorted(by_type(catalog.for_consumer("setting")).items()):
+        default = default_image(catalog, images)
+        entries: list[dict[str, Any]] = []
+        for image in images:
+            entry: dict[str, Any] = {"containerImage": image.reference}
+            if image.description:
+                entry["description"] = image.description
+            if image is default:
+                entry["default"] = True
+            entries.append(entry)
+        groups[kind] = entries
+    return json.dumps(groups, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,153 @@
+"""dist/catalog.json: the published catalog, the one document every export is derived from.
+
+It names each image by the digest the registry answered with, never by a moving tag, and
+carries what the consumers need (type, GPU, resources, port, binds, which consumers get the
+image), what was checked (the test summary) and what is inside (the package manifest). It
+also remembers the digests an image was published under before (`history`), so exports
+whose consumers keep old values alive (Kubeflow's WorkspaceKind) can be derived from this
+document alone, on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from imagekit.errors import ImagekitError, Problem
+from imagekit.schema import Consumer
+
+SCHEMA_ID: Literal["imagekit.catalog/v1"] = "imagekit.catalog/v1"
+NotebookType = Literal["jupyter", "code-server", "rstudio"]
+CONTAINER_CONSUMERS: tuple[Consumer, ...] = ("kubespawner", "dockerspawner", "kubeflow",
+                                             "workspacekind", "setting", "armada")
+SIF_CONSUMERS: tuple[Consumer, ...] = ("batchspawner",)
+CONSUMERS: tuple[Consumer, ...] = CONTAINER_CONSUMERS + SIF_CONSUMERS
+
+
+class Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(Doc):
+    cpu: str = Field(description="Kubernetes CPU quantity, e.g. '2' or '500m'")
+    memory: str = Field(description="Kubernetes memory quantity, e.g. '4Gi'")
+    gpus: int = Field(0, ge=0, description="NVIDIA GPUs (nvidia.com/gpu)")
+
+
+class TestSummary(Doc):
+    status: Literal["passed", "skipped"] = Field(
+        description="passed: `imagekit test` passed on this image ID; skipped: published "
+                    "with --skip-tests")
+    passed: int = 0
+    failed: int = 0
+    checks: list[str] = []
+    tested_at: str | None = None
+
+
+class Packages(Doc):
+    debian: dict[str, str] = {}
+    pip: dict[str, str] = {}
+    r: dict[str, str] = {}
+    npm: dict[str, str] = {}
+
+
+class Sif(Doc):
+    reference: str = Field(description="oras://REPOSITORY@sha256:... (manifest digest)")
+    repository: str
+    digest: str = Field(description="digest of the ORAS manifest in the registry")
+    sha256: str = Field(description="sha256 of the SIF file itself")
+    size: int
+    filename: str
+    tags: list[str]
+    path: str | None = Field(
+        None, description="where the cluster sees the file when the site uses a shared "
+                          "SIF directory; None when jobs pull the oras:// reference")
+
+
+class Previous(Doc):
+    """A digest the image was published under before, newest first."""
+
+    digest: str
+    reference: str
+    tags: list[str] = []
+
+
+class PublishedImage(Doc):
+    name: str
+    stack: str
+    parent: str | None
+    profiles: list[str] = []
+    type: NotebookType
+    gpu: bool
+    description: str
+    default: bool = Field(description="the default image of its type")
+    consumers: list[Consumer]
+    resources: Resources
+    port: int
+    binds: list[str] = []
+    repository: str
+    digest: str = Field(description="manifest digest read back from the registry")
+    reference: str = Field(description="REPOSITORY@sha256:..., what every export uses")
+    image_id: str = Field(description="the engine's image ID (config digest) that was tested")
+    tags: list[str]
+    size: int = Field(description="bytes in the registry (config and compressed layers)")
+    tested: TestSummary
+    sif: Sif | None = None
+    packages: Packages = Packages()
+    history: list[Previous] = []
+
+
+class LeftOut(Doc):
+    name: str
+    reason: str
+
+
+class PublishedCatalog(Doc):
+    schema_: Literal["imagekit.catalog/v1"] = Field(SCHEMA_ID, alias="schema")
+    registry: str
+    namespace: str
+    registry_insecure: bool = Field(
+        False, description="the registry speaks plain HTTP (oras:// pulls need --no-https)")
+    vendor: str = ""
+    source: str = ""
+    sif_directory: str | None = Field(
+        None, description="the cluster's shared SIF directory, if the site has one")
+    defaults: dict[NotebookType, str] = Field(
+        description="the default image of each type that has a published image")
+    images: list[PublishedImage]
+    left_out: list[LeftOut] = []
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def image(self, name: str) -> PublishedImage:
+        for image in self.images:
+            if image.name == name:
+                return image
+        raise KeyError(name)
+
+    def for_consumer(self, consumer: Consumer) -> list[PublishedImage]:
+        return [i for i in self.images if consumer in i.consumers]
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2,
+                          sort_keys=True) + "\n"
+
+
+def parse(text: str, origin: Path | str) -> PublishedCatalog:
+    try:
+        return PublishedCatalog.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ImagekitError(Problem(Path(str(origin)), field,
+                                    f"not a published catalog: {first['msg']}")) from None
+
+
+def read(path: Path) -> PublishedCatalog:
+    if not path.is_file():
+        raise ImagekitError(Problem(path, "", "no published catalog here (run `imagekit "
+                                              "publish` first, or pass --published FILE)"))
+    return parse(path.read_text(), path)
