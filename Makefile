@@ -2,17 +2,21 @@
 IMAGE ?= scipy
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit lint
+.PHONY: setup demo stop test test-unit lint
 
 setup:
 	scripts/setup.sh
 
-# Bootstrap the base, build and smoke-test the default image, and say how to open it.
+# The whole path on the embedded default: bootstrap the base, build the default image (and
+# its SIF), smoke-test it, publish it to a local registry by digest and write the catalog and
+# every consumer's export. The engine and the registry keep running: `make stop` stops them.
 demo: setup
-	scripts/engine.sh --keep sh -c 'imagekit validate && imagekit base && \
-	  imagekit build $(IMAGE) && imagekit test $(IMAGE) && \
-	  echo && echo "Open it:  docker run --rm -p 127.0.0.1:8888:8888 127.0.0.1:5055/imagekit/$(IMAGE):latest" && \
-	  echo "          then the http://127.0.0.1:8888/lab?token=... URL it prints."'
+	scripts/engine.sh --keep scripts/demo.sh $(IMAGE)
+
+# Stop what `make demo` left running: the local registry and the dockerd it started.
+stop:
+	scripts/registry.sh stop
+	scripts/engine.sh --stop
 
 lint:
 	ruff check .

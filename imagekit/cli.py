@@ -366,6 +366,88 @@ def test_(
 
 
 @app.command()
+def publish(
+    images: Annotated[list[str] | None, typer.Argument(help="images to publish")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every listed image built here")] = False,
+    skip_tests: Annotated[bool, typer.Option(
+        "--skip-tests", help="publish images that did not pass `imagekit test` (no moving "
+                             "tag is pushed for them)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Push tested images and SIFs by digest, then write dist/catalog.json and the exports."""
+    from imagekit.engine.client import Engine
+    from imagekit.progress import human_size
+    from imagekit.publish.pipeline import publish as run_publish
+
+    log = err if as_json else out
+    with _user_errors():
+        cat = _load(catalog)
+        names = None if all_ else [i.name for i in _select(cat, images or [], False)]
+        if skip_tests:
+            err.print("[bold yellow]WARNING: --skip-tests: images that did not pass `imagekit "
+                      "test` are published, under an untested-<id> tag only, and marked "
+                      "untested in the catalog[/]")
+        report = run_publish(cat, Engine(), names, skip_tests=skip_tests,
+                             log=lambda text: log.print(text, markup=False))
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+        return
+    table = Table(header_style="bold")
+    for col in ("image", "published as", "tested", "sent", "SIF sent"):
+        table.add_column(col, overflow="fold")
+    for line in report.images:
+        table.add_row(line.image, line.reference, line.tested, human_size(line.sent),
+                      human_size(line.sif_sent) if line.sif_reference else "-")
+    out.print(table)
+    state = "written" if report.changed else "unchanged"
+    out.print(f"catalog: {report.catalog} ({state}; {report.catalog_digest})", markup=False)
+    out.print(f"exports: {len(report.exports)} files in dist/exports/", markup=False)
+    out.print(f"{human_size(report.sent)} sent in {report.seconds} s", markup=False)
+
+
+@app.command("export")
+def export_(
+    target: Annotated[str, typer.Argument(help="kubespawner, dockerspawner, kubeflow, "
+                                               "workspacekind, setting, batchspawner, armada")],
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="write here instead of stdout")] = None,
+    file: Annotated[str | None, typer.Option(
+        "--file", help="one of the target's files (e.g. kubespawner.py); default: its first")
+    ] = None,
+    published: Annotated[Path | None, typer.Option(
+        "--published", help="the published catalog; default: dist/catalog.json")] = None,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Write one consumer's configuration, derived from the published catalog only."""
+    from imagekit.exports import exporters
+    from imagekit.publish.catalog import read
+
+    with _user_errors():
+        known = exporters()
+        if target not in known:
+            raise ImagekitError(Problem(None, "TARGET", f"unknown export {target!r}",
+                                        hint=did_you_mean(target, known) or
+                                        f"one of {', '.join(known)}"))
+        source = published or catalog.resolve().parent / "dist" / "catalog.json"
+        files = known[target](read(source))
+        chosen = files[0]
+        if file is not None:
+            by_name = {f.name: f for f in files}
+            if file not in by_name:
+                raise ImagekitError(Problem(None, "--file", f"{target} writes "
+                                            f"{', '.join(by_name)}, not {file!r}"))
+            chosen = by_name[file]
+    if output is None:
+        out.print(chosen.text, markup=False, highlight=False, end="")
+        return
+    partial = output.with_name(output.name + ".partial")
+    partial.write_text(chosen.text)
+    partial.replace(output)
+    out.print(f"wrote {output}")
+
+
+@app.command()
 def inspect(
     path: Annotated[Path, typer.Argument(help="a .sif file")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,

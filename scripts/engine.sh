@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
 # Run a command with a Docker engine available: start dockerd if none answers, and stop it
 # again afterwards if we started it (unless --keep). Usage: scripts/engine.sh [--keep] CMD...
+# `scripts/engine.sh --stop` stops a dockerd that an earlier --keep left running.
 set -euo pipefail
 keep=0
+pidfile="${TMPDIR:-/tmp}/imagekit-dockerd.pid"
+if [ "${1:-}" = "--stop" ]; then
+    if [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null; then
+        for _ in $(seq 1 60); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.5; done
+        echo "engine: stopped the dockerd imagekit started"
+    else
+        echo "engine: no dockerd started by imagekit is running"
+    fi
+    rm -f "$pidfile"
+    exit 0
+fi
 if [ "${1:-}" = "--keep" ]; then keep=1; shift; fi
 
 started=0

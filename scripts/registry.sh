@@ -3,12 +3,17 @@
 # loopback, data kept in a folder of its own. Usage: scripts/registry.sh start|stop|status
 #   IMAGEKIT_REGISTRY_ADDR  listen address (default 127.0.0.1:5055, the catalog's registry)
 #   IMAGEKIT_REGISTRY_DIR   config, data, pid and log (default /var/lib/imagekit/registry)
+#   IMAGEKIT_REGISTRY_HTPASSWD  an htpasswd file (bcrypt): ask for these users' credentials
 set -euo pipefail
 addr="${IMAGEKIT_REGISTRY_ADDR:-127.0.0.1:5055}"
 dir="${IMAGEKIT_REGISTRY_DIR:-/var/lib/imagekit/registry}"
 pidfile="$dir/registry.pid"
 
-answers() { curl -fsS -o /dev/null --max-time 2 "http://$addr/v2/" 2>/dev/null; }
+# Up means /v2/ answers at all: 200, or 401 when it asks for credentials.
+answers() {
+    code="$(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 "http://$addr/v2/" 2>/dev/null)"
+    [ "$code" = 200 ] || [ "$code" = 401 ]
+}
 
 start() {
     if answers; then echo "registry: already answering on $addr"; return 0; fi
@@ -23,6 +28,10 @@ storage:
   delete: {enabled: true}
 http: {addr: "$addr"}
 YAML
+    if [ -n "${IMAGEKIT_REGISTRY_HTPASSWD:-}" ]; then
+        printf 'auth:\n  htpasswd: {realm: imagekit, path: %s}\n' "$IMAGEKIT_REGISTRY_HTPASSWD" \
+            >> "$dir/config.yml"
+    fi
     setsid docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 < /dev/null &
     echo $! > "$pidfile"
     for _ in $(seq 1 50); do answers && break; sleep 0.2; done

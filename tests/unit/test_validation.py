@@ -189,3 +189,31 @@ def test_render_of_a_bad_catalog_writes_nothing(
 def test_missing_catalog(tmp_path: Path, cli: Callable[..., tuple[int, str]]) -> None:
     code, output = cli("validate", "--catalog", str(tmp_path / "nope.yaml"))
     assert code == 2 and "catalog file not found" in output
+
+
+def test_batchspawner_needs_a_sif(project: Path) -> None:
+    edit(project / "catalog.yaml", "  - stack: r\n",
+         "  - stack: r\n    consumers: [batchspawner]\n")
+    (msg,) = problems(project)
+    assert "catalog.yaml:" in msg and "consumers: batchspawner runs SIFs" in msg
+
+
+def test_unknown_consumer_suggests(project: Path) -> None:
+    edit(project / "catalog.yaml", "  - stack: r\n", "  - stack: r\n    consumers: [kubespawnr]\n")
+    (msg,) = problems(project)
+    assert "catalog.yaml:" in msg and "consumers" in msg and "kubespawnr" in msg
+
+
+@pytest.mark.parametrize(("value", "what"), [("lots", "CPU quantity"), ("-1", "CPU quantity"),
+                                             ("0", "CPU quantity")])
+def test_resources_must_be_quantities(project: Path, value: str, what: str) -> None:
+    edit(project / "catalog.yaml", "jupyter: {cpu: 1,", f"jupyter: {{cpu: '{value}',")
+    (msg,) = problems(project)
+    assert "catalog.yaml:" in msg and "resources.jupyter.cpu" in msg and what in msg
+
+
+def test_memory_must_be_a_quantity(project: Path) -> None:
+    edit(project / "catalog.yaml", "resources: {cpu: 4, memory: 16Gi",
+         "resources: {cpu: 4, memory: 16 GB")
+    (msg,) = problems(project)
+    assert "memory" in msg and "not a memory quantity" in msg

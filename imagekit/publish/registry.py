@@ -1,0 +1,279 @@
+"""The catalog's registry: Docker images pushed by the engine, SIFs and the catalog as ORAS
+artifacts, and every digest read back from the registry itself.
+
+Images go through the engine's own push (it compresses layers and skips the ones the
+registry already has). SIFs go the way `apptainer push oras://` stores them, through the
+ORAS client: an OCI manifest whose config is `{}` of type
+`application/vnd.sylabs.sif.config.v1+json` and whose one layer, of type
+`application/vnd.sylabs.sif.layer.v1.sif`, is titled with the file's name.
+
+Credentials come from the Docker config (both the engine and the ORAS client read it) or
+from IMAGEKIT_REGISTRY_USERNAME / IMAGEKIT_REGISTRY_PASSWORD; they are never printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import oras.provider
+import requests
+
+from imagekit.engine.client import Engine
+from imagekit.errors import BuildFailed, ImagekitError
+from imagekit.model import Catalog
+
+SIF_CONFIG_TYPE = "application/vnd.sylabs.sif.config.v1+json"
+SIF_LAYER_TYPE = "application/vnd.sylabs.sif.layer.v1.sif"
+CATALOG_CONFIG_TYPE = "application/vnd.imagekit.catalog.config.v1+json"
+CATALOG_LAYER_TYPE = "application/vnd.imagekit.catalog.v1+json"
+TITLE = "org.opencontainers.image.title"
+CREATED = "org.opencontainers.image.created"
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+USER_ENV, PASSWORD_ENV = "IMAGEKIT_REGISTRY_USERNAME", "IMAGEKIT_REGISTRY_PASSWORD"
+
+Log = Callable[[str], None]
+
+
+class _Client(oras.provider.Registry):  # type: ignore[misc]
+    """The ORAS client, failing fast: its own retry waits minutes on a registry that is down,
+    and a publish must stop at the first failure and leave everything as it was."""
+
+    def do_request(self, url: str, method: str = "GET", data: Any = None,
+                   headers: dict[str, str] | None = None, json: Any = None,
+                   stream: bool = False) -> requests.Response:
+        undecorated = oras.provider.Registry.do_request.__wrapped__
+        try:
+            response: requests.Response = undecorated(self, url, method, data, headers, json,
+                                                      stream)
+        except requests.exceptions.SSLError as exc:
+            raise BuildFailed(f"TLS to {self.hostname} failed ({_reason(exc)}): give the "
+                              "site CA bundle in a site profile's ca_bundle, or name a "
+                              "plain-HTTP registry with insecure_registry: true") from None
+        except requests.exceptions.RequestException as exc:
+            raise BuildFailed(f"registry {self.hostname} did not answer: {_reason(exc)}") \
+                from None
+        if response.status_code >= 500:
+            raise BuildFailed(f"registry {self.hostname}: {method} answered "
+                              f"{response.status_code} {response.reason}")
+        return response
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    return text.rsplit(": ", 1)[-1][:200] if ": " in text else text[:200]
+
+
+@dataclass
+class Pushed:
+    repository: str
+    digest: str  # manifest digest, read back from the registry
+    tags: list[str]
+    size: int  # config + layers as stored in the registry
+    sent: int  # bytes of blobs that were not there before
+    seconds: float
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+class Registry:
+    def __init__(self, catalog: Catalog) -> None:
+        self.host = catalog.registry
+        self.insecure = catalog.insecure_registry
+        ca = catalog.site.ca_bundle
+        self.verify: bool | str = ca if ca and Path(ca).is_file() else True
+        self.scheme = "http" if self.insecure else "https"
+        user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
+        self._credentials = (user, password) if user and password else None
+        self.engine_auth: dict[str, str] | None = (
+            {"username": user, "password": password} if user and password else None)
+        self.client = self._client("token")
+
+    def _client(self, backend: str) -> _Client:
+        client = _Client(hostname=self.host, insecure=self.insecure, tls_verify=self.verify,
+                         auth_backend=backend)
+        # The Docker config the engine reads too ($DOCKER_CONFIG, else ~/.docker).
+        config = Path(os.environ.get("DOCKER_CONFIG", "~/.docker")).expanduser() / "config.json"
+        client.auth.load_configs(client.get_container(f"{self.host}/imagekit"),
+                                 configs=[str(config)] if config.is_file() else None)
+        if self._credentials is not None:
+            client.auth.set_basic_auth(*self._credentials)
+        return client
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Fail early, before anything is pushed, if the registry cannot be reached; pick the
+        auth scheme it asks for (Debian's registry with htpasswd wants Basic, most others a
+        Bearer token)."""
+        url = f"{self.scheme}://{self.host}/v2/"
+        try:
+            probe = requests.get(url, timeout=10, verify=self.verify)
+        except requests.exceptions.SSLError as exc:
+            raise BuildFailed(f"TLS to {self.host} failed ({_reason(exc)}): give the site CA "
+                              "bundle in a site profile's ca_bundle, or name a plain-HTTP "
+                              "registry with insecure_registry: true") from None
+        except requests.exceptions.RequestException as exc:
+            raise BuildFailed(f"registry {self.host} did not answer: {_reason(exc)}") from None
+        if probe.headers.get("WWW-Authenticate", "").lower().startswith("basic"):
+            self.client = self._client("basic")
+        response = self.client.do_request(url, "GET")
+        if response.status_code == 401:
+            raise BuildFailed(f"registry {self.host} refused the credentials (docker login "
+                              f"{self.host}, or set {USER_ENV} and {PASSWORD_ENV})")
+        if response.status_code != 200:
+            raise BuildFailed(f"registry {self.host}: /v2/ answered {response.status_code}; "
+                              "is it a Docker/OCI registry?")
+
+    def _path(self, repository: str) -> str:
+        prefix = f"{self.host}/"
+        if not repository.startswith(prefix):
+            raise ImagekitError(f"{repository} is not in registry {self.host}")
+        return repository[len(prefix):]
+
+    def manifest(self, repository: str, reference: str) -> tuple[str, dict[str, Any]] | None:
+        """(digest, manifest) of REPOSITORY:TAG or @DIGEST, or None when the registry has none."""
+        url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/manifests/{reference}"
+        response = self.client.do_request(url, "GET", headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise BuildFailed(f"registry {self.host}: manifest {repository}:{reference} "
+                              f"answered {response.status_code}")
+        digest = response.headers.get("Docker-Content-Digest") or (
+            "sha256:" + hashlib.sha256(response.content).hexdigest())
+        return digest, response.json()
+
+    def blob(self, repository: str, digest: str) -> bytes:
+        url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/{digest}"
+        response = self.client.do_request(url, "GET")
+        if response.status_code != 200:
+            raise BuildFailed(f"registry {self.host}: blob {digest} of {repository} answered "
+                              f"{response.status_code}")
+        return response.content
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/{digest}"
+        return self.client.do_request(url, "HEAD").status_code == 200
+
+    def _read_back(self, repository: str, tag: str) -> tuple[str, dict[str, Any]]:
+        found = self.manifest(repository, tag)
+        if found is None:
+            raise BuildFailed(f"registry {self.host} does not list {repository}:{tag} right "
+                              "after it was pushed")
+        return found
+
+    # -- Docker images -----------------------------------------------------------------------
+
+    def push_image(self, engine: Engine, image_id: str, repository: str, tags: list[str],
+                   log: Log) -> Pushed:
+        """Push every tag of the image through the engine; the digest comes back from the
+        registry and must name the image's own config (its image ID)."""
+        started = time.monotonic()
+        diff_ids = engine.client.api.inspect_image(image_id)["RootFS"]["Layers"]
+        pushed_layers: set[str] = set()
+        for tag in tags:
+            engine.tag(image_id, f"{repository}:{tag}")
+            stream = engine.client.api.push(repository, tag=tag, stream=True, decode=True,
+                                            auth_config=self.engine_auth)
+            for event in stream:
+                if "error" in event:
+                    raise BuildFailed(f"pushing {repository}:{tag} failed: "
+                                      f"{str(event['error'])[:300]}")
+                if event.get("status") == "Pushed":
+                    pushed_layers.add(str(event.get("id", "")))
+        digest, manifest = self._read_back(repository, tags[0])
+        for tag in tags[1:]:
+            if self._read_back(repository, tag)[0] != digest:
+                raise BuildFailed(f"{repository}:{tag} does not point at {digest} after the push")
+        config = manifest.get("config", {})
+        if config.get("digest") != image_id:
+            raise BuildFailed(f"{repository}@{digest} holds config {config.get('digest')}, "
+                              f"not the tested image {image_id}")
+        layers = manifest.get("layers", [])
+        sent = sum(int(layer["size"]) for layer, diff in zip(layers, diff_ids, strict=False)
+                   if diff.removeprefix("sha256:")[:12] in pushed_layers)
+        size = int(config.get("size", 0)) + sum(int(layer["size"]) for layer in layers)
+        return Pushed(repository, digest, tags, size, sent,
+                      round(time.monotonic() - started, 1))
+
+    # -- ORAS artifacts (SIFs, the catalog) -------------------------------------------------------
+
+    def push_artifact(self, repository: str, tags: list[str], path: Path, layer_type: str,
+                      config_type: str, created: str) -> Pushed:
+        """Push one file as an ORAS artifact under every tag; blobs and manifests the registry
+        already holds are not sent again."""
+        started = time.monotonic()
+        sha = "sha256:" + _sha256(path)
+        size = path.stat().st_size
+        sent = 0 if self.has_blob(repository, sha) else size
+        with tempfile.TemporaryDirectory(prefix="imagekit-oras-") as tmp:
+            config = Path(tmp) / "config.json"
+            config.write_text("{}")  # what apptainer writes; pull ignores it
+            for tag in tags:
+                existing = self.manifest(repository, tag)
+                if existing is not None and _is_artifact(existing[1], sha, path.name,
+                                                         layer_type, config_type, created):
+                    continue
+                self.client.push(
+                    target=f"{repository}:{tag}",
+                    files=[f"{path}:{layer_type}"],
+                    manifest_config=f"{config}:{config_type}",
+                    manifest_annotations={CREATED: created},
+                    disable_path_validation=True,
+                    quiet=True,
+                )
+        digest, manifest = self._read_back(repository, tags[0])
+        if not _is_artifact(manifest, sha, path.name, layer_type, config_type, created):
+            raise BuildFailed(f"{repository}:{tags[0]} does not hold {path.name} after the push")
+        for tag in tags[1:]:
+            if self._read_back(repository, tag)[0] != digest:
+                raise BuildFailed(f"{repository}:{tag} does not point at {digest} after the push")
+        return Pushed(repository, digest, tags, size, sent, round(time.monotonic() - started, 1))
+
+    def pull_artifact(self, repository: str, tag: str, layer_type: str) -> bytes | None:
+        found = self.manifest(repository, tag)
+        if found is None:
+            return None
+        layers = [lay for lay in found[1].get("layers", []) if lay.get("mediaType") == layer_type]
+        if len(layers) != 1:
+            raise BuildFailed(f"{repository}:{tag} is not an imagekit artifact")
+        data = self.blob(repository, layers[0]["digest"])
+        if "sha256:" + hashlib.sha256(data).hexdigest() != layers[0]["digest"]:
+            raise BuildFailed(f"{repository}:{tag}: the blob does not match its digest")
+        return data
+
+
+def _is_artifact(manifest: dict[str, Any], sha: str, title: str, layer_type: str,
+                 config_type: str, created: str) -> bool:
+    layers = manifest.get("layers", [])
+    return (
+        manifest.get("config", {}).get("mediaType") == config_type
+        and len(layers) == 1
+        and layers[0].get("digest") == sha
+        and layers[0].get("mediaType") == layer_type
+        and (layers[0].get("annotations") or {}).get(TITLE) == title
+        and (manifest.get("annotations") or {}).get(CREATED) == created
+    )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+

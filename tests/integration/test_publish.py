@@ -1,0 +1,329 @@
+"""Given tested images, when I publish, then a real registry holds exactly what the catalog
+names, by digest, and the consumers' own packages accept the exports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from imagekit.publish.catalog import PublishedCatalog, read
+from tests.integration import apptainer as ap
+from tests.integration.conftest import ROOT, failed, imagekit
+from tests.integration.registry import LocalRegistry, answers
+
+pytestmark = pytest.mark.integration
+
+DIST = ROOT / "dist"
+PUBLISHED = ["base", "scipy", "scipy-hpc"]
+NS = "imagekit"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    if answers():
+        pytest.fail("127.0.0.1:5055 already answers (a registry left by `make demo`?): "
+                    "`make stop` first; the tests start their own, empty one")
+    local = LocalRegistry(tmp_path_factory.mktemp("registry"))
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="module")
+def ready(base_image: str, smoke: Callable[[str], dict[str, Any]]) -> None:
+    """base, scipy and scipy-hpc built, their SIFs made, and each tested."""
+    imagekit("build", "scipy", "scipy-hpc", "--format", "docker", "--format", "sif",
+             "--sif-method", "native", "--plain")
+    for name in PUBLISHED:
+        report = smoke(name)
+        assert report["exit"] == 0, failed(report)
+
+
+def snapshot() -> dict[str, bytes]:
+    files = [DIST / "catalog.json", *sorted((DIST / "exports").glob("*"))]
+    return {str(p.relative_to(DIST)): p.read_bytes() for p in files if p.is_file()}
+
+
+def publish(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return imagekit("publish", *args, check=check)
+
+
+def published() -> PublishedCatalog:
+    return read(DIST / "catalog.json")
+
+
+def test_an_untested_image_is_refused_and_nothing_is_pushed(registry: LocalRegistry,
+                                                             ready: None) -> None:
+    imagekit("build", "scipy-kubeflow", "--format", "docker", "--force", "--plain")
+    before = snapshot()
+    result = publish("scipy-kubeflow", check=False)
+    assert result.returncode == 2
+    assert "scipy-kubeflow" in result.stderr and "was not tested" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert registry.tags(f"{NS}/scipy-kubeflow") == []
+    assert registry.tags(f"{NS}/catalog") == []
+    assert snapshot() == before
+
+
+def test_a_registry_stopped_between_two_pushes_changes_nothing_and_a_rerun_converges(
+        registry: LocalRegistry, ready: None) -> None:
+    publish("base")
+    before = snapshot()
+    assert set(before) >= {"catalog.json", "exports/kubespawner.yaml"}
+    proc = subprocess.Popen([sys.executable, "-m", "imagekit", "publish", *PUBLISHED],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True,
+                            env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("[base] pushed "):
+            registry.stop()  # base is in; scipy's push is next
+            break
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, "".join(lines) + out + err
+    assert "did not answer" in err or "failed" in err, err
+    assert "Traceback" not in err
+    assert snapshot() == before  # byte for byte
+    assert not list(DIST.glob(".publish-*"))
+
+    registry.start()
+    rerun = json.loads(publish(*PUBLISHED, "--json").stdout)
+    sent = {i["image"]: i["sent"] for i in rerun["images"]}
+    assert sent["base"] == 0  # its blobs were there: nothing sent again
+    assert rerun["changed"] is True
+    first = snapshot()
+
+    again = json.loads(publish(*PUBLISHED, "--json").stdout)
+    assert [(i["sent"], i["sif_sent"]) for i in again["images"]] == [(0, 0)] * 3
+    assert again["changed"] is False
+    assert snapshot() == first
+
+
+def test_the_catalog_names_by_digest_what_the_registry_holds(registry: LocalRegistry,
+                                                            client: Any) -> None:
+    document = json.loads((DIST / "catalog.json").read_text())
+    schema = json.loads((ROOT / "schemas" / "published-catalog.schema.json").read_text())
+    jsonschema.validate(document, schema)
+    catalog = published()
+    assert [i.name for i in catalog.images] == PUBLISHED
+    assert catalog.defaults == {"jupyter": "scipy"}
+    assert {lo.name for lo in catalog.left_out} >= {"rstudio", "vscode"}
+    for image in catalog.images:
+        path = f"{NS}/{image.name}"
+        assert image.reference == f"127.0.0.1:5055/{path}@{image.digest}"
+        assert "latest" in image.tags and image.tested.status == "passed"
+        for tag in image.tags:
+            digest, manifest = registry.manifest(path, tag)
+            assert digest == image.digest, (image.name, tag)
+        # The registry's config blob is the image the tests passed on...
+        assert manifest["config"]["digest"] == image.image_id
+        record = json.loads((DIST / "tested" / f"{image.image_id[7:]}.json").read_text())
+        assert record["failed"] == 0 and record["passed"] == image.tested.passed
+        # ...and pulling by digest gives that very image.
+        pulled = client.images.pull(image.reference)
+        assert pulled.id == image.image_id
+    scipy = catalog.image("scipy")
+    numpy_tag = next(t for t in scipy.tags if t.startswith("numpy-"))
+    assert scipy.packages.pip["numpy"] == numpy_tag.removeprefix("numpy-")
+    assert "python3" in scipy.packages.debian
+    # The catalog itself is an artifact beside the images, byte for byte dist/catalog.json.
+    digest, manifest = registry.manifest(f"{NS}/catalog", "latest")
+    (layer,) = manifest["layers"]
+    blob = registry.get(f"{NS}/catalog/blobs/{layer['digest']}").content
+    assert blob == (DIST / "catalog.json").read_bytes()
+
+
+def test_sif_artifacts_are_what_apptainer_push_writes(registry: LocalRegistry) -> None:
+    for image in published().images:
+        if image.sif is None:
+            continue
+        path = f"{NS}/sif/{image.name}"
+        digest, manifest = registry.manifest(path, "latest")
+        assert digest == image.sif.digest
+        assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+        assert manifest["config"]["mediaType"] == "application/vnd.sylabs.sif.config.v1+json"
+        config = registry.get(f"{path}/blobs/{manifest['config']['digest']}").content
+        assert json.loads(config) == {}
+        (layer,) = manifest["layers"]
+        assert layer["mediaType"] == "application/vnd.sylabs.sif.layer.v1.sif"
+        assert layer["annotations"]["org.opencontainers.image.title"] == image.sif.filename
+        assert layer["digest"] == f"sha256:{image.sif.sha256}"
+        assert "org.opencontainers.image.created" in manifest["annotations"]
+    assert {i.name for i in published().images if i.sif} == {"scipy", "scipy-hpc"}
+
+
+@pytest.fixture(scope="module")
+def sid_root() -> Path:
+    try:
+        return ap.ensure_root()
+    except ap.Unavailable as exc:
+        pytest.fail(f"no real Apptainer here: {exc}")
+
+
+def test_real_apptainer_pulls_the_sif_byte_identical_and_runs_it(
+        registry: LocalRegistry, sid_root: Path) -> None:
+    image = published().image("scipy-hpc")
+    assert image.sif is not None
+    runner = ap.Apptainer(sid_root)
+    target = runner.home / "pulled.sif"
+    target.unlink(missing_ok=True)
+    with ap.fuse_for_user():
+        runner.run("apptainer", "pull", "--no-https", "pulled.sif", image.sif.reference,
+                   timeout=600)
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == image.sif.sha256
+        out = runner.run("apptainer", "exec", "pulled.sif", "python3", "-c",
+                         "import numpy; print('numpy', numpy.__version__)").stdout
+        assert f"numpy {image.packages.pip['numpy']}" in out
+        # `singularity` is the same program under its old name; a tag works as well.
+        scipy = published().image("scipy")
+        assert scipy.sif is not None
+        tagged = f"oras://{scipy.sif.repository}:latest"
+        runner.run("singularity", "pull", "--no-https", "--force", "tagged.sif", tagged,
+                   timeout=600)
+        assert (hashlib.sha256((runner.home / "tagged.sif").read_bytes()).hexdigest()
+                == scipy.sif.sha256)
+    target.unlink(missing_ok=True)
+    (runner.home / "tagged.sif").unlink(missing_ok=True)
+
+
+def test_skip_tests_publishes_loudly_without_moving_tags(registry: LocalRegistry) -> None:
+    result = publish("scipy-kubeflow", "--skip-tests")
+    assert "WARNING: --skip-tests" in result.stderr
+    image = published().image("scipy-kubeflow")
+    assert image.tested.status == "skipped"
+    (tag,) = image.tags
+    assert tag == f"untested-{image.image_id[7:19]}"
+    assert registry.tags(f"{NS}/scipy-kubeflow") == [tag]  # no latest, no date
+    assert published().image("scipy").tested.status == "passed"  # the others are kept
+
+
+def test_a_new_digest_retires_the_old_workspacekind_value(registry: LocalRegistry) -> None:
+    old = published().image("scipy-kubeflow")
+    imagekit("build", "scipy-kubeflow", "--format", "docker", "--force", "--plain")
+    publish("scipy-kubeflow", "--skip-tests")
+    new = published().image("scipy-kubeflow")
+    assert new.digest != old.digest
+    assert new.history[0].digest == old.digest
+    kinds = list(yaml.safe_load_all((DIST / "exports" / "workspacekind.yaml").read_text()))
+    (jupyter,) = [k for k in kinds if any(
+        v["spec"]["image"] == new.reference
+        for v in k["spec"]["podTemplate"]["options"]["imageConfig"]["values"])]
+    values = {v["spec"]["image"]: v
+              for v in jupyter["spec"]["podTemplate"]["options"]["imageConfig"]["values"]}
+    retired, current = values[old.reference], values[new.reference]
+    assert retired["spawner"]["hidden"] is True
+    assert retired["redirect"]["to"] == current["id"]
+    assert retired["id"] != current["id"]
+    # The old image is still in the registry for the Workspaces that use it.
+    assert registry.manifest(f"{NS}/scipy-kubeflow", old.digest)[0] == old.digest
+
+
+def test_the_exports_of_this_publication_load_into_the_real_consumers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit import test_export_batchspawner as bs
+    from tests.unit import test_export_dockerspawner as ds
+    from tests.unit import test_export_kubespawner as ks
+
+    catalog = published()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(ks.KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    profiles = yaml.safe_load((DIST / "exports" / "kubespawner.yaml").read_text())
+    for image in catalog.for_consumer("kubespawner"):
+        _, pod = ks.spawn(profiles["singleuser"]["profileList"], ks.form_for(catalog, image))
+        assert pod.spec.containers[0].image == image.reference
+    config = ds.load(catalog)
+    for label, reference in config.DockerSpawner.allowed_images.items():
+        assert ds.start(config, {"image": [label]}) == reference
+    made = bs.children(catalog)
+    assert set(made) == {"scipy", "scipy-hpc"}
+    for name, (_, child) in made.items():
+        image = catalog.image(name)
+        assert image.sif is not None
+        assert bs.exec_line(bs.render(child)) == bs.expected_exec(image, image.sif.reference,
+                                                                  True)
+
+
+def test_export_prints_a_consumer_file_from_the_published_catalog(tmp_path: Path) -> None:
+    text = imagekit("export", "setting").stdout
+    assert text == (DIST / "exports" / "setting.yaml").read_text()
+    target = tmp_path / "profiles.py"
+    imagekit("export", "kubespawner", "--file", "kubespawner.py", "-o", str(target))
+    assert target.read_text() == (DIST / "exports" / "kubespawner.py").read_text()
+    bad = imagekit("export", "kubespawnr", check=False)
+    assert bad.returncode == 2 and "did you mean kubespawner?" in bad.stderr
+
+
+def test_publish_time_and_bytes_are_reported(registry: LocalRegistry) -> None:
+    started = time.monotonic()
+    report = json.loads(publish(*PUBLISHED, "--json").stdout)
+    assert report["sent"] < 100_000  # only the catalog's small manifest, if anything
+    assert report["seconds"] <= time.monotonic() - started
+
+
+CANARY = "canary-Pw-7f3q"
+
+
+def test_credentials_come_from_the_environment_or_docker_config_and_are_never_shown(
+        registry: LocalRegistry, tmp_path: Path) -> None:
+    import base64
+
+    import bcrypt
+
+    htpasswd = tmp_path / "htpasswd"
+    hashed = bcrypt.hashpw(CANARY.encode(), bcrypt.gensalt()).decode()
+    htpasswd.write_text(f"publisher:{hashed}\n")
+    empty = tmp_path / "no-docker-config"
+    empty.mkdir()
+    registry.stop()
+    registry.htpasswd, registry.auth = htpasswd, ("publisher", CANARY)
+    registry.start()
+    try:
+        bare = {**os.environ, "DOCKER_CONFIG": str(empty)}
+        for key in ("IMAGEKIT_REGISTRY_USERNAME", "IMAGEKIT_REGISTRY_PASSWORD"):
+            bare.pop(key, None)
+        refused = _publish_with(bare, "scipy")
+        assert refused.returncode == 1
+        assert "refused the credentials" in refused.stderr
+
+        by_env = _publish_with({**bare, "IMAGEKIT_REGISTRY_USERNAME": "publisher",
+                                "IMAGEKIT_REGISTRY_PASSWORD": CANARY}, "scipy")
+        assert by_env.returncode == 0, by_env.stderr
+
+        config_dir = tmp_path / "docker-config"
+        config_dir.mkdir()
+        token = base64.b64encode(f"publisher:{CANARY}".encode()).decode()
+        (config_dir / "config.json").write_text(
+            json.dumps({"auths": {"127.0.0.1:5055": {"auth": token}}}))
+        by_config = _publish_with({**bare, "DOCKER_CONFIG": str(config_dir)}, "scipy")
+        assert by_config.returncode == 0, by_config.stderr
+
+        for result in (refused, by_env, by_config):
+            assert CANARY not in result.stdout + result.stderr
+            assert token not in result.stdout + result.stderr
+        for path in DIST.rglob("*"):
+            if path.is_file() and path.suffix != ".sif":
+                assert CANARY.encode() not in path.read_bytes(), path
+    finally:
+        registry.stop()
+        registry.htpasswd, registry.auth = None, None
+        registry.start()
+
+
+def _publish_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imagekit", "publish", *args], cwd=ROOT,
+                          env={**env, "COLUMNS": "200"}, capture_output=True, text=True,
+                          timeout=900)
