@@ -394,14 +394,17 @@ def publish(
         out.print_json(json.dumps(report.as_dict()))
         return
     table = Table(header_style="bold")
-    for col in ("image", "published as", "tested", "sent", "SIF sent"):
-        table.add_column(col, overflow="fold")
+    for col in ("image", "digest", "tags", "tested", "sent", "SIF sent"):
+        table.add_column(col)
     for line in report.images:
-        table.add_row(line.image, line.reference, line.tested, human_size(line.sent),
+        digest = line.reference.rpartition("@")[2]
+        table.add_row(line.image, digest[:19] + "…", ", ".join(line.tags), line.tested,
+                      human_size(line.sent),
                       human_size(line.sif_sent) if line.sif_reference else "-")
     out.print(table)
     state = "written" if report.changed else "unchanged"
-    out.print(f"catalog: {report.catalog} ({state}; {report.catalog_digest})", markup=False)
+    out.print(f"catalog: {report.catalog} ({state}), in the registry as "
+              f"{report.catalog_digest}", markup=False)
     out.print(f"exports: {len(report.exports)} files in dist/exports/", markup=False)
     out.print(f"{human_size(report.sent)} sent in {report.seconds} s", markup=False)
 

@@ -4,14 +4,19 @@
 #   IMAGEKIT_REGISTRY_ADDR  listen address (default 127.0.0.1:5055, the catalog's registry)
 #   IMAGEKIT_REGISTRY_DIR   config, data, pid and log (default /var/lib/imagekit/registry)
 #   IMAGEKIT_REGISTRY_HTPASSWD  an htpasswd file (bcrypt): ask for these users' credentials
+#   IMAGEKIT_REGISTRY_TLS_CERT, IMAGEKIT_REGISTRY_TLS_KEY  serve HTTPS with this certificate
 set -euo pipefail
 addr="${IMAGEKIT_REGISTRY_ADDR:-127.0.0.1:5055}"
 dir="${IMAGEKIT_REGISTRY_DIR:-/var/lib/imagekit/registry}"
 pidfile="$dir/registry.pid"
 
+scheme=http
+[ -n "${IMAGEKIT_REGISTRY_TLS_CERT:-}" ] && scheme=https
+
 # Up means /v2/ answers at all: 200, or 401 when it asks for credentials.
 answers() {
-    code="$(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 "http://$addr/v2/" 2>/dev/null)"
+    code="$(curl -ksS -o /dev/null -w '%{http_code}' --max-time 2 "$scheme://$addr/v2/" \
+            2>/dev/null)"
     [ "$code" = 200 ] || [ "$code" = 401 ]
 }
 
@@ -26,8 +31,13 @@ log: {level: warn, fields: {service: registry}}
 storage:
   filesystem: {rootdirectory: $dir/data}
   delete: {enabled: true}
-http: {addr: "$addr"}
+http:
+  addr: "$addr"
 YAML
+    if [ "$scheme" = https ]; then
+        printf '  tls: {certificate: %s, key: %s}\n' "$IMAGEKIT_REGISTRY_TLS_CERT" \
+            "$IMAGEKIT_REGISTRY_TLS_KEY" >> "$dir/config.yml"
+    fi
     if [ -n "${IMAGEKIT_REGISTRY_HTPASSWD:-}" ]; then
         printf 'auth:\n  htpasswd: {realm: imagekit, path: %s}\n' "$IMAGEKIT_REGISTRY_HTPASSWD" \
             >> "$dir/config.yml"
@@ -36,7 +46,7 @@ YAML
     echo $! > "$pidfile"
     for _ in $(seq 1 50); do answers && break; sleep 0.2; done
     answers || { echo "registry: did not come up on $addr" >&2; tail -5 "$dir/registry.log" >&2; exit 1; }
-    echo "registry: serving on http://$addr (data in $dir/data)"
+    echo "registry: serving on $scheme://$addr (data in $dir/data)"
 }
 
 stop() {

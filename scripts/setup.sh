@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker.io debootstrap squashfs-tools siftool bubblewrap docker-compose
+packages=(docker.io debootstrap squashfs-tools siftool bubblewrap docker-compose openssl
           docker-registry ca-certificates curl)
 missing=()
 for p in "${packages[@]}"; do

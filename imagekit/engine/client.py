@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,11 @@ class Engine:
         repository, _, tag = ref.rpartition(":")
         if not self.client.api.tag(image_id, repository, tag, force=True):
             raise BuildFailed(f"could not tag {image_id} as {ref}")
+
+    def untag(self, ref: str) -> None:
+        """Remove one tag; the image stays while other tags or IDs name it."""
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            self.client.api.remove_image(ref, noprune=True)
 
     def pull(self, ref: str) -> bool:
         repository, _, tag = ref.rpartition(":")

@@ -48,6 +48,7 @@ Log = Callable[[str], None]
 CATALOG_REPOSITORY, CATALOG_TAG = "catalog", "latest"
 HISTORY_KEPT = 20
 EPOCH = "1970-01-01T00:00:00Z"
+UNTESTED = "untested-"
 
 
 @dataclass(frozen=True)
@@ -191,9 +192,10 @@ def _entry_of(previous: PublishedCatalog | None, name: str) -> PublishedImage | 
 def _tags(catalog: Catalog, candidate: Candidate) -> list[str]:
     if candidate.tested is None:
         # Untested: one tag named for the image ID, so no moving tag points at it.
-        return [f"untested-{candidate.info.id.removeprefix('sha256:')[:12]}"]
+        return [f"{UNTESTED}{candidate.info.id.removeprefix('sha256:')[:12]}"]
     prefix = catalog.repository(candidate.image.name) + ":"
-    local = [t[len(prefix):] for t in candidate.info.tags if t.startswith(prefix)]
+    local = [t[len(prefix):] for t in candidate.info.tags
+             if t.startswith(prefix) and not t.startswith(prefix + UNTESTED)]
     first = [t for t in candidate.image.tags if t in local]
     return first + sorted(t for t in local if t not in first)
 
@@ -204,7 +206,9 @@ def _publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate
     packages = read_packages(engine, info.id, image.runtime.venv)
     tags = _tags(catalog, candidate)
     log(f"[{image.name}] pushing {catalog.repository(image.name)} ({', '.join(tags)})")
-    pushed = registry.push_image(engine, info.id, catalog.repository(image.name), tags, log)
+    pushed = registry.push_image(engine, info.id, catalog.repository(image.name), tags)
+    if candidate.tested is None:
+        engine.untag(f"{catalog.repository(image.name)}:{tags[0]}")  # pushed; not kept here
     log(f"[{image.name}] pushed {pushed.reference} ({_mb(pushed.sent)} sent, "
         f"{pushed.seconds} s)")
     sif: Sif | None = None

@@ -17,7 +17,6 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import oras.provider
 import requests
 
 from imagekit.engine.client import Engine
-from imagekit.errors import BuildFailed, ImagekitError
+from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.model import Catalog
 
 SIF_CONFIG_TYPE = "application/vnd.sylabs.sif.config.v1+json"
@@ -42,8 +41,6 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 USER_ENV, PASSWORD_ENV = "IMAGEKIT_REGISTRY_USERNAME", "IMAGEKIT_REGISTRY_PASSWORD"
-
-Log = Callable[[str], None]
 
 
 class _Client(oras.provider.Registry):  # type: ignore[misc]
@@ -94,7 +91,10 @@ class Registry:
         self.host = catalog.registry
         self.insecure = catalog.insecure_registry
         ca = catalog.site.ca_bundle
-        self.verify: bool | str = ca if ca and Path(ca).is_file() else True
+        if ca and not Path(ca).is_file():
+            owner = next((p.file for p in catalog.site_profiles if p.site.ca_bundle), None)
+            raise ImagekitError(Problem(owner, "site.ca_bundle", f"{ca} is not a file"))
+        self.verify: bool | str = ca or True
         self.scheme = "http" if self.insecure else "https"
         user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
         self._credentials = (user, password) if user and password else None
@@ -130,6 +130,12 @@ class Registry:
             raise BuildFailed(f"registry {self.host} did not answer: {_reason(exc)}") from None
         if probe.headers.get("WWW-Authenticate", "").lower().startswith("basic"):
             self.client = self._client("basic")
+            # oras' BasicAuth has no credentials until one was found (and then fails with an
+            # AttributeError): say what to do instead.
+            if not getattr(self.client.auth, "_basic_auth", None):
+                raise BuildFailed(f"registry {self.host} asks for credentials and none were "
+                                  f"found: docker login {self.host}, or set {USER_ENV} and "
+                                  f"{PASSWORD_ENV}")
         response = self.client.do_request(url, "GET")
         if response.status_code == 401:
             raise BuildFailed(f"registry {self.host} refused the credentials (docker login "
@@ -178,8 +184,8 @@ class Registry:
 
     # -- Docker images -----------------------------------------------------------------------
 
-    def push_image(self, engine: Engine, image_id: str, repository: str, tags: list[str],
-                   log: Log) -> Pushed:
+    def push_image(self, engine: Engine, image_id: str, repository: str,
+                   tags: list[str]) -> Pushed:
         """Push every tag of the image through the engine; the digest comes back from the
         registry and must name the image's own config (its image ID)."""
         started = time.monotonic()

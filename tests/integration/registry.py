@@ -17,10 +17,32 @@ ADDRESS = "127.0.0.1:5055"  # the catalog's registry: local image names carry it
 
 
 def answers() -> bool:
-    try:
-        return requests.get(f"http://{ADDRESS}/v2/", timeout=2).status_code in (200, 401)
-    except requests.RequestException:
-        return False
+    for scheme in ("http", "https"):
+        try:
+            code = requests.get(f"{scheme}://{ADDRESS}/v2/", timeout=2, verify=False).status_code
+        except requests.RequestException:
+            continue
+        if code in (200, 401):
+            return True
+    return False
+
+
+def make_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it."""
+    ca, ca_key = folder / "ca.crt", folder / "ca.key"
+    cert, key, csr, ext = (folder / n for n in ("server.crt", "server.key", "server.csr",
+                                                 "ext.cnf"))
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for argv in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+         "-days", "2", "-subj", "/CN=imagekit test site CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj",
+         "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out",
+         cert, "-days", "2", "-extfile", ext],
+    ):
+        subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True)
+    return ca, cert, key
 
 
 @dataclass
@@ -28,12 +50,16 @@ class LocalRegistry:
     folder: Path
     htpasswd: Path | None = None  # set: the registry asks for credentials
     auth: tuple[str, str] | None = None  # what the tests themselves send
+    tls: tuple[Path, Path, Path] | None = None  # (CA, certificate, key): serve HTTPS
 
     def _script(self, verb: str) -> None:
         env = {**os.environ, "IMAGEKIT_REGISTRY_DIR": str(self.folder),
                "IMAGEKIT_REGISTRY_ADDR": ADDRESS}
         if self.htpasswd is not None:
             env["IMAGEKIT_REGISTRY_HTPASSWD"] = str(self.htpasswd)
+        if self.tls is not None:
+            env["IMAGEKIT_REGISTRY_TLS_CERT"] = str(self.tls[1])
+            env["IMAGEKIT_REGISTRY_TLS_KEY"] = str(self.tls[2])
         subprocess.run([str(ROOT / "scripts" / "registry.sh"), verb], env=env, check=True,
                        capture_output=True, text=True, timeout=60)
 
@@ -44,8 +70,9 @@ class LocalRegistry:
         self._script("stop")
 
     def get(self, path: str, **headers: str) -> requests.Response:
-        return requests.get(f"http://{ADDRESS}/v2/{path}", headers=headers, timeout=30,
-                            auth=self.auth)
+        scheme = "https" if self.tls else "http"
+        return requests.get(f"{scheme}://{ADDRESS}/v2/{path}", headers=headers, timeout=30,
+                            auth=self.auth, verify=str(self.tls[0]) if self.tls else True)
 
     def tags(self, repository: str) -> list[str]:
         response = self.get(f"{repository}/tags/list")

@@ -297,7 +297,10 @@ def test_credentials_come_from_the_environment_or_docker_config_and_are_never_sh
             bare.pop(key, None)
         refused = _publish_with(bare, "scipy")
         assert refused.returncode == 1
-        assert "refused the credentials" in refused.stderr
+        assert "asks for credentials and none were found" in refused.stderr
+        wrong = _publish_with({**bare, "IMAGEKIT_REGISTRY_USERNAME": "publisher",
+                               "IMAGEKIT_REGISTRY_PASSWORD": "not-it"}, "scipy")
+        assert wrong.returncode == 1 and "refused the credentials" in wrong.stderr
 
         by_env = _publish_with({**bare, "IMAGEKIT_REGISTRY_USERNAME": "publisher",
                                 "IMAGEKIT_REGISTRY_PASSWORD": CANARY}, "scipy")
@@ -311,7 +314,8 @@ def test_credentials_come_from_the_environment_or_docker_config_and_are_never_sh
         by_config = _publish_with({**bare, "DOCKER_CONFIG": str(config_dir)}, "scipy")
         assert by_config.returncode == 0, by_config.stderr
 
-        for result in (refused, by_env, by_config):
+        for result in (refused, wrong, by_env, by_config):
+            assert "Traceback" not in result.stderr
             assert CANARY not in result.stdout + result.stderr
             assert token not in result.stdout + result.stderr
         for path in DIST.rglob("*"):
@@ -327,3 +331,44 @@ def _publish_with(env: dict[str, str], *args: str) -> subprocess.CompletedProces
     return subprocess.run([sys.executable, "-m", "imagekit", "publish", *args], cwd=ROOT,
                           env={**env, "COLUMNS": "200"}, capture_output=True, text=True,
                           timeout=900)
+
+
+def test_a_tls_registry_is_verified_with_the_site_ca(registry: LocalRegistry, project: Path,
+                                                     tmp_path: Path) -> None:
+    import shutil
+
+    from tests.integration.registry import make_ca
+    from tests.unit.test_validation import edit
+
+    ca, cert, key = make_ca(tmp_path)
+    host_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    site_bundle = tmp_path / "site-bundle.crt"
+    site_bundle.write_bytes(host_bundle.read_bytes() + ca.read_bytes())
+    edit(project / "catalog.yaml", "insecure_registry: true", "insecure_registry: false")
+    edit(project / "profiles/site-ca.yaml", str(host_bundle), str(site_bundle))
+    shutil.copytree(DIST / "tested", project / "dist" / "tested")
+    engine_trust = Path("/etc/docker/certs.d/127.0.0.1:5055")
+    engine_trust.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ca, engine_trust / "ca.crt")
+    registry.stop()
+    registry.tls = (ca, cert, key)
+    registry.start()
+    try:
+        imagekit("publish", "base", catalog=project / "catalog.yaml")
+        base = read(project / "dist" / "catalog.json").image("base")
+        assert not read(project / "dist" / "catalog.json").registry_insecure
+        assert registry.manifest(f"{NS}/base", "latest")[0] == base.digest
+
+        # The same registry with a site bundle that lacks its CA: refused, nothing changes.
+        edit(project / "profiles/site-ca.yaml", str(site_bundle), str(host_bundle))
+        before = (project / "dist" / "catalog.json").read_bytes()
+        refused = imagekit("publish", "base", catalog=project / "catalog.yaml", check=False)
+        assert refused.returncode == 1
+        assert "TLS to 127.0.0.1:5055 failed" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert (project / "dist" / "catalog.json").read_bytes() == before
+    finally:
+        shutil.rmtree(engine_trust, ignore_errors=True)
+        registry.stop()
+        registry.tls = None
+        registry.start()
