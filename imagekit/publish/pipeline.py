@@ -331,8 +331,9 @@ def compose(catalog: Catalog, previous: PublishedCatalog | None,
                 f"{of_type[0]} is the default")
     entries = [e.model_copy(update={"default": defaults.get(e.type) == e.name})
                for e in entries]
-    for lo in left_out:
-        log(f"warning: {lo.name} is left out of the catalog and the exports: {lo.reason}")
+    if left_out:
+        log("warning: left out of the catalog and the exports, never published: "
+            + ", ".join(lo.name for lo in left_out))
     return PublishedCatalog(
         registry=catalog.registry,
         namespace=catalog.namespace,
