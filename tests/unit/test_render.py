@@ -125,7 +125,7 @@ def test_def_test_section_from_checks(catalog: Catalog) -> None:
     text = deffile(catalog, "scipy-hpc")
     test = text[text.index("%test"):]
     assert "import jupyterlab" in test and "numpy" in test
-    assert "expect 'sbatch --version' slurm" in test
+    assert "SLURM_CONF=/tmp/s.conf sbatch --version' slurm" in test
     assert "jupyter kernelspec list" in test
 
 
