@@ -108,7 +108,7 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     result.recipe = recipe
     result.total_s = round(time.monotonic() - started, 1)
     result.size = out.stat().st_size
-    result.sha256 = _sha256(out)
+    result.sha256 = sha256_file(out)
     sidecar.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     return result
 
@@ -282,7 +282,7 @@ def assemble(out: Path, deffile: Path, labels_json: Path, config_json: Path, squ
          "--partarch", str(arch), "--groupid", "1", str(out), str(squashfs)], timeout=600)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -27,6 +27,7 @@ import requests
 from imagekit.engine.client import Engine
 from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.model import Catalog
+from imagekit.sif import sha256_file
 
 SIF_CONFIG_TYPE = "application/vnd.sylabs.sif.config.v1+json"
 SIF_LAYER_TYPE = "application/vnd.sylabs.sif.layer.v1.sif"
@@ -223,7 +224,7 @@ class Registry:
         """Push one file as an ORAS artifact under every tag; blobs and manifests the registry
         already holds are not sent again."""
         started = time.monotonic()
-        sha = "sha256:" + _sha256(path)
+        sha = "sha256:" + sha256_file(path)
         size = path.stat().st_size
         sent = 0 if self.has_blob(repository, sha) else size
         with tempfile.TemporaryDirectory(prefix="imagekit-oras-") as tmp:
@@ -274,12 +275,3 @@ def _is_artifact(manifest: dict[str, Any], sha: str, title: str, layer_type: str
         and (layers[0].get("annotations") or {}).get(TITLE) == title
         and (manifest.get("annotations") or {}).get(CREATED) == created
     )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-

@@ -187,6 +187,10 @@ def test_real_apptainer_pulls_the_sif_byte_identical_and_runs_it(
         out = runner.run("apptainer", "exec", "pulled.sif", "python3", "-c",
                          "import numpy; print('numpy', numpy.__version__)").stdout
         assert f"numpy {image.packages.pip['numpy']}" in out
+        # What the batchspawner export's job does: exec the digest reference directly.
+        direct = runner.run("apptainer", "exec", "--no-https", image.sif.reference, "python3",
+                            "-c", "print('served from', 'oras')", timeout=600).stdout
+        assert "served from oras" in direct
         # `singularity` is the same program under its old name; a tag works as well.
         scipy = published().image("scipy")
         assert scipy.sif is not None

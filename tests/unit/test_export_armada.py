@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -22,8 +21,8 @@ from kubernetes_validate.utils import latest_version  # type: ignore[import-unty
 
 from imagekit.exports import armada
 from imagekit.publish.catalog import PublishedCatalog, read
+from tests.hub import SAMPLE
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "published-catalog.json"
 DIGEST_REFERENCE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 
 

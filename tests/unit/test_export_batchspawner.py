@@ -13,7 +13,7 @@ import getpass
 import shlex
 import subprocess
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from traitlets import Unicode
@@ -22,21 +22,11 @@ from traitlets.config import Config
 from imagekit.exports import batchspawner
 from imagekit.exports.common import slurm_cpus, slurm_memory
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage, Sif, read
+from tests.hub import SAMPLE, User
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "published-catalog.json"
 CMD = "batchspawner-singleuser jupyterhub-singleuser"
 BINDS = "/etc/slurm,/var/run/munge,/var/lib/sss/pipes,/var/spool/slurm,/etc/munge"
 
-
-class User:
-    name = getpass.getuser()  # SlurmSpawner looks the user up in /etc/passwd
-    id = 1
-    orm_user = None
-    url = f"/user/{name}/"
-    escaped_name = name
-    server = None
-    spawners: ClassVar[dict[str, Any]] = {}
-    settings: ClassVar[dict[str, Any]] = {}
 
 
 @pytest.fixture
@@ -65,7 +55,7 @@ def children(catalog: PublishedCatalog) -> dict[str, tuple[str, Any]]:
     made: dict[str, tuple[str, Any]] = {}
     keys = [p[1] for p in config.ProfilesSpawner.profiles]
     for key in keys:
-        wrapper = ProfilesSpawner(config=config, user=User(), hub=Hub())
+        wrapper = ProfilesSpawner(config=config, user=User(getpass.getuser()), hub=Hub())
         wrapper.user_options = wrapper.options_from_form({"profile": [key]})
         wrapper.construct_child()  # ProfilesSpawner's returns None: read the attribute
         child = wrapper.child_spawner
@@ -193,14 +183,14 @@ def test_options_form_script_runs_the_chosen_sif(published: PublishedCatalog) ->
         for image in catalog.for_consumer("batchspawner"):
             assert image.sif is not None
             sif = image.sif.path or image.sif.reference
-            child = SlurmSpawner(user=User(), hub=Hub(), **child_config)
+            child = SlurmSpawner(user=User(getpass.getuser()), hub=Hub(), **child_config)
             child.add_traits(req_image=Unicode(sif).tag(config=True))
             script = render(child)
             assert script.startswith("#!/bin/bash\n")
             assert exec_line(script) == expected_exec(image, sif, catalog.registry_insecure)
             assert ("#SBATCH --gres=gpu:1" in script) == image.gpu
             assert f"#SBATCH --job-name=jupyterhub-{image.name}\n" in script
-        child = SlurmSpawner(user=User(), hub=Hub(), **child_config)
+        child = SlurmSpawner(user=User(getpass.getuser()), hub=Hub(), **child_config)
         child.add_traits(req_image=Unicode("/tmp/other.sif").tag(config=True))
         assert "no such image: /tmp/other.sif" in render(child)
 

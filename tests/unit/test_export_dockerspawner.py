@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 from tornado.web import HTTPError
@@ -17,19 +15,7 @@ from traitlets.config import Config
 
 from imagekit.exports import dockerspawner
 from imagekit.publish.catalog import PublishedCatalog, read
-
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "published-catalog.json"
-
-
-class User:
-    name = "alice"
-    id = 1
-    orm_user = None
-    url = "/user/alice/"
-    escaped_name = "alice"
-    server = None
-    spawners: ClassVar[dict[str, Any]] = {}
-    settings: ClassVar[dict[str, Any]] = {}
+from tests.hub import SAMPLE, User
 
 
 class Pulled(Exception):

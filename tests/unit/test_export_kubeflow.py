@@ -17,7 +17,6 @@ Checked against kubeflow/notebooks, branch notebooks-v1:
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,8 @@ import yaml
 
 from imagekit.exports import kubeflow
 from imagekit.publish.catalog import NotebookType, PublishedCatalog, read
+from tests.hub import SAMPLE
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "published-catalog.json"
 DIGEST_REFERENCE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 # Fields post.py passes to get_form_value(): each needs `value` (and may have `readOnly`).
 FORM_FIELDS = ("image", "imagePullPolicy", "cpu", "memory", "gpus", "tolerationGroup",

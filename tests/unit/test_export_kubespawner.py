@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import yaml
@@ -17,8 +17,8 @@ from traitlets.config import Config
 from imagekit.exports import kubespawner
 from imagekit.exports.common import cpu_cores, memory_bytes
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage, read
+from tests.hub import SAMPLE, User
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "published-catalog.json"
 KUBECONFIG = """\
 apiVersion: v1
 kind: Config
@@ -28,16 +28,6 @@ contexts: [{name: dummy, context: {cluster: dummy, user: dummy}}]
 current-context: dummy
 """
 
-
-class User:
-    name = "alice"
-    id = 1
-    orm_user = None
-    url = "/user/alice/"
-    escaped_name = "alice"
-    server = None
-    spawners: ClassVar[dict[str, Any]] = {}
-    settings: ClassVar[dict[str, Any]] = {}
 
 
 @pytest.fixture

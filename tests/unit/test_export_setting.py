@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +20,8 @@ import yaml
 from imagekit.exports import setting
 from imagekit.exports.common import NOTEBOOK_TYPES
 from imagekit.publish.catalog import PublishedCatalog, read
+from tests.hub import SAMPLE
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "published-catalog.json"
 DIGEST_REFERENCE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
 
 

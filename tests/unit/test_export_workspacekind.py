@@ -13,7 +13,6 @@ Checked against kubeflow/notebooks, branch notebooks-v2:
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -23,8 +22,8 @@ from kubernetes_validate.utils import latest_version  # type: ignore[import-unty
 
 from imagekit.exports import workspacekind
 from imagekit.publish.catalog import Previous, PublishedCatalog, read
+from tests.hub import SAMPLE
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "published-catalog.json"
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 PORT_ID = re.compile(r"[a-z0-9]([a-z0-9_-]*[a-z0-9])?")
 TEMPLATE = re.compile(r'\{\{ httpPathPrefix "([^"]+)" \}\}')

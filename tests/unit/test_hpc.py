@@ -7,13 +7,14 @@ import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from imagekit import hpc
 from imagekit.errors import ImagekitError
 from imagekit.model import Catalog
+from tests.hub import User
 
 Cli = Callable[..., tuple[int, str]]
 BINDS = "/etc/slurm,/var/run/munge,/var/lib/sss/pipes,/var/spool/slurm,/etc/munge"
@@ -107,17 +108,8 @@ def test_batchspawner_renders_the_container_before_the_singleuser(catalog: Catal
     c = namespace["c"]
     assert c.JupyterHub.spawner_class == "batchspawner.SlurmSpawner"
 
-    class User:
-        name = "root"  # SlurmSpawner looks the user up in /etc/passwd
-        id = 1
-        orm_user = None
-        url = "/user/root/"
-        escaped_name = "root"
-        server = None
-        spawners: ClassVar[dict[str, Any]] = {}
-        settings: ClassVar[dict[str, Any]] = {}
 
-    spawner = SlurmSpawner(user=User(), hub=Hub(), req_partition=c.SlurmSpawner.req_partition,
+    spawner = SlurmSpawner(user=User("root"), hub=Hub(), req_partition=c.SlurmSpawner.req_partition,
                            req_runtime=c.SlurmSpawner.req_runtime,
                            batch_script=c.SlurmSpawner.batch_script)
     cmd = "batchspawner-singleuser jupyterhub-singleuser"

@@ -12,8 +12,7 @@ from imagekit.exports import ExportFile
 from imagekit.model import Catalog
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage, read
 from imagekit.publish.pipeline import compose, history, write_dist
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "published-catalog.json"
+from tests.hub import SAMPLE
 
 
 @pytest.fixture
