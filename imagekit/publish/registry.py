@@ -165,16 +165,16 @@ class Registry:
         return digest, response.json()
 
     def blob(self, repository: str, digest: str) -> bytes:
-        url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/{digest}"
-        response = self.client.do_request(url, "GET")
+        response = self.client.get_blob(self.client.get_container(repository), digest)
         if response.status_code != 200:
             raise BuildFailed(f"registry {self.host}: blob {digest} of {repository} answered "
                               f"{response.status_code}")
-        return response.content
+        return bytes(response.content)
 
     def has_blob(self, repository: str, digest: str) -> bool:
-        url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/{digest}"
-        return self.client.do_request(url, "HEAD").status_code == 200
+        response = self.client.get_blob(self.client.get_container(repository), digest,
+                                        head=True)
+        return bool(response.status_code == 200)
 
     def _read_back(self, repository: str, tag: str) -> tuple[str, dict[str, Any]]:
         found = self.manifest(repository, tag)
