@@ -46,9 +46,9 @@ from imagekit.sif import sif_path
 
 Log = Callable[[str], None]
 CATALOG_REPOSITORY, CATALOG_TAG = "catalog", "latest"
-HISTORY_KEPT = 20
 EPOCH = "1970-01-01T00:00:00Z"
-UNTESTED = "untested-"
+UNTESTED = "untested-"  # the one tag of an image published with --skip-tests
+IMMUTABLE = "id-"  # the tag named for a tested image's ID; moving tags follow it
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def _preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
             sif = sif_path(catalog, image)
             sidecar = sif.with_suffix(".sif.json")
             current = (sif.is_file() and sidecar.is_file()
-                       and json.loads(sidecar.read_text()).get("image_id") == info.id)
+                       and _sidecar_image(sidecar) == info.id)
             if not current:
                 problems.append(Problem(catalog.file, field_, f"{sif.name} is missing or was "
                                         f"made from another image: run `imagekit build "
@@ -170,6 +170,14 @@ def _preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
     if not candidates:
         raise ImagekitError("nothing to publish: no listed image is built here")
     return candidates, not_built
+
+
+def _sidecar_image(sidecar: Path) -> str | None:
+    try:
+        found = json.loads(sidecar.read_text()).get("image_id")
+    except (OSError, ValueError, AttributeError):
+        return None  # damaged: the SIF counts as missing and is made again
+    return str(found) if found else None
 
 
 def _previous(catalog: Catalog, registry: Registry) -> PublishedCatalog | None:
@@ -189,26 +197,27 @@ def _entry_of(previous: PublishedCatalog | None, name: str) -> PublishedImage | 
 
 # -- pushing --
 
-def _tags(catalog: Catalog, candidate: Candidate) -> list[str]:
+def _tags(catalog: Catalog, candidate: Candidate) -> tuple[str, list[str]]:
+    """(the immutable tag named for the image ID, the moving tags it is published under)."""
+    short = candidate.info.id.removeprefix("sha256:")[:12]
     if candidate.tested is None:
-        # Untested: one tag named for the image ID, so no moving tag points at it.
-        return [f"{UNTESTED}{candidate.info.id.removeprefix('sha256:')[:12]}"]
+        return f"{UNTESTED}{short}", []  # no moving tag ever points at an untested image
     prefix = catalog.repository(candidate.image.name) + ":"
-    local = [t[len(prefix):] for t in candidate.info.tags
-             if t.startswith(prefix) and not t.startswith(prefix + UNTESTED)]
+    local = [t[len(prefix):] for t in candidate.info.tags if t.startswith(prefix)
+             and not t[len(prefix):].startswith((UNTESTED, IMMUTABLE))]
     first = [t for t in candidate.image.tags if t in local]
-    return first + sorted(t for t in local if t not in first)
+    return f"{IMMUTABLE}{short}", first + sorted(t for t in local if t not in first)
 
 
 def _publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate: Candidate,
                  before: PublishedImage | None, log: Log) -> tuple[PublishedImage, ImageReport]:
     image, info = candidate.image, candidate.info
     packages = read_packages(engine, info.id, image.runtime.venv)
-    tags = _tags(catalog, candidate)
+    immutable, moving = _tags(catalog, candidate)
+    tags = [*moving, immutable]
     log(f"[{image.name}] pushing {catalog.repository(image.name)} ({', '.join(tags)})")
-    pushed = registry.push_image(engine, info.id, catalog.repository(image.name), tags)
-    if candidate.tested is None:
-        engine.untag(f"{catalog.repository(image.name)}:{tags[0]}")  # pushed; not kept here
+    pushed = registry.push_image(engine, info.id, catalog.repository(image.name), immutable,
+                                 moving)
     log(f"[{image.name}] pushed {pushed.reference} ({_mb(pushed.sent)} sent, "
         f"{pushed.seconds} s)")
     sif: Sif | None = None
@@ -222,11 +231,14 @@ def _publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate
             reference=f"oras://{sif_pushed.reference}",
             repository=sif_pushed.repository,
             digest=sif_pushed.digest,
-            sha256=json.loads(candidate.sif.with_suffix(".sif.json").read_text())["sha256"],
+            sha256=sif_pushed.content.removeprefix("sha256:"),
             size=sif_pushed.size,
             filename=candidate.sif.name,
             tags=tags,
-            path=(f"{catalog.sif_directory.rstrip('/')}/{candidate.sif.name}"
+            # Named by content in the shared directory: a file name that a later conversion
+            # overwrites would be a moving tag.
+            path=(f"{catalog.sif_directory.rstrip('/')}/{image.name}_"
+                  f"{sif_pushed.content.removeprefix('sha256:')[:12]}.sif"
                   if catalog.sif_directory else None),
         )
         log(f"[{image.name}] pushed SIF {sif.reference} ({_mb(sif_pushed.sent)} sent, "
@@ -286,7 +298,8 @@ def history(before: PublishedImage | None, digest: str) -> list[Previous]:
         if entry.digest not in seen:
             seen.add(entry.digest)
             kept.append(entry)
-    return kept[:HISTORY_KEPT]
+    # Kept whole: Kubeflow's webhook refuses dropping a WorkspaceKind value still in use.
+    return kept
 
 
 def _push_catalog(catalog: Catalog, registry: Registry, new: PublishedCatalog,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import oras.auth
 import oras.provider
 import requests
 
@@ -62,6 +63,11 @@ class _Client(oras.provider.Registry):  # type: ignore[misc]
         except requests.exceptions.RequestException as exc:
             raise BuildFailed(f"registry {self.hostname} did not answer: {_reason(exc)}") \
                 from None
+        except (ValueError, oras.auth.AuthenticationException) as exc:
+            # oras raises these when it cannot get a token for the credentials it has.
+            raise BuildFailed(f"registry {self.hostname} refused the credentials ({exc}): "
+                              f"docker login {self.hostname}, or set {USER_ENV} and "
+                              f"{PASSWORD_ENV}") from None
         if response.status_code >= 500:
             raise BuildFailed(f"registry {self.hostname}: {method} answered "
                               f"{response.status_code} {response.reason}")
@@ -81,6 +87,7 @@ class Pushed:
     size: int  # config + layers as stored in the registry
     sent: int  # bytes of blobs that were not there before
     seconds: float
+    content: str = ""  # an artifact's file digest, as pushed
 
     @property
     def reference(self) -> str:
@@ -185,37 +192,57 @@ class Registry:
 
     # -- Docker images -----------------------------------------------------------------------
 
-    def push_image(self, engine: Engine, image_id: str, repository: str,
-                   tags: list[str]) -> Pushed:
-        """Push every tag of the image through the engine; the digest comes back from the
-        registry and must name the image's own config (its image ID)."""
+    def push_image(self, engine: Engine, image_id: str, repository: str, immutable: str,
+                   moving: list[str]) -> Pushed:
+        """The engine pushes one tag named for the image ID (tagged by ID, so a build running
+        meanwhile cannot change what it names); once the registry's manifest is seen to hold
+        that very image, the moving tags are pointed at the same manifest through the registry
+        API. A moving tag therefore never reaches the registry for any other image."""
         started = time.monotonic()
         diff_ids = engine.client.api.inspect_image(image_id)["RootFS"]["Layers"]
         pushed_layers: set[str] = set()
-        for tag in tags:
-            engine.tag(image_id, f"{repository}:{tag}")
-            stream = engine.client.api.push(repository, tag=tag, stream=True, decode=True,
-                                            auth_config=self.engine_auth)
+        engine.tag(image_id, f"{repository}:{immutable}")
+        try:
+            stream = engine.client.api.push(repository, tag=immutable, stream=True,
+                                            decode=True, auth_config=self.engine_auth)
             for event in stream:
                 if "error" in event:
-                    raise BuildFailed(f"pushing {repository}:{tag} failed: "
+                    raise BuildFailed(f"pushing {repository}:{immutable} failed: "
                                       f"{str(event['error'])[:300]}")
                 if event.get("status") == "Pushed":
                     pushed_layers.add(str(event.get("id", "")))
-        digest, manifest = self._read_back(repository, tags[0])
-        for tag in tags[1:]:
-            if self._read_back(repository, tag)[0] != digest:
-                raise BuildFailed(f"{repository}:{tag} does not point at {digest} after the push")
+        finally:
+            engine.untag(f"{repository}:{immutable}")
+        digest, manifest = self._read_back(repository, immutable)
         config = manifest.get("config", {})
         if config.get("digest") != image_id:
             raise BuildFailed(f"{repository}@{digest} holds config {config.get('digest')}, "
                               f"not the tested image {image_id}")
+        raw, media_type = self._raw_manifest(repository, digest)
+        for tag in moving:
+            url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/manifests/{tag}"
+            answer = self.client.do_request(url, "PUT", data=raw,
+                                            headers={"Content-Type": media_type})
+            if answer.status_code not in (200, 201):
+                raise BuildFailed(f"registry {self.host}: tagging {repository}:{tag} answered "
+                                  f"{answer.status_code}")
+            if self._read_back(repository, tag)[0] != digest:
+                raise BuildFailed(f"{repository}:{tag} does not point at {digest} after the push")
         layers = manifest.get("layers", [])
         sent = sum(int(layer["size"]) for layer, diff in zip(layers, diff_ids, strict=False)
                    if diff.removeprefix("sha256:")[:12] in pushed_layers)
         size = int(config.get("size", 0)) + sum(int(layer["size"]) for layer in layers)
-        return Pushed(repository, digest, tags, size, sent,
+        return Pushed(repository, digest, [*moving, immutable], size, sent,
                       round(time.monotonic() - started, 1))
+
+    def _raw_manifest(self, repository: str, digest: str) -> tuple[bytes, str]:
+        url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/manifests/{digest}"
+        response = self.client.do_request(url, "GET",
+                                          headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if response.status_code != 200:
+            raise BuildFailed(f"registry {self.host}: manifest {repository}@{digest} answered "
+                              f"{response.status_code}")
+        return bytes(response.content), str(response.headers.get("Content-Type"))
 
     # -- ORAS artifacts (SIFs, the catalog) -------------------------------------------------------
 
@@ -235,21 +262,26 @@ class Registry:
                 if existing is not None and _is_artifact(existing[1], sha, path.name,
                                                          layer_type, config_type, created):
                     continue
-                self.client.push(
-                    target=f"{repository}:{tag}",
-                    files=[f"{path}:{layer_type}"],
-                    manifest_config=f"{config}:{config_type}",
-                    manifest_annotations={CREATED: created},
-                    disable_path_validation=True,
-                    quiet=True,
-                )
+                try:
+                    self.client.push(
+                        target=f"{repository}:{tag}",
+                        files=[f"{path}:{layer_type}"],
+                        manifest_config=f"{config}:{config_type}",
+                        manifest_annotations={CREATED: created},
+                        disable_path_validation=True,
+                        quiet=True,
+                    )
+                except ValueError as exc:  # oras: a 4xx answer to an upload
+                    raise BuildFailed(f"pushing {path.name} to {repository}:{tag} failed: "
+                                      f"{str(exc)[:300]}") from None
         digest, manifest = self._read_back(repository, tags[0])
         if not _is_artifact(manifest, sha, path.name, layer_type, config_type, created):
             raise BuildFailed(f"{repository}:{tags[0]} does not hold {path.name} after the push")
         for tag in tags[1:]:
             if self._read_back(repository, tag)[0] != digest:
                 raise BuildFailed(f"{repository}:{tag} does not point at {digest} after the push")
-        return Pushed(repository, digest, tags, size, sent, round(time.monotonic() - started, 1))
+        return Pushed(repository, digest, tags, size, sent, round(time.monotonic() - started, 1),
+                      content=sha)
 
     def pull_artifact(self, repository: str, tag: str, layer_type: str) -> bytes | None:
         found = self.manifest(repository, tag)

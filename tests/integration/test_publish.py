@@ -89,8 +89,8 @@ def test_a_registry_stopped_between_two_pushes_changes_nothing_and_a_rerun_conve
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        if line.startswith("[base] pushed "):
-            registry.stop()  # base is in; scipy's push is next
+        if line.startswith("[scipy] pushed "):
+            registry.stop()  # scipy's image is in; its SIF's push is next
             break
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, "".join(lines) + out + err
@@ -100,10 +100,11 @@ def test_a_registry_stopped_between_two_pushes_changes_nothing_and_a_rerun_conve
     assert not list(DIST.glob(".publish-*"))
 
     registry.start()
-    rerun = json.loads(publish(*PUBLISHED, "--json").stdout)
-    sent = {i["image"]: i["sent"] for i in rerun["images"]}
-    assert sent["base"] == 0  # its blobs were there: nothing sent again
-    assert rerun["changed"] is True
+    rerun = {i["image"]: i for i in json.loads(publish(*PUBLISHED, "--json").stdout)["images"]}
+    assert rerun["base"]["sent"] == rerun["scipy"]["sent"] == 0  # there: not sent again
+    assert rerun["scipy"]["sif_sent"] > 0  # the push that was cut off
+    assert rerun["scipy-hpc"]["sent"] > 0
+    assert snapshot() != before
     first = snapshot()
 
     again = json.loads(publish(*PUBLISHED, "--json").stdout)
@@ -125,6 +126,7 @@ def test_the_catalog_names_by_digest_what_the_registry_holds(registry: LocalRegi
         path = f"{NS}/{image.name}"
         assert image.reference == f"127.0.0.1:5055/{path}@{image.digest}"
         assert "latest" in image.tags and image.tested.status == "passed"
+        assert f"id-{image.image_id[7:19]}" in image.tags  # the immutable tag
         for tag in image.tags:
             digest, manifest = registry.manifest(path, tag)
             assert digest == image.digest, (image.name, tag)
