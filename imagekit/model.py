@@ -177,10 +177,10 @@ class Catalog:
         return f"{self.registry}/{self.namespace}/{image}"
 
     def sif_repository(self, image: str) -> str:
-        return f"{self.registry}/{self.namespace}/sif/{image}"
+        return self.repository(f"sif/{image}")
 
     def ref(self, image: str, tag: str | None = None) -> str:
-        return f"{self.registry}/{self.namespace}/{image}:{tag or self.tags[0]}"
+        return f"{self.repository(image)}:{tag or self.tags[0]}"
 
     def parent_ref(self, image: Image) -> str:
         return self.base.image if image.parent is None else self.ref(image.parent)

@@ -60,7 +60,7 @@ class SifResult:
 
 
 def sif_path(catalog: Catalog, image: Image, tag: str | None = None) -> Path:
-    return catalog.root / "dist" / f"{image.name}_{tag or image.tags[0]}.sif"
+    return catalog.dist / f"{image.name}_{tag or image.tags[0]}.sif"
 
 
 def runtime_tool() -> str | None:
@@ -78,19 +78,17 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
         raise ImagekitError(f"{image.name}: {ref} is not built (run `imagekit build "
                             f"{image.name}`)")
     out = sif_path(catalog, image)
-    sidecar = out.with_suffix(".sif.json")
     tool = runtime_tool() if method in ("auto", "apptainer") else None
     if method == "apptainer" and tool is None:
         raise ImagekitError("--sif-method apptainer: neither apptainer nor singularity is on PATH")
     deffile = SingularityRenderer().render(catalog, image)["Singularity.def"]
     how = tool or f"native gzip-{level}"
     recipe = hashlib.sha256(f"{deffile}\0{how}".encode()).hexdigest()
-    if not force and out.is_file() and sidecar.is_file():
-        previous = json.loads(sidecar.read_text())
-        if (previous.get("image_id") == info.id and previous.get("recipe") == recipe
-                and previous.get("size") == out.stat().st_size):
-            previous["status"] = "cached"
-            return SifResult(**previous)
+    previous = read_sidecar(out) if not force and out.is_file() else None
+    if (previous is not None and previous.get("image_id") == info.id
+            and previous.get("recipe") == recipe and previous.get("size") == out.stat().st_size):
+        previous["status"] = "cached"
+        return SifResult(**previous)
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     partial = out.with_name(out.name + ".partial")
@@ -109,8 +107,17 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     result.total_s = round(time.monotonic() - started, 1)
     result.size = out.stat().st_size
     result.sha256 = sha256_file(out)
-    sidecar.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    out.with_suffix(".sif.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     return result
+
+
+def read_sidecar(sif: Path) -> dict[str, Any] | None:
+    """What the conversion recorded beside a SIF (its image ID, sizes, timings), if readable."""
+    try:
+        found = json.loads(sif.with_suffix(".sif.json").read_text())
+    except (OSError, ValueError):
+        return None  # missing or damaged: the SIF is made again
+    return found if isinstance(found, dict) else None
 
 
 def _native(engine: Engine, image: Image, info: ImageInfo, deffile: str, out: Path,

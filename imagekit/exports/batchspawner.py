@@ -20,7 +20,14 @@ import json
 from typing import Any
 
 from imagekit.exports import ExportFile
-from imagekit.exports.common import header, label, python_literal, slurm_cpus, slurm_memory
+from imagekit.exports.common import (
+    header,
+    jupyter_default_first,
+    label,
+    python_literal,
+    slurm_cpus,
+    slurm_memory,
+)
 from imagekit.hpc import BATCH_TIME, batch_script
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage
 
@@ -38,9 +45,7 @@ def export(catalog: PublishedCatalog) -> list[ExportFile]:
 def sif_images(catalog: PublishedCatalog) -> list[PublishedImage]:
     """batchspawner's images that have a SIF, the default Jupyter image first."""
     images = [i for i in catalog.for_consumer("batchspawner") if i.sif is not None]
-    wanted = catalog.defaults.get("jupyter")
-    first = [i for i in images if i.name == wanted]
-    return first + [i for i in images if i.name != wanted]
+    return jupyter_default_first(catalog, images)
 
 
 def sif_location(image: PublishedImage) -> str:

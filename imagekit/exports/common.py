@@ -131,6 +131,17 @@ def default_image(catalog: PublishedCatalog, images: list[PublishedImage]) -> Pu
     return next((i for i in images if i.name == wanted), images[0])
 
 
+def jupyter_default_first(catalog: PublishedCatalog,
+                          images: list[PublishedImage]) -> list[PublishedImage]:
+    """`images` with the one a form should preselect first: the catalog's Jupyter default
+    among them, else their first Jupyter image (DockerSpawner's form and wrapspawner's
+    ProfilesSpawner both preselect, and fall back to, the first entry)."""
+    chosen = default_image(catalog, [i for i in images if i.type == "jupyter"])
+    if chosen is None:
+        return images
+    return [chosen, *(i for i in images if i is not chosen)]
+
+
 def _decimal(value: Fraction) -> str:
     # Quantities are decimal or binary multiples, so the expansion always terminates.
     with localcontext() as context:

@@ -12,7 +12,7 @@ launcher tiles (jupyter-server-proxy) lead on.
 from __future__ import annotations
 
 from imagekit.exports import ExportFile
-from imagekit.exports.common import header, label, python_literal
+from imagekit.exports.common import header, jupyter_default_first, label, python_literal
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage
 
 
@@ -41,10 +41,4 @@ def export(catalog: PublishedCatalog) -> list[ExportFile]:
 
 def ordered_images(catalog: PublishedCatalog) -> list[PublishedImage]:
     """DockerSpawner's images, the default Jupyter image first (the form preselects it)."""
-    images = catalog.for_consumer("dockerspawner")
-    wanted = catalog.defaults.get("jupyter")
-    first = next((i for i in images if i.name == wanted),
-                 next((i for i in images if i.type == "jupyter"), None))
-    if first is None:
-        return images
-    return [first, *(i for i in images if i is not first)]
+    return jupyter_default_first(catalog, catalog.for_consumer("dockerspawner"))

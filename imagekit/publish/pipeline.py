@@ -10,7 +10,6 @@ dist/exports/ replaced. A failure anywhere before that last step leaves both as 
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -42,7 +41,7 @@ from imagekit.publish.registry import (
     Pushed,
     Registry,
 )
-from imagekit.sif import sif_path
+from imagekit.sif import read_sidecar, sif_path
 
 Log = Callable[[str], None]
 CATALOG_REPOSITORY, CATALOG_TAG = "catalog", "latest"
@@ -92,10 +91,10 @@ def publish(catalog: Catalog, engine: Engine, names: list[str] | None, *, skip_t
     """Publish the named images (None: every listed image built here) and the catalog."""
     started = time.monotonic()
     registry = Registry(catalog)
-    candidates, not_built = _preflight(catalog, engine, names, skip_tests)
+    candidates = _preflight(catalog, engine, names, skip_tests)
     registry.check()
     previous = _previous(catalog, registry)
-    report = PublishReport(left_out=not_built)
+    report = PublishReport()
     entries: dict[str, PublishedImage] = {}
     for candidate in candidates:
         entry, line = _publish_one(catalog, engine, registry, candidate,
@@ -122,13 +121,13 @@ def publish(catalog: Catalog, engine: Engine, names: list[str] | None, *, skip_t
 # -- before anything is pushed --
 
 def _preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
-               skip_tests: bool) -> tuple[list[Candidate], list[str]]:
+               skip_tests: bool) -> list[Candidate]:
+    """Everything to push, checked first; images not built are left out under --all only."""
     explicit = names is not None
     wanted = [catalog.images[n] for n in names] if names is not None else [
         i for i in catalog.images.values() if i.listed and i.publish]
     problems: list[Problem] = []
     candidates: list[Candidate] = []
-    not_built: list[str] = []
     for image in wanted:
         field_ = f"images.{image.name}"
         if not image.publish:
@@ -142,8 +141,6 @@ def _preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
             if explicit:
                 problems.append(Problem(catalog.file, field_, "is not built here (run "
                                                               f"`imagekit build {image.name}`)"))
-            else:
-                not_built.append(image.name)
             continue
         tested = record.load(catalog, info.id)
         if not skip_tests and (tested is None or not tested.ok):
@@ -156,10 +153,8 @@ def _preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
         sif = None
         if "sif" in image.formats:
             sif = sif_path(catalog, image)
-            sidecar = sif.with_suffix(".sif.json")
-            current = (sif.is_file() and sidecar.is_file()
-                       and _sidecar_image(sidecar) == info.id)
-            if not current:
+            made_from = (read_sidecar(sif) or {}).get("image_id") if sif.is_file() else None
+            if made_from != info.id:
                 problems.append(Problem(catalog.file, field_, f"{sif.name} is missing or was "
                                         f"made from another image: run `imagekit build "
                                         f"{image.name} --format sif`"))
@@ -169,19 +164,11 @@ def _preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
         raise ImagekitError(problems)
     if not candidates:
         raise ImagekitError("nothing to publish: no listed image is built here")
-    return candidates, not_built
-
-
-def _sidecar_image(sidecar: Path) -> str | None:
-    try:
-        found = json.loads(sidecar.read_text()).get("image_id")
-    except (OSError, ValueError, AttributeError):
-        return None  # damaged: the SIF counts as missing and is made again
-    return str(found) if found else None
+    return candidates
 
 
 def _previous(catalog: Catalog, registry: Registry) -> PublishedCatalog | None:
-    repository = f"{catalog.registry}/{catalog.namespace}/{CATALOG_REPOSITORY}"
+    repository = catalog.repository(CATALOG_REPOSITORY)
     data = registry.pull_artifact(repository, CATALOG_TAG, CATALOG_LAYER_TYPE)
     return None if data is None else parse(data.decode(), f"{repository}:{CATALOG_TAG}")
 
@@ -309,7 +296,7 @@ def _push_catalog(catalog: Catalog, registry: Registry, new: PublishedCatalog,
         path = Path(tmp) / "catalog.json"
         path.write_text(text)
         return registry.push_artifact(
-            f"{catalog.registry}/{catalog.namespace}/{CATALOG_REPOSITORY}", [CATALOG_TAG],
+            catalog.repository(CATALOG_REPOSITORY), [CATALOG_TAG],
             path, CATALOG_LAYER_TYPE, CATALOG_CONFIG_TYPE, max(stamps, default=EPOCH))
 
 

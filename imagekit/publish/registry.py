@@ -45,6 +45,20 @@ MANIFEST_TYPES = (
 USER_ENV, PASSWORD_ENV = "IMAGEKIT_REGISTRY_USERNAME", "IMAGEKIT_REGISTRY_PASSWORD"
 
 
+def _tls_failed(host: str, exc: Exception) -> BuildFailed:
+    return BuildFailed(f"TLS to {host} failed ({_reason(exc)}): give the site CA bundle in a "
+                       "site profile's ca_bundle, or name a plain-HTTP registry with "
+                       "insecure_registry: true")
+
+
+def _unreachable(host: str, exc: Exception) -> BuildFailed:
+    return BuildFailed(f"registry {host} did not answer: {_reason(exc)}")
+
+
+def _login_hint(host: str) -> str:
+    return f"docker login {host}, or set {USER_ENV} and {PASSWORD_ENV}"
+
+
 class _Client(oras.provider.Registry):  # type: ignore[misc]
     """The ORAS client, failing fast: its own retry waits minutes on a registry that is down,
     and a publish must stop at the first failure and leave everything as it was."""
@@ -57,17 +71,13 @@ class _Client(oras.provider.Registry):  # type: ignore[misc]
             response: requests.Response = undecorated(self, url, method, data, headers, json,
                                                       stream)
         except requests.exceptions.SSLError as exc:
-            raise BuildFailed(f"TLS to {self.hostname} failed ({_reason(exc)}): give the "
-                              "site CA bundle in a site profile's ca_bundle, or name a "
-                              "plain-HTTP registry with insecure_registry: true") from None
+            raise _tls_failed(self.hostname, exc) from None
         except requests.exceptions.RequestException as exc:
-            raise BuildFailed(f"registry {self.hostname} did not answer: {_reason(exc)}") \
-                from None
+            raise _unreachable(self.hostname, exc) from None
         except (ValueError, oras.auth.AuthenticationException) as exc:
             # oras raises these when it cannot get a token for the credentials it has.
             raise BuildFailed(f"registry {self.hostname} refused the credentials ({exc}): "
-                              f"docker login {self.hostname}, or set {USER_ENV} and "
-                              f"{PASSWORD_ENV}") from None
+                              f"{_login_hint(self.hostname)}") from None
         if response.status_code >= 500:
             raise BuildFailed(f"registry {self.hostname}: {method} answered "
                               f"{response.status_code} {response.reason}")
@@ -106,9 +116,14 @@ class Registry:
         self.scheme = "http" if self.insecure else "https"
         user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
         self._credentials = (user, password) if user and password else None
-        self.engine_auth: dict[str, str] | None = (
-            {"username": user, "password": password} if user and password else None)
         self.client = self._client("token")
+
+    @property
+    def engine_auth(self) -> dict[str, str] | None:
+        """The same credentials for the engine's push (its registry-auth header)."""
+        if self._credentials is None:
+            return None
+        return {"username": self._credentials[0], "password": self._credentials[1]}
 
     def _client(self, backend: str) -> _Client:
         client = _Client(hostname=self.host, insecure=self.insecure, tls_verify=self.verify,
@@ -131,23 +146,20 @@ class Registry:
         try:
             probe = requests.get(url, timeout=10, verify=self.verify)
         except requests.exceptions.SSLError as exc:
-            raise BuildFailed(f"TLS to {self.host} failed ({_reason(exc)}): give the site CA "
-                              "bundle in a site profile's ca_bundle, or name a plain-HTTP "
-                              "registry with insecure_registry: true") from None
+            raise _tls_failed(self.host, exc) from None
         except requests.exceptions.RequestException as exc:
-            raise BuildFailed(f"registry {self.host} did not answer: {_reason(exc)}") from None
+            raise _unreachable(self.host, exc) from None
         if probe.headers.get("WWW-Authenticate", "").lower().startswith("basic"):
             self.client = self._client("basic")
             # oras' BasicAuth has no credentials until one was found (and then fails with an
             # AttributeError): say what to do instead.
             if not getattr(self.client.auth, "_basic_auth", None):
                 raise BuildFailed(f"registry {self.host} asks for credentials and none were "
-                                  f"found: docker login {self.host}, or set {USER_ENV} and "
-                                  f"{PASSWORD_ENV}")
+                                  f"found: {_login_hint(self.host)}")
         response = self.client.do_request(url, "GET")
         if response.status_code == 401:
-            raise BuildFailed(f"registry {self.host} refused the credentials (docker login "
-                              f"{self.host}, or set {USER_ENV} and {PASSWORD_ENV})")
+            raise BuildFailed(f"registry {self.host} refused the credentials "
+                              f"({_login_hint(self.host)})")
         if response.status_code != 200:
             raise BuildFailed(f"registry {self.host}: /v2/ answered {response.status_code}; "
                               "is it a Docker/OCI registry?")
@@ -158,15 +170,24 @@ class Registry:
             raise ImagekitError(f"{repository} is not in registry {self.host}")
         return repository[len(prefix):]
 
-    def manifest(self, repository: str, reference: str) -> tuple[str, dict[str, Any]] | None:
-        """(digest, manifest) of REPOSITORY:TAG or @DIGEST, or None when the registry has none."""
-        url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/manifests/{reference}"
-        response = self.client.do_request(url, "GET", headers={"Accept": ", ".join(MANIFEST_TYPES)})
+    def _manifest_url(self, repository: str, reference: str) -> str:
+        return f"{self.scheme}://{self.host}/v2/{self._path(repository)}/manifests/{reference}"
+
+    def _fetch_manifest(self, repository: str, reference: str) -> requests.Response | None:
+        response = self.client.do_request(self._manifest_url(repository, reference), "GET",
+                                          headers={"Accept": ", ".join(MANIFEST_TYPES)})
         if response.status_code == 404:
             return None
         if response.status_code != 200:
             raise BuildFailed(f"registry {self.host}: manifest {repository}:{reference} "
                               f"answered {response.status_code}")
+        return response
+
+    def manifest(self, repository: str, reference: str) -> tuple[str, dict[str, Any]] | None:
+        """(digest, manifest) of REPOSITORY:TAG or @DIGEST, or None when the registry has none."""
+        response = self._fetch_manifest(repository, reference)
+        if response is None:
+            return None
         digest = response.headers.get("Docker-Content-Digest") or (
             "sha256:" + hashlib.sha256(response.content).hexdigest())
         return digest, response.json()
@@ -213,16 +234,21 @@ class Registry:
                     pushed_layers.add(str(event.get("id", "")))
         finally:
             engine.untag(f"{repository}:{immutable}")
-        digest, manifest = self._read_back(repository, immutable)
+        fetched = self._fetch_manifest(repository, immutable)
+        if fetched is None:
+            raise BuildFailed(f"registry {self.host} does not list {repository}:{immutable} "
+                              "right after it was pushed")
+        digest = "sha256:" + hashlib.sha256(fetched.content).hexdigest()
+        manifest: dict[str, Any] = fetched.json()
         config = manifest.get("config", {})
         if config.get("digest") != image_id:
             raise BuildFailed(f"{repository}@{digest} holds config {config.get('digest')}, "
                               f"not the tested image {image_id}")
-        raw, media_type = self._raw_manifest(repository, digest)
+        # The very bytes read back, so every moving tag names the digest just checked.
+        headers = {"Content-Type": str(fetched.headers.get("Content-Type"))}
         for tag in moving:
-            url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/manifests/{tag}"
-            answer = self.client.do_request(url, "PUT", data=raw,
-                                            headers={"Content-Type": media_type})
+            answer = self.client.do_request(self._manifest_url(repository, tag), "PUT",
+                                            data=fetched.content, headers=headers)
             if answer.status_code not in (200, 201):
                 raise BuildFailed(f"registry {self.host}: tagging {repository}:{tag} answered "
                                   f"{answer.status_code}")
@@ -234,15 +260,6 @@ class Registry:
         size = int(config.get("size", 0)) + sum(int(layer["size"]) for layer in layers)
         return Pushed(repository, digest, [*moving, immutable], size, sent,
                       round(time.monotonic() - started, 1))
-
-    def _raw_manifest(self, repository: str, digest: str) -> tuple[bytes, str]:
-        url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/manifests/{digest}"
-        response = self.client.do_request(url, "GET",
-                                          headers={"Accept": ", ".join(MANIFEST_TYPES)})
-        if response.status_code != 200:
-            raise BuildFailed(f"registry {self.host}: manifest {repository}@{digest} answered "
-                              f"{response.status_code}")
-        return bytes(response.content), str(response.headers.get("Content-Type"))
 
     # -- ORAS artifacts (SIFs, the catalog) -------------------------------------------------------
 
@@ -257,10 +274,12 @@ class Registry:
         with tempfile.TemporaryDirectory(prefix="imagekit-oras-") as tmp:
             config = Path(tmp) / "config.json"
             config.write_text("{}")  # what apptainer writes; pull ignores it
+            digests = []
             for tag in tags:
                 existing = self.manifest(repository, tag)
                 if existing is not None and _is_artifact(existing[1], sha, path.name,
                                                          layer_type, config_type, created):
+                    digests.append(existing[0])  # already there: read back just now
                     continue
                 try:
                     self.client.push(
@@ -274,11 +293,15 @@ class Registry:
                 except ValueError as exc:  # oras: a 4xx answer to an upload
                     raise BuildFailed(f"pushing {path.name} to {repository}:{tag} failed: "
                                       f"{str(exc)[:300]}") from None
-        digest, manifest = self._read_back(repository, tags[0])
-        if not _is_artifact(manifest, sha, path.name, layer_type, config_type, created):
-            raise BuildFailed(f"{repository}:{tags[0]} does not hold {path.name} after the push")
-        for tag in tags[1:]:
-            if self._read_back(repository, tag)[0] != digest:
+                pushed, manifest = self._read_back(repository, tag)
+                if not _is_artifact(manifest, sha, path.name, layer_type, config_type,
+                                    created):
+                    raise BuildFailed(f"{repository}:{tag} does not hold {path.name} after "
+                                      "the push")
+                digests.append(pushed)
+        digest = digests[0]
+        for tag, other in zip(tags, digests, strict=True):
+            if other != digest:
                 raise BuildFailed(f"{repository}:{tag} does not point at {digest} after the push")
         return Pushed(repository, digest, tags, size, sent, round(time.monotonic() - started, 1),
                       content=sha)
