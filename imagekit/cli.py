@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,6 +24,9 @@ from imagekit.checks import CheckResult
 from imagekit.errors import ImagekitError, Problem, did_you_mean
 from imagekit.model import Catalog, Image
 from imagekit.resolve import load_catalog
+
+if TYPE_CHECKING:
+    from imagekit import hpc
 
 app = typer.Typer(
     help="Build, test and publish notebook images for JupyterHub, Kubeflow, Armada and Slurm.",
@@ -420,10 +423,12 @@ def export_(
     ] = None,
     published: Annotated[Path | None, typer.Option(
         "--published", help="the published catalog; default: dist/catalog.json")] = None,
+    ssh: SshOpt = None,
+    ssh_config: SshConfigOpt = None,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """Write one consumer's configuration, derived from the published catalog only."""
-    from imagekit.exports import exporters
+    from imagekit.exports import batchspawner, exporters
     from imagekit.publish.catalog import read
 
     with _user_errors():
@@ -432,8 +437,12 @@ def export_(
             raise ImagekitError(Problem(None, "TARGET", f"unknown export {target!r}",
                                         hint=did_you_mean(target, known) or
                                         f"one of {', '.join(known)}"))
+        login = _ssh_login(ssh, ssh_config)
+        if login is not None and target != "batchspawner":
+            raise ImagekitError(Problem(None, "--ssh", f"applies to batchspawner, not {target}"))
         source = published or catalog.resolve().parent / "dist" / "catalog.json"
-        files = known[target](read(source))
+        files = (batchspawner.export(read(source), login) if login is not None
+                 else known[target](read(source)))
         chosen = files[0]
         if file is not None:
             by_name = {f.name: f for f in files}
@@ -480,6 +489,21 @@ def inspect(
 
 
 RuntimeOpt = Annotated[str, typer.Option("--runtime", help="apptainer or singularity")]
+SshOpt = Annotated[str | None, typer.Option(
+    "--ssh", help="batchspawner: run sbatch/squeue/scancel on a login node over SSH, as "
+                  "USER@HOST[:PORT] (the hub needs no Slurm client)")]
+SshConfigOpt = Annotated[Path | None, typer.Option(
+    "--ssh-config", help="with --ssh: an ssh_config file (key, known hosts) for ssh -F")]
+
+
+def _ssh_login(ssh: str | None, config: Path | None) -> hpc.SshLogin | None:
+    from imagekit.hpc import SshLogin
+
+    if ssh is None:
+        if config is not None:
+            raise ImagekitError(Problem(None, "--ssh-config", "needs --ssh USER@HOST"))
+        return None
+    return SshLogin.parse(ssh, config)
 SifOpt = Annotated[str | None, typer.Option("--sif", help="SIF path on the cluster; default: "
                                                           "dist/<image>_<tag>.sif")]
 
@@ -546,14 +570,17 @@ def spawner_batchspawner(
     partition: Annotated[str | None, typer.Option(help="default Slurm partition")] = None,
     runtime: RuntimeOpt = "apptainer",
     sif: SifOpt = None,
+    ssh: SshOpt = None,
+    ssh_config: SshConfigOpt = None,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """Print jupyterhub_config.py lines: SlurmSpawner running the image's SIF."""
     from imagekit import hpc
 
     with _user_errors():
+        login = _ssh_login(ssh, ssh_config)
         cat, img = _one(catalog, image)
-        text = hpc.batchspawner_config(cat, img, runtime, sif, partition)
+        text = hpc.batchspawner_config(cat, img, runtime, sif, partition, login)
     out.print(text, markup=False, highlight=False, end="")
 
 

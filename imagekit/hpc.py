@@ -23,6 +23,16 @@ BATCH_TIME = "04:00:00"  # req_runtime of a JupyterHub job when nothing else is 
 _SLURM_TIME = re.compile(r"(\d+-)?\d{1,2}(:\d{2}){0,2}")
 _SLURM_MEM = re.compile(r"\d+[KMGT]?")
 _PARTITION = re.compile(r"[A-Za-z0-9_.,-]+")
+_SSH_TARGET = re.compile(r"(?P<user>[a-z_][a-z0-9_.-]{0,31})@(?P<host>[A-Za-z0-9]"
+                         r"[A-Za-z0-9.-]{0,252})(?::(?P<port>[0-9]{1,5}))?")
+LOGIN_SPAWNER = "LoginNodeSlurmSpawner"
+# batchspawner registers the hub's /hub/api/batchspawner handler (where the job reports its
+# port) when it is imported; a wrapper spawner imports it only at the first spawn, too late.
+IMPORT_BATCHSPAWNER = "import batchspawner  # noqa: F401  (registers the hub's batchspawner API)"
+# What batchspawner must carry over SSH to the login node: the job exports them by name
+# (`--export={{keepvars}}`), so sbatch there needs their values. SendEnv passes them in the
+# SSH protocol, never on a command line; the login node's sshd must AcceptEnv them.
+SSH_SEND_ENV = "JUPYTERHUB_*"
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,63 @@ class JobOptions:
             problems.append(f"--mem: {self.mem!r} is not a Slurm size (e.g. 8G)")
         if problems:
             raise ImagekitError("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class SshLogin:
+    """batchspawner's Slurm commands run on a login node over SSH, as one service account."""
+
+    user: str
+    host: str
+    port: int | None = None
+    config: str | None = None  # an ssh_config(5) file: key, known hosts, jump hosts...
+
+    @classmethod
+    def parse(cls, target: str, config: Path | None = None) -> SshLogin:
+        match = _SSH_TARGET.fullmatch(target)
+        if match is None:
+            raise ImagekitError(f"--ssh: {target!r} is not USER@HOST or USER@HOST:PORT")
+        port = int(match["port"]) if match["port"] else None
+        if port is not None and not 0 < port < 65536:
+            raise ImagekitError(f"--ssh: port {port} is out of range")
+        if config is not None and not config.is_file():
+            raise ImagekitError(f"--ssh-config: {config} is not a file")
+        return cls(match["user"], match["host"], port,
+                   str(config.resolve()) if config is not None else None)
+
+    def exec_prefix(self) -> str:
+        """batchspawner's exec_prefix: `ssh ... USER@HOST`, before sbatch/squeue/scancel."""
+        words = ["ssh", "-o", "BatchMode=yes", "-o", f"SendEnv={SSH_SEND_ENV}"]
+        if self.config:
+            words += ["-F", self.config]
+        if self.port:
+            words += ["-p", str(self.port)]
+        return shlex.join([*words, f"{self.user}@{self.host}"])
+
+
+def login_spawner_lines() -> list[str]:
+    """jupyterhub_config.py source: SlurmSpawner for users the hub has no account for.
+
+    SlurmSpawner looks the hub user up in the hub's passwd (for HOME, SHELL and the job's
+    directory); with Slurm reached over SSH the users live on the cluster only.
+    """
+    return [
+        "from traitlets import default",
+        "",
+        "",
+        f"class {LOGIN_SPAWNER}(batchspawner.SlurmSpawner):",
+        '    """Slurm over SSH: no local account for the user on the hub; the job runs as the',
+        '    login node\'s service account and starts in its home."""',
+        "",
+        "    def user_env(self, env):",
+        "        return env",
+        "",
+        '    @default("req_homedir")',
+        "    def _no_local_home(self):",
+        '        return ""',
+        "",
+        "",
+    ]
 
 
 def _runtime(runtime: str) -> str:
@@ -109,7 +176,10 @@ def tunnel_script(catalog: Catalog, image: Image, options: JobOptions,
         "set -euo pipefail",
         "",
         f"SIF={shlex.quote(path)}",
-        "export CONTAINER_PATH=\"$SIF\"  # IPyParallel engines start in the same image",
+        "# IPyParallel engines (Slurm jobs started from the notebook) run in the same image,",
+        "# through the same runtime as this job found it on this node.",
+        "export CONTAINER_PATH=\"$SIF\"",
+        f"export CONTAINER_EXEC={container_exec(runtime, image.runtime.gpu, image.binds)}",
         "NODE=\"${IMAGEKIT_NODE:-$(hostname -s)}\"",
         "LOGIN=\"${IMAGEKIT_LOGIN:-${SLURM_SUBMIT_HOST:-login}}\"",
         "",
@@ -145,20 +215,37 @@ def tunnel_script(catalog: Catalog, image: Image, options: JobOptions,
     return "\n".join(lines)
 
 
+def container_exec(runtime: str, gpu: bool, binds: Sequence[str],
+                   flags: Sequence[str] = ()) -> str:
+    """A shell word: `"$(command -v RUNTIME) exec FLAGS"` as found on the node at job start.
+
+    The image's IPyParallel profile reads it (with CONTAINER_PATH) to start engines as Slurm
+    jobs in the same image: the container cannot know where the host keeps its runtime.
+    """
+    runtime_word, *words = exec_argv(runtime, "-", gpu=gpu, binds=binds, flags=flags)[:-1]
+    return f'"$(command -v {runtime_word})"' + shlex.quote(" " + shlex.join(words))
+
+
 def batch_script(name: str, sif: str, *, binds: Sequence[str] = (), gpu: bool = False,
-                 runtime: str = "apptainer", exec_flags: Sequence[str] = ()) -> str:
+                 runtime: str = "apptainer", exec_flags: Sequence[str] = (),
+                 login: bool = False) -> str:
     """batchspawner's `batch_script` (a Jinja template it fills from the req_* traits).
 
     The container wraps the single-user command, so batchspawner-singleuser (and
     jupyterhub-singleuser after it) run inside the image: `{{cmd}}` comes after the SIF.
     `sif` is whatever `RUNTIME exec` accepts: a file, or an `oras://...@sha256:` reference.
+    `login`: submitted over SSH by a login-node account, so the hub knows no home directory
+    for the user: the job starts (and logs) in the submitting account's home.
     """
     words = shlex.join(exec_argv(runtime, sif, gpu=gpu, binds=binds, flags=exec_flags))
+    where = ["#SBATCH --output=jupyterhub_slurmspawner_%j.log"] if login else [
+        "#SBATCH --output={{homedir}}/jupyterhub_slurmspawner_%j.log",
+        "#SBATCH --chdir={{homedir}}"]
     return "\n".join([
         "#!/bin/bash",
-        "#SBATCH --output={{homedir}}/jupyterhub_slurmspawner_%j.log",
+        where[0],
         f"#SBATCH --job-name=jupyterhub-{name}",
-        "#SBATCH --chdir={{homedir}}",
+        *where[1:],
         "#SBATCH --export={{keepvars}}",
         "#SBATCH --get-user-env=L",
         "{% if partition %}#SBATCH --partition={{partition}}{% endif %}",
@@ -170,7 +257,9 @@ def batch_script(name: str, sif: str, *, binds: Sequence[str] = (), gpu: bool = 
         "{% if options %}#SBATCH {{options}}{% endif %}",
         "set -euo pipefail",
         "",
+        "# IPyParallel engines (Slurm jobs started from the notebook) run in the same image.",
         f"export CONTAINER_PATH={shlex.quote(sif)}",
+        f"export CONTAINER_EXEC={container_exec(runtime, gpu, binds, exec_flags)}",
         "unset XDG_RUNTIME_DIR",
         "trap 'echo SIGTERM received' TERM",
         "{{prologue}}",
@@ -181,17 +270,25 @@ def batch_script(name: str, sif: str, *, binds: Sequence[str] = (), gpu: bool = 
 
 
 def batchspawner_config(catalog: Catalog, image: Image, runtime: str = "apptainer",
-                        sif: str | None = None, partition: str | None = None) -> str:
+                        sif: str | None = None, partition: str | None = None,
+                        ssh: SshLogin | None = None) -> str:
     """jupyterhub_config.py lines for batchspawner's SlurmSpawner running this SIF."""
     path = sif or str(sif_path(catalog, image).resolve())
     if partition is not None and not _PARTITION.fullmatch(partition):
         raise ImagekitError(f"--partition: {partition!r} is not a partition name")
     script = batch_script(image.name, path, binds=image.binds, gpu=image.runtime.gpu,
-                          runtime=runtime)
+                          runtime=runtime, login=ssh is not None)
     lines = [
         f"# JupyterHub + batchspawner.SlurmSpawner for image {image.name}",
         "# (generated by `imagekit spawner batchspawner`; paste into jupyterhub_config.py)",
-        'c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"',
+        IMPORT_BATCHSPAWNER,
+    ]
+    if ssh is None:
+        lines.append('c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"')
+    else:
+        lines += [*login_spawner_lines(), f"c.JupyterHub.spawner_class = {LOGIN_SPAWNER}",
+                  *ssh_lines(ssh)]
+    lines += [
         "c.Spawner.http_timeout = 300  # queue waits",
         "c.Spawner.start_timeout = 600",
     ]
@@ -203,6 +300,20 @@ def batchspawner_config(catalog: Catalog, image: Image, runtime: str = "apptaine
         "",
     ]
     return "\n".join(lines)
+
+
+# SlurmSpawner's query: ssh hands the remote shell one string, which splits it again, so
+# the command goes as one quoted word (the format's space survives).
+SLURM_QUERY = "squeue -h -j {job_id} -o '%T %B'"
+
+
+def ssh_lines(ssh: SshLogin) -> list[str]:
+    return [
+        f"# sbatch, squeue and scancel run on {ssh.host} as {ssh.user}; its sshd must",
+        f"# `AcceptEnv {SSH_SEND_ENV}` (the job's JupyterHub variables travel that way).",
+        f"c.SlurmSpawner.exec_prefix = {ssh.exec_prefix()!r}",
+        f"c.SlurmSpawner.batch_query_cmd = {shlex.quote(SLURM_QUERY)!r}",
+    ]
 
 
 def write_script(path: Path, text: str) -> None:

@@ -28,7 +28,15 @@ from imagekit.exports.common import (
     slurm_cpus,
     slurm_memory,
 )
-from imagekit.hpc import BATCH_TIME, batch_script
+from imagekit.hpc import (
+    BATCH_TIME,
+    IMPORT_BATCHSPAWNER,
+    LOGIN_SPAWNER,
+    SshLogin,
+    batch_script,
+    login_spawner_lines,
+    ssh_lines,
+)
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage
 
 RUNTIME = "apptainer"
@@ -36,10 +44,11 @@ SPAWNER = "batchspawner.SlurmSpawner"
 _TIMEOUTS = ["c.Spawner.http_timeout = 300  # queue waits", "c.Spawner.start_timeout = 600"]
 
 
-def export(catalog: PublishedCatalog) -> list[ExportFile]:
+def export(catalog: PublishedCatalog, ssh: SshLogin | None = None) -> list[ExportFile]:
+    """`ssh`: the hub reaches Slurm over SSH (`imagekit export batchspawner --ssh`)."""
     images = sif_images(catalog)
-    return [ExportFile("batchspawner.py", profiles_config(catalog, images)),
-            ExportFile("optionsformspawner.py", options_form_config(catalog, images))]
+    return [ExportFile("batchspawner.py", profiles_config(catalog, images, ssh)),
+            ExportFile("optionsformspawner.py", options_form_config(catalog, images, ssh))]
 
 
 def sif_images(catalog: PublishedCatalog) -> list[PublishedImage]:
@@ -53,11 +62,11 @@ def sif_location(image: PublishedImage) -> str:
     return image.sif.path or image.sif.reference
 
 
-def script(catalog: PublishedCatalog, image: PublishedImage) -> str:
+def script(catalog: PublishedCatalog, image: PublishedImage, login: bool = False) -> str:
     sif = sif_location(image)
     flags = ["--no-https"] if catalog.registry_insecure and sif.startswith("oras://") else []
     return batch_script(image.name, sif, binds=image.binds, gpu=image.gpu, runtime=RUNTIME,
-                        exec_flags=flags) + "\n"
+                        exec_flags=flags, login=login) + "\n"
 
 
 def requests(image: PublishedImage) -> dict[str, str]:
@@ -72,38 +81,60 @@ def requests(image: PublishedImage) -> dict[str, str]:
     return values
 
 
-def profiles_config(catalog: PublishedCatalog, images: list[PublishedImage]) -> str:
+def profiles_config(catalog: PublishedCatalog, images: list[PublishedImage],
+                    ssh: SshLogin | None = None) -> str:
     profiles: list[tuple[str, str, str, dict[str, Any]]] = [
         (label(image), image.name, SPAWNER,
-         {**requests(image), "batch_script": script(catalog, image)})
+         {**requests(image), "batch_script": script(catalog, image, ssh is not None)})
         for image in images
     ]
     lines = [header().rstrip("\n")]
     if not profiles:
         return "\n".join([*lines, "# no image with a SIF is published for batchspawner", ""])
     lines += [
+        IMPORT_BATCHSPAWNER,
+        "",
         'c.JupyterHub.spawner_class = "wrapspawner.ProfilesSpawner"',
         *_TIMEOUTS,
-        f"c.ProfilesSpawner.profiles = {python_literal(profiles)}",
-        "",
     ]
-    return "\n".join(lines)
+    if ssh is None:
+        lines.append(f"c.ProfilesSpawner.profiles = {python_literal(profiles)}")
+    else:
+        lines += [
+            "",
+            *login_spawner_lines(),
+            *ssh_lines(ssh),
+            f"_profiles = {python_literal(profiles)}",
+            "c.ProfilesSpawner.profiles = [",
+            f"    (title, key, {LOGIN_SPAWNER}, config) for title, key, _, config in _profiles",
+            "]",
+        ]
+    return "\n".join([*lines, ""])
 
 
-def options_form_config(catalog: PublishedCatalog, images: list[PublishedImage]) -> str:
+def options_form_config(catalog: PublishedCatalog, images: list[PublishedImage],
+                        ssh: SshLogin | None = None) -> str:
     """OptionsFormSpawner: a select of SIFs, and one script that branches on the choice."""
     lines = [header().rstrip("\n")]
     if not images:
         return "\n".join([*lines, "# no image with a SIF is published for batchspawner", ""])
     choices = [(sif_location(image), label(image)) for image in images]
     lines += [
+        IMPORT_BATCHSPAWNER,
         "from optionsspawner.forms import SelectField",
         "",
         'c.JupyterHub.spawner_class = "optionsspawner.OptionsFormSpawner"',
         *_TIMEOUTS,
-        f"c.OptionsFormSpawner.child_class = {SPAWNER!r}",
+    ]
+    if ssh is None:
+        lines.append(f"c.OptionsFormSpawner.child_class = {SPAWNER!r}")
+    else:
+        lines += ["", *login_spawner_lines(), *ssh_lines(ssh),
+                  f"c.OptionsFormSpawner.child_class = {LOGIN_SPAWNER}"]
+    lines += [
         "c.OptionsFormSpawner.child_config = " + python_literal({
-            "req_runtime": BATCH_TIME, "batch_script": branching_script(catalog, images)}),
+            "req_runtime": BATCH_TIME,
+            "batch_script": branching_script(catalog, images, ssh is not None)}),
         "c.OptionsFormSpawner.form_fields = [",
         "    SelectField(",
         "        'req_image',",
@@ -118,7 +149,8 @@ def options_form_config(catalog: PublishedCatalog, images: list[PublishedImage])
     return "\n".join(lines)
 
 
-def branching_script(catalog: PublishedCatalog, images: list[PublishedImage]) -> str:
+def branching_script(catalog: PublishedCatalog, images: list[PublishedImage],
+                     login: bool = False) -> str:
     """One batch_script for all images: `{% if image == SIF %}` that image's script.
 
     Per-image requests are set inside the branch, as the profiles set them on the child.
@@ -130,7 +162,7 @@ def branching_script(catalog: PublishedCatalog, images: list[PublishedImage]) ->
         sets = "".join(f"{{% set {name[4:]} = {json.dumps(value)} %}}"
                        for name, value in requests(image).items() if name != "req_runtime")
         parts.append(f"{{% {keyword} image == {json.dumps(sif_location(image))} %}}{sets}"
-                     + script(catalog, image))
+                     + script(catalog, image, login))
     parts.append("{% else %}#!/bin/bash\n"
                  "echo \"imagekit: no such image: {{image}}\" >&2\nexit 1\n{% endif %}\n")
     return "".join(parts)

@@ -24,8 +24,8 @@ def export(catalog: PublishedCatalog) -> list[ExportFile]:
     allowed = {label(image): image.reference for image in images}
     lines = [
         header().rstrip("\n"),
-        "# With c.JupyterHub.spawner_class = \"dockerspawner.DockerSpawner\" (or one of its",
-        "# subclasses, e.g. SystemUserSpawner: they read c.DockerSpawner too).",
+        "# A subclass (e.g. SystemUserSpawner) reads c.DockerSpawner too: set it after this.",
+        'c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"',
         f"c.DockerSpawner.image = {images[0].reference!r}",
         f"c.DockerSpawner.allowed_images = {python_literal(allowed)}",
     ]

@@ -202,3 +202,64 @@ def test_nothing_to_offer_is_said_in_both_files(published: PublishedCatalog) -> 
         assert "no image with a SIF" in file.text
         ast.parse(file.text)
     assert batchspawner.export(published) == batchspawner.export(published)  # deterministic
+
+
+# --- over SSH (`imagekit export batchspawner --ssh`) -----------------------------------
+
+def test_over_ssh_the_commands_run_on_the_login_node_and_no_user_is_looked_up(
+        published: PublishedCatalog, tmp_path: Path) -> None:
+    from jupyterhub.objects import Hub
+    from wrapspawner import ProfilesSpawner
+
+    from imagekit.hpc import SshLogin
+
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host *\n")
+    login = SshLogin.parse("svc@login.example:2222", ssh_config)
+    config = exec_config(batchspawner.export(published, login)[0].text)
+    wrapper = ProfilesSpawner(config=config, user=User("nobody-on-this-hub"), hub=Hub())
+    key = config.ProfilesSpawner.profiles[0][1]
+    wrapper.user_options = wrapper.options_from_form({"profile": [key]})
+    wrapper.construct_child()
+    child = wrapper.child_spawner
+    # The same words batchspawner puts before sbatch/squeue/scancel, split by a shell.
+    assert shlex.split(child.exec_prefix) == [
+        "ssh", "-o", "BatchMode=yes", "-o", "SendEnv=JUPYTERHUB_*", "-F",
+        str(ssh_config.resolve()), "-p", "2222", "svc@login.example"]
+    # squeue's format keeps its space through ssh and the login node's shell.
+    query = child.batch_query_cmd.format(job_id="7")
+    assert shlex.split(" ".join(shlex.split(query))) == ["squeue", "-h", "-j", "7", "-o",
+                                                         "%T %B"]
+    # A user unknown to the hub's passwd: the real SlurmSpawner would raise KeyError here.
+    assert "HOME" not in child.get_env()
+    script = render(child)
+    assert "--chdir" not in script and "{{" not in script
+    assert "#SBATCH --output=jupyterhub_slurmspawner_%j.log" in script
+    assert exec_line(script)[:2] == ["apptainer", "exec"]
+
+
+@pytest.mark.parametrize("target", ["svc", "svc@", "@host", "svc@host;rm", "svc@host:0",
+                                    "svc@host:99999", "svc@-oProxyCommand=x"])
+def test_a_bad_ssh_target_is_refused(target: str) -> None:
+    from imagekit.errors import ImagekitError
+    from imagekit.hpc import SshLogin
+
+    with pytest.raises(ImagekitError, match="--ssh"):
+        SshLogin.parse(target)
+
+
+def test_the_job_tells_ipyparallel_how_to_start_engines_in_the_same_image(
+        published: PublishedCatalog, tmp_path: Path) -> None:
+    """CONTAINER_EXEC holds the node's runtime, found when the job starts, with the flags."""
+    (_, child) = next(iter(children(published).values()))
+    script = render(child)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "apptainer").write_text("#!/bin/sh\n")
+    (bin_dir / "apptainer").chmod(0o755)
+    line = next(x for x in script.splitlines() if x.startswith("export CONTAINER_EXEC="))
+    shown = subprocess.run(["bash", "-c", f"{line}; printf %s \"$CONTAINER_EXEC\""],
+                           capture_output=True, text=True, check=True,
+                           env={"PATH": f"{bin_dir}:/usr/bin:/bin"}).stdout
+    assert shown.startswith(f"{bin_dir}/apptainer exec ")
+    assert shown.split()[1:] == exec_line(script)[1:-3]
