@@ -2,7 +2,7 @@
 IMAGE ?= scipy
 PYTEST_ARGS ?=
 
-.PHONY: setup demo stop test test-unit lint
+.PHONY: setup demo stop test test-unit e2e lint
 
 setup:
 	scripts/setup.sh
@@ -31,3 +31,9 @@ test-unit: setup lint
 # Everything: lint, unit tests, and the integration tests on the real engine.
 test: setup lint
 	scripts/engine.sh python3 -m pytest $(PYTEST_ARGS)
+
+# Real hubs spawn the published images: JupyterHub + DockerSpawner, JupyterHub + batchspawner
+# on a one-node Slurm (apptainer from Debian sid), and the same over SSH. Builds, tests and
+# publishes what they spawn into a fresh local registry first (`make stop` the demo's).
+e2e: setup
+	scripts/engine.sh python3 -m pytest -m e2e -p no:cacheprovider $(PYTEST_ARGS)

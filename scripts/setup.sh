@@ -2,12 +2,16 @@
 # Install what imagekit needs on a fresh Debian bookworm machine (run as root):
 # the Docker engine (Debian's docker.io: its /usr/bin/docker 20.10 client has BuildKit
 # built in), debootstrap for the base image, squashfs-tools and siftool for SIFs,
-# docker-compose for pytest-docker, and imagekit itself with its test dependencies.
+# docker-compose for pytest-docker, and imagekit itself with its test dependencies. The
+# end-to-end tests (tests/integration/test_hub_*.py) also need Slurm and munge, an SSH server
+# for the "login node", and configurable-http-proxy (from npm) for JupyterHub; none of their
+# services is started here: the tests start and stop their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(docker.io debootstrap squashfs-tools siftool bubblewrap docker-compose openssl
-          docker-registry ca-certificates curl)
+          docker-registry ca-certificates curl
+          slurmctld slurmd slurm-client munge openssh-server openssh-client)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,7 +20,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # Install without starting anything (sshd, munged, slurmd would come up on the host).
+    policy=/usr/sbin/policy-rc.d
+    [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; added_policy=1; }
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ -z "${added_policy:-}" ] || rm -f "$policy"
+fi
+if ! command -v npm >/dev/null; then
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+# JupyterHub's proxy, for the end-to-end tests and `make e2e`: kept in its own prefix.
+chp=/var/cache/imagekit/chp
+if [ ! -x "$chp/node_modules/.bin/configurable-http-proxy" ]; then
+    npm install --silent --no-audit --no-fund --prefix "$chp" configurable-http-proxy@4 >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 echo "setup: done"

@@ -54,17 +54,27 @@ def ensure_root() -> Path:
 
 
 def _add_user(root: Path) -> None:
-    passwd = root / "etc/passwd"
-    if f"{USER}:" not in passwd.read_text():
-        with passwd.open("a") as f:
-            f.write(f"{USER}:x:{UID}:{GID}::/home/{USER}:/bin/bash\n")
-        with (root / "etc/group").open("a") as f:
-            f.write(f"{USER}:x:{GID}:\n")
+    add_user(root, USER, UID, GID, f"/home/{USER}")
     home = root / "home" / USER
     home.mkdir(parents=True, exist_ok=True)
     os.chown(home, UID, GID)
     (root / "tmp").chmod(0o1777)
     (root / "srv").mkdir(exist_ok=True)
+
+
+def add_user(root: Path, name: str, uid: int, gid: int, home: str) -> None:
+    """Give the root a passwd and group entry (apptainer copies the caller's into the
+    container from there)."""
+    passwd = root / "etc/passwd"
+    if f"\n{name}:" not in "\n" + passwd.read_text():
+        with passwd.open("a") as f:
+            f.write(f"{name}:x:{uid}:{gid}::{home}:/bin/bash\n")
+    # bubblewrap binds the host home here; it cannot create the mount point itself.
+    (root / home.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    group = root / "etc/group"
+    if f":{gid}:" not in group.read_text():
+        with group.open("a") as f:
+            f.write(f"{name}:x:{gid}:\n")
 
 
 @contextlib.contextmanager

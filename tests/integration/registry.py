@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,16 @@ class LocalRegistry:
         response = self.get(f"{repository}/manifests/{reference}", Accept=accept)
         response.raise_for_status()
         return response.headers["Docker-Content-Digest"], response.json()
+
+
+def fresh_registry(folder: Path) -> Iterator[LocalRegistry]:
+    """A fixture body: an empty registry on the catalog's port for the tests, stopped after."""
+    import pytest
+
+    if answers():
+        pytest.fail(f"{ADDRESS} already answers (a registry left by `make demo`?): "
+                    "`make stop` first; the tests start their own, empty one")
+    local = LocalRegistry(folder)
+    local.start()
+    yield local
+    local.stop()

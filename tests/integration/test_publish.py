@@ -20,7 +20,7 @@ import yaml
 from imagekit.publish.catalog import PublishedCatalog, read
 from tests.integration import apptainer as ap
 from tests.integration.conftest import ROOT, failed, imagekit
-from tests.integration.registry import LocalRegistry, answers
+from tests.integration.registry import LocalRegistry, fresh_registry
 
 pytestmark = pytest.mark.integration
 
@@ -31,13 +31,7 @@ NS = "imagekit"
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    if answers():
-        pytest.fail("127.0.0.1:5055 already answers (a registry left by `make demo`?): "
-                    "`make stop` first; the tests start their own, empty one")
-    local = LocalRegistry(tmp_path_factory.mktemp("registry"))
-    local.start()
-    yield local
-    local.stop()
+    yield from fresh_registry(tmp_path_factory.mktemp("registry"))
 
 
 @pytest.fixture(scope="module")
