@@ -33,6 +33,7 @@ IMPORT_BATCHSPAWNER = "import batchspawner  # noqa: F401  (registers the hub's b
 # (`--export={{keepvars}}`), so sbatch there needs their values. SendEnv passes them in the
 # SSH protocol, never on a command line; the login node's sshd must AcceptEnv them.
 SSH_SEND_ENV = "JUPYTERHUB_*"
+_SAFE_PATH = re.compile(r"[A-Za-z0-9/._+-]+")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ class SshLogin:
         port = int(match["port"]) if match["port"] else None
         if port is not None and not 0 < port < 65536:
             raise ImagekitError(f"--ssh: port {port} is out of range")
+        if config is not None and not _SAFE_PATH.fullmatch(str(config)):
+            # batchspawner formats exec_prefix (str.format, or Jinja at "{{"): no braces.
+            raise ImagekitError(f"--ssh-config: {str(config)!r} may hold only letters, "
+                                "digits and / . _ + - (no spaces, braces or quotes)")
         if config is not None and not config.is_file():
             raise ImagekitError(f"--ssh-config: {config} is not a file")
         return cls(match["user"], match["host"], port,
@@ -79,7 +84,8 @@ class SshLogin:
 
     def exec_prefix(self) -> str:
         """batchspawner's exec_prefix: `ssh ... USER@HOST`, before sbatch/squeue/scancel."""
-        words = ["ssh", "-o", "BatchMode=yes", "-o", f"SendEnv={SSH_SEND_ENV}"]
+        words = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-o",
+                 f"SendEnv={SSH_SEND_ENV}"]
         if self.config:
             words += ["-F", self.config]
         if self.port:
@@ -179,7 +185,8 @@ def tunnel_script(catalog: Catalog, image: Image, options: JobOptions,
         "# IPyParallel engines (Slurm jobs started from the notebook) run in the same image,",
         "# through the same runtime as this job found it on this node.",
         "export CONTAINER_PATH=\"$SIF\"",
-        f"export CONTAINER_EXEC={container_exec(runtime, image.runtime.gpu, image.binds)}",
+        f"CONTAINER_EXEC={container_exec(runtime, image.runtime.gpu, image.binds)}",
+        "export CONTAINER_EXEC",
         "NODE=\"${IMAGEKIT_NODE:-$(hostname -s)}\"",
         "LOGIN=\"${IMAGEKIT_LOGIN:-${SLURM_SUBMIT_HOST:-login}}\"",
         "",
@@ -257,12 +264,14 @@ def batch_script(name: str, sif: str, *, binds: Sequence[str] = (), gpu: bool = 
         "{% if options %}#SBATCH {{options}}{% endif %}",
         "set -euo pipefail",
         "",
-        "# IPyParallel engines (Slurm jobs started from the notebook) run in the same image.",
-        f"export CONTAINER_PATH={shlex.quote(sif)}",
-        f"export CONTAINER_EXEC={container_exec(runtime, gpu, binds, exec_flags)}",
         "unset XDG_RUNTIME_DIR",
         "trap 'echo SIGTERM received' TERM",
         "{{prologue}}",
+        "# IPyParallel engines (Slurm jobs started from the notebook) run in the same image,",
+        "# through the runtime found here (after the prologue, which may load it).",
+        f"export CONTAINER_PATH={shlex.quote(sif)}",
+        f"CONTAINER_EXEC={container_exec(runtime, gpu, binds, exec_flags)}",
+        "export CONTAINER_EXEC",
         f"{words} {{{{cmd}}}}",
         "echo \"jupyterhub-singleuser ended gracefully\"",
         "{{epilogue}}",
@@ -311,7 +320,10 @@ def ssh_lines(ssh: SshLogin) -> list[str]:
     return [
         f"# sbatch, squeue and scancel run on {ssh.host} as {ssh.user}; its sshd must",
         f"# `AcceptEnv {SSH_SEND_ENV}` (the job's JupyterHub variables travel that way).",
+        "# Only JUPYTERHUB_* reach the job: c.Spawner.environment values would need SendEnv/",
+        "# AcceptEnv too. All hub users share the account: for users who trust each other.",
         f"c.SlurmSpawner.exec_prefix = {ssh.exec_prefix()!r}",
+        "# Quoted once more for the login node's shell (wrong without the ssh prefix).",
         f"c.SlurmSpawner.batch_query_cmd = {shlex.quote(SLURM_QUERY)!r}",
     ]
 

@@ -3,7 +3,7 @@
 # the Docker engine (Debian's docker.io: its /usr/bin/docker 20.10 client has BuildKit
 # built in), debootstrap for the base image, squashfs-tools and siftool for SIFs,
 # docker-compose for pytest-docker, and imagekit itself with its test dependencies. The
-# end-to-end tests (tests/integration/test_hub_*.py) also need Slurm and munge, an SSH server
+# end-to-end tests (tests/integration/e2e/) also need Slurm and munge, an SSH server
 # for the "login node", and configurable-http-proxy (from npm) for JupyterHub; none of their
 # services is started here: the tests start and stop their own.
 set -euo pipefail
@@ -22,11 +22,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     # Install without starting anything (sshd, munged, slurmd would come up on the host).
     policy=/usr/sbin/policy-rc.d
-    [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; added_policy=1; }
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    [ -z "${added_policy:-}" ] || rm -f "$policy"
 fi
 if ! command -v npm >/dev/null; then
+    apt-get update -qq
     apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 # JupyterHub's proxy, for the end-to-end tests and `make e2e`: kept in its own prefix.

@@ -66,7 +66,8 @@ class Hub:
             f"c.DummyAuthenticator.password = {PASSWORD!r}",
             "c.Authenticator.allow_all = True",
             "c.JupyterHub.cleanup_servers = True",
-            "c.JupyterHub.log_level = 'DEBUG'",
+            # Not DEBUG: batchspawner then logs the job's environment, its API token included.
+            "c.JupyterHub.log_level = 'INFO'",
             f"c.JupyterHub.services = [{{'name': 'e2e', 'api_token': {self.token!r}}}]",
             "c.JupyterHub.load_roles = [{'name': 'e2e', 'services': ['e2e'], 'scopes': "
             "['admin:users', 'admin:servers', 'access:servers', 'tokens']}]",

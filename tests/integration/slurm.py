@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 MUNGE_DIR = Path("/run/munge")
@@ -55,7 +56,7 @@ class Cluster:
         self.conf = self.dir / "slurm.conf"
         self.cpus, self.memory_mb = cpus, memory_mb
         self.node = socket.gethostname().split(".")[0]
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     @property
     def env(self) -> dict[str, str]:
@@ -125,19 +126,17 @@ class Cluster:
 
     def _daemon(self, argv: list[str], name: str) -> None:
         log = (self.dir / f"{name}.out").open("wb")
-        self.procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                           env=self.env, start_new_session=True))
+        self.procs.append((name, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                                  env=self.env, start_new_session=True)))
 
-    def _wait(self, ready: object, what: str, timeout: float = 60) -> None:
-        assert callable(ready)
+    def _wait(self, ready: Callable[[], bool], what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if ready():
                 return
-            for proc in self.procs:
+            for name, proc in self.procs:
                 if proc.poll() is not None:
-                    raise ClusterError(f"{proc.args[0]} exited {proc.returncode}: "
-                                       f"{self.logs()}")
+                    raise ClusterError(f"{name} exited {proc.returncode}: {self.logs()}")
             time.sleep(0.3)
         raise ClusterError(f"{what} did not come up in {timeout:.0f} s: {self.logs()}")
 
@@ -172,9 +171,13 @@ class Cluster:
         return [dict(zip(("id", "name", "user", "state"), row, strict=True)) for row in rows]
 
     def stop(self) -> None:
-        subprocess.run(["scancel", "--full", "-u", "root"], env=self.env,
+        # Every user's jobs (a failed test may leave a notebook running), before slurmd goes.
+        subprocess.run(["scancel", "--full", "--partition=debug"], env=self.env,
                        capture_output=True, timeout=30)
-        for proc in reversed(self.procs):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self._run("squeue", "-h").stdout.strip():
+            time.sleep(0.5)
+        for _, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
                 try:

@@ -224,7 +224,8 @@ def test_over_ssh_the_commands_run_on_the_login_node_and_no_user_is_looked_up(
     child = wrapper.child_spawner
     # The same words batchspawner puts before sbatch/squeue/scancel, split by a shell.
     assert shlex.split(child.exec_prefix) == [
-        "ssh", "-o", "BatchMode=yes", "-o", "SendEnv=JUPYTERHUB_*", "-F",
+        "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-o", "SendEnv=JUPYTERHUB_*",
+        "-F",
         str(ssh_config.resolve()), "-p", "2222", "svc@login.example"]
     # squeue's format keeps its space through ssh and the login node's shell.
     query = child.batch_query_cmd.format(job_id="7")
@@ -236,6 +237,16 @@ def test_over_ssh_the_commands_run_on_the_login_node_and_no_user_is_looked_up(
     assert "--chdir" not in script and "{{" not in script
     assert "#SBATCH --output=jupyterhub_slurmspawner_%j.log" in script
     assert exec_line(script)[:2] == ["apptainer", "exec"]
+
+
+@pytest.mark.parametrize("config", ["/tmp/cfg{x}/ssh_config", "/tmp/{{username}}",
+                                    "/tmp/a b", "/tmp/a'b"])
+def test_an_ssh_config_path_that_batchspawner_would_reformat_is_refused(config: str) -> None:
+    from imagekit.errors import ImagekitError
+    from imagekit.hpc import SshLogin
+
+    with pytest.raises(ImagekitError, match="--ssh-config"):
+        SshLogin.parse("svc@login", Path(config))
 
 
 @pytest.mark.parametrize("target", ["svc", "svc@", "@host", "svc@host;rm", "svc@host:0",
@@ -257,9 +268,13 @@ def test_the_job_tells_ipyparallel_how_to_start_engines_in_the_same_image(
     bin_dir.mkdir()
     (bin_dir / "apptainer").write_text("#!/bin/sh\n")
     (bin_dir / "apptainer").chmod(0o755)
-    line = next(x for x in script.splitlines() if x.startswith("export CONTAINER_EXEC="))
-    shown = subprocess.run(["bash", "-c", f"{line}; printf %s \"$CONTAINER_EXEC\""],
-                           capture_output=True, text=True, check=True,
+    line = next(x for x in script.splitlines() if x.startswith("CONTAINER_EXEC="))
+    body = f"set -euo pipefail; {line}; export CONTAINER_EXEC; printf %s \"$CONTAINER_EXEC\""
+    shown = subprocess.run(["bash", "-c", body], capture_output=True, text=True, check=True,
                            env={"PATH": f"{bin_dir}:/usr/bin:/bin"}).stdout
     assert shown.startswith(f"{bin_dir}/apptainer exec ")
     assert shown.split()[1:] == exec_line(script)[1:-3]
+    # No runtime on the node: the job stops there instead of handing engines " exec ...".
+    missing = subprocess.run(["/bin/bash", "-c", body], capture_output=True, text=True,
+                             env={"PATH": "/nonexistent"})
+    assert missing.returncode != 0 and missing.stdout == ""

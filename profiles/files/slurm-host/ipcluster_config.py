@@ -8,12 +8,17 @@ import shlex
 c = get_config()  # noqa: F821
 
 c.Cluster.engine_launcher_class = "slurm"
-# Engines are submitted from inside the notebook's own job, whose SLURM_MEM_PER_* variables
-# sbatch would pass on: next to the engine job's own, srun refuses to start ("mutually
-# exclusive"). Submit without them.
+# Engines are submitted from inside the notebook's own job. Its Slurm variables would pass
+# on to them (SLURM_MEM_PER_NODE next to the engine job's own SLURM_MEM_PER_CPU makes srun
+# refuse to start; CPUs per task would be asked again), and so would the notebook's
+# JupyterHub token, which engines do not need: submit without them. SLURM_CONF stays.
+_inherited = sorted(
+    name for name in os.environ
+    if (name.startswith(("SLURM_", "SBATCH_", "SRUN_")) and name != "SLURM_CONF")
+    or name in ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
+)
 c.SlurmEngineSetLauncher.submit_command = [
-    "env", "-u", "SLURM_MEM_PER_CPU", "-u", "SLURM_MEM_PER_GPU", "-u", "SLURM_MEM_PER_NODE",
-    "sbatch",
+    "env", *(f"--unset={name}" for name in _inherited), "sbatch",
 ]
 c.SlurmEngineSetLauncher.timelimit = os.environ.get("IPP_SLURM_TIME", "01:00:00")
 _container = os.environ.get("CONTAINER_PATH")
@@ -21,7 +26,7 @@ if _container:
     _exec = os.environ.get("CONTAINER_EXEC", "").strip()
     if not _exec:
         _binds = os.environ.get("APPTAINER_BINDPATH") or os.environ.get("SINGULARITY_BINDPATH")
-        _exec = "apptainer exec" if os.path.exists("/usr/bin/apptainer") else "singularity exec"
+        _exec = "apptainer exec"  # the host's runtime is not visible from in here
         if _binds:
             _exec += f" --bind {shlex.quote(_binds)}"
     # The template is formatted by IPyParallel: braces in the values must be doubled.

@@ -11,6 +11,7 @@ import pwd
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,7 @@ def _serves(log: Path) -> None:
         text = log.read_text() if log.exists() else ""
         if "token=" in text:
             break
-        sh.time.sleep(0.5)
+        time.sleep(0.5)
     ssh = re.search(r"ssh -N -L (\d+):([^:\s]+):(\d+) (\S+)@(\S+)", text)
     url = re.search(r"http://127\.0\.0\.1:(\d+)/lab\?token=([0-9a-f]+)", text)
     assert ssh and url, text
@@ -189,7 +190,7 @@ def _serves(log: Path) -> None:
                 break
         except requests.RequestException as exc:
             last = exc
-        sh.time.sleep(0.5)
+        time.sleep(0.5)
     assert getattr(last, "status_code", None) == 200, f"{last}\n{log.read_text()}"
     assert node in ("127.0.0.1", cluster_node()), node
 
