@@ -245,14 +245,13 @@ def batch_script(name: str, sif: str, *, binds: Sequence[str] = (), gpu: bool = 
     for the user: the job starts (and logs) in the submitting account's home.
     """
     words = shlex.join(exec_argv(runtime, sif, gpu=gpu, binds=binds, flags=exec_flags))
-    where = ["#SBATCH --output=jupyterhub_slurmspawner_%j.log"] if login else [
-        "#SBATCH --output={{homedir}}/jupyterhub_slurmspawner_%j.log",
-        "#SBATCH --chdir={{homedir}}"]
+    home = "" if login else "{{homedir}}/"
+    chdir = [] if login else ["#SBATCH --chdir={{homedir}}"]
     return "\n".join([
         "#!/bin/bash",
-        where[0],
+        f"#SBATCH --output={home}jupyterhub_slurmspawner_%j.log",
         f"#SBATCH --job-name=jupyterhub-{name}",
-        *where[1:],
+        *chdir,
         "#SBATCH --export={{keepvars}}",
         "#SBATCH --get-user-env=L",
         "{% if partition %}#SBATCH --partition={{partition}}{% endif %}",

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import time
 import uuid
@@ -208,10 +207,6 @@ class Hub:
         if not re.search(expect, output):
             raise HubError(f"terminal: {expect!r} not seen in:\n{output[-3000:]}")
         return output
-
-
-def chp_installed() -> bool:
-    return CHP.exists() and shutil.which("jupyterhub") is not None
 
 
 def unique_user(prefix: str) -> str:

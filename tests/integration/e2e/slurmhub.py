@@ -18,6 +18,10 @@ from tests.integration.slurm import Cluster
 WRAPPER = Path(__file__).resolve().parents[1] / "bin" / "sid-root-apptainer"
 
 
+def native_apptainer() -> bool:
+    return shutil.which("apptainer", path="/usr/local/bin:/usr/bin:/bin") is not None
+
+
 def runtime_dir(folder: Path, cluster: Cluster) -> Path | None:
     """A directory to put first on the jobs' PATH, or None where apptainer is installed.
 
@@ -25,7 +29,7 @@ def runtime_dir(folder: Path, cluster: Cluster) -> Path | None:
     runs sid's apptainer in the cached sid root as the job's user, and the file telling it
     where that root and the cluster's configuration are.
     """
-    if shutil.which("apptainer", path="/usr/local/bin:/usr/bin:/bin"):
+    if native_apptainer():
         return None
     root = ap.ensure_root()
     # The node's side of the slurm-host binds (bubblewrap cannot create mount points in the
@@ -68,7 +72,7 @@ def add_to_root(name: str) -> None:
     import pwd
 
     entry = pwd.getpwnam(name)
-    if not shutil.which("apptainer", path="/usr/local/bin:/usr/bin:/bin"):
+    if not native_apptainer():
         ap.add_user(ap.ensure_root(), name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
 
