@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from imagekit import __version__
+from imagekit.credentials import SiteUrl, redact, secret_words
 from imagekit.engine.builders import Builder, BuildRequest
 from imagekit.engine.client import Engine, ImageInfo
 from imagekit.engine.context import BuildContext, assemble
@@ -67,12 +68,28 @@ def build_args(catalog: Catalog) -> dict[str, str]:
 
 
 def secrets(catalog: Catalog) -> dict[str, str]:
+    """Build secrets: never in the context, a layer or the cache key."""
+    site = catalog.site
     out = {}
-    if catalog.site.pip_index_url:
-        out["pip_index_url"] = catalog.site.pip_index_url
-    if catalog.site.pip_extra_index_url:
-        out["pip_extra_index_url"] = catalog.site.pip_extra_index_url
+    if site.pip_index_url:
+        out["pip_index_url"] = site.pip_index_url
+    if site.pip_extra_index_url:
+        out["pip_extra_index_url"] = site.pip_extra_index_url
+    if site.npm_registry and SiteUrl(site.npm_registry).has_credentials:
+        out["npm_registry"] = site.npm_registry
+    if site.apt_mirror and SiteUrl(site.apt_mirror).has_credentials:
+        out["apt_auth"] = SiteUrl(site.apt_mirror).apt_auth()
     return out
+
+
+def check_builder(catalog: Catalog, builder: Builder) -> None:
+    """Refuse before building anything what this builder could only bake into a layer."""
+    found = secrets(catalog)
+    if builder.name == "classic" and found:
+        raise ImagekitError(
+            f"the site passes {', '.join(sorted(found))} as build secrets (a credential, or "
+            "a URL that may carry one), which the classic builder cannot keep out of the "
+            "image: use --builder buildkit")
 
 
 def cache_key(context: BuildContext, parent_id: str, args: dict[str, str]) -> str:
@@ -122,6 +139,12 @@ def run_builds(
     outcomes: dict[str, Outcome] = {}
     args = build_args(catalog)
     build_secrets = secrets(catalog)
+    # A tool inside the build may echo a URL it was given: no credential reaches a log line.
+    hidden = secret_words(catalog.site)
+
+    def line(image: str, text: str) -> None:
+        on_line(image, redact(text, hidden))
+
     for image in catalog.closure(names):
         ref = catalog.ref(image.name)
         outcome = Outcome(image.name, ref, "building")
@@ -155,13 +178,13 @@ def run_builds(
                     "org.opencontainers.image.version": image.tags[0],
                 }
                 request = BuildRequest(image.name, context, labels, args, build_secrets)
-                image_id = builder.build(request, functools.partial(on_line, image.name))
+                image_id = builder.build(request, functools.partial(line, image.name))
                 outcome.tags = tag_image(catalog, engine, image, image_id)
                 info = engine.image(image_id)
                 outcome.status, outcome.image_id = "built", image_id
                 outcome.size = info.size if info else 0
         except ImagekitError as exc:
-            outcome.status, outcome.error = "failed", str(exc)
+            outcome.status, outcome.error = "failed", redact(str(exc), hidden)
         outcome.seconds = round(time.monotonic() - started, 1)
         on_status(outcome)
     return list(outcomes.values())

@@ -65,15 +65,17 @@ class BuildKitBuilder(Builder):
                     "--progress=plain", "--iidfile", str(iidfile)]
             for key, value in sorted(request.labels.items()):
                 argv += ["--label", f"{key}={value}"]
-            for key, value in sorted(request.build_args.items()):
-                argv += ["--build-arg", f"{key}={value}"]
+            # By name only: the CLI reads each value from its environment, so a proxy's
+            # credentials never show on a command line.
+            for key in sorted(request.build_args):
+                argv += ["--build-arg", key]
             for secret_id, value in sorted(request.secrets.items()):
                 secret_file = Path(tmp) / secret_id
                 secret_file.touch(mode=0o600)
                 secret_file.write_text(value)
                 argv += ["--secret", f"id={secret_id},src={secret_file}"]
             argv.append("-")
-            env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+            env = {**os.environ, **request.build_args, "DOCKER_BUILDKIT": "1"}
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, env=env)
             assert proc.stdin is not None and proc.stdout is not None

@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 
 from imagekit import __version__
+from imagekit.credentials import SiteUrl, public
 from imagekit.model import Catalog, FileCopy, Image, MergedChecks, Runtime
 
 CA_PATH = "/etc/imagekit/ca-bundle.crt"
@@ -47,12 +48,14 @@ class RecipePlan:
     env: tuple[tuple[str, str], ...]
     ca_bundle: bool
     apt_sources: tuple[str, ...]
+    apt_auth: bool  # the apt mirror has credentials: apt steps mount them as a secret
     apt: tuple[str, ...]
     setup: tuple[Script, ...]
     pip: tuple[str, ...]
     wheelhouse: bool
     npm: tuple[str, ...]
-    npm_registry: str | None
+    npm_registry: str | None  # never with credentials
+    npm_registry_secret: bool  # the registry has credentials: it comes as a build secret
     post: tuple[Script, ...]
     files: tuple[FileCopy, ...]
     mount_points: tuple[str, ...]
@@ -105,7 +108,7 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
     apt_sources: tuple[str, ...] = ()
     if is_root and catalog.site.apt_mirror:
         suite = catalog.base.bootstrap.suite if catalog.base.bootstrap else "bookworm"
-        mirror = catalog.site.apt_mirror
+        mirror = public(catalog.site.apt_mirror)
         apt_sources = (f"deb {mirror} {suite} main", f"deb {mirror} {suite}-updates main")
 
     pip = _unique([p for layer in layers for p in layer.pip])
@@ -142,12 +145,14 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
         env=tuple(env.items()),
         ca_bundle=is_root and catalog.site.ca_bundle is not None,
         apt_sources=apt_sources,
+        apt_auth=_has_credentials(catalog.site.apt_mirror),
         apt=_unique([p for layer in layers for p in layer.apt]),
         setup=tuple(Script("setup", layer.origin, s) for layer in layers for s in layer.setup),
         pip=pip,
         wheelhouse=bool(pip) and catalog.site.find_links is not None,
         npm=_unique([p for layer in layers for p in layer.npm]),
-        npm_registry=catalog.site.npm_registry,
+        npm_registry=public(catalog.site.npm_registry),
+        npm_registry_secret=_has_credentials(catalog.site.npm_registry),
         post=tuple(Script("post", layer.origin, s) for layer in layers for s in layer.post),
         files=tuple(f for layer in layers for f in layer.files),
         mount_points=_unique([b for layer in layers for b in layer.binds]),
@@ -156,6 +161,10 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
         labels=tuple(labels.items()),
         binds=image.binds,
     )
+
+
+def _has_credentials(url: str | None) -> bool:
+    return url is not None and SiteUrl(url).has_credentials
 
 
 def _first_sentence(text: str) -> str:

@@ -1,0 +1,163 @@
+"""Given credentials in every URL setting of the site, when I render, build and convert,
+then the tools that need them get them, and no recipe, layer, image config, SIF, log line
+or command line holds them."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import ROOT, imagekit
+from tests.integration.mirror import Mirror, make_ca
+
+pytestmark = pytest.mark.integration
+
+CANARY = """\
+description: A stack that gets something from every package source of the site.
+extends: base
+apt: [nodejs, npm]
+pip: [six]
+npm: [is-number@7.0.0]
+checks:
+  imports: [six]
+  commands:
+    - {run: "ls /usr/local/lib/node_modules", expect: is-number}
+"""
+
+
+def _gateway(client: Any) -> str:
+    """The host as build containers reach it."""
+    bridge = client.networks.get("bridge")
+    return str(bridge.attrs["IPAM"]["Config"][0]["Gateway"])
+
+
+@pytest.fixture
+def site(tmp_path: Path, client: Any) -> Iterator[tuple[Path, Mirror]]:
+    host = _gateway(client)
+    (tmp_path / "ca").mkdir()
+    ca, tls = make_ca(tmp_path / "ca", host)
+    mirror = Mirror("canary-user", "Canary-" + secrets.token_hex(12), tls=tls).start()
+    userinfo = f"{mirror.username}:{mirror.password}"
+    # apt speaks plain HTTP to its mirror (it checks signatures), pip and npm use TLS.
+    url = f"http://{userinfo}@{host}:{mirror.port}"
+    tls_url = f"https://{userinfo}@{host}:{mirror.tls_port}"
+    for name in ("stacks", "profiles"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    bundle = tmp_path / "site-ca.crt"
+    bundle.write_bytes(Path("/etc/ssl/certs/ca-certificates.crt").read_bytes() + ca.read_bytes())
+    site_ca = tmp_path / "profiles/site-ca.yaml"
+    site_ca.write_text(site_ca.read_text().replace("/etc/ssl/certs/ca-certificates.crt",
+                                                   str(bundle)))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text((ROOT / "catalog.yaml").read_text()
+                       .replace("namespace: imagekit", "namespace: canary")
+                       .replace("  - stack: pyspark\n", "  - stack: pyspark\n"
+                                "  - stack: canary\n    formats: [docker, sif]\n"))
+    (tmp_path / "stacks/canary.yaml").write_text(CANARY)
+    mirrors = tmp_path / "profiles/mirrors.yaml"
+    mirrors.write_text(mirrors.read_text() + (
+        f"  apt_mirror: {url}/debian\n"
+        f"  pip_index_url: {tls_url}/pypi/simple\n"
+        f"  pip_extra_index_url: {tls_url}/pypi/simple\n"
+        f"  npm_registry: {tls_url}/npm/\n"
+        f"  proxy: {{http: '{url}', https: '{url}', no_proxy: 'localhost,127.0.0.1,{host}'}}\n"
+    ))
+    yield catalog, mirror
+    mirror.stop()
+    for ref in ("canary", "base"):
+        for image in client.images.list(f"127.0.0.1:5055/canary/{ref}"):
+            client.images.remove(image.id, force=True)
+
+
+class CommandLines:
+    """Every command line on the machine, sampled while a step runs (what `ps` shows)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True)
+            self.seen.update(ps.stdout.splitlines())
+            time.sleep(0.05)
+
+    def __enter__(self) -> CommandLines:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_no_credential_leaves_the_processes_that_need_it(site: tuple[Path, Mirror],
+                                                          client: Any, tmp_path: Path) -> None:
+    catalog, mirror = site
+    password = mirror.password
+    work = catalog.parent
+
+    shown = imagekit("render", "--all", catalog=catalog)
+    recipes = b"".join(p.read_bytes() for p in (work / "recipes").rglob("*") if p.is_file())
+    assert b"/npm/" in recipes and b"/debian" in recipes  # the public URLs are rendered
+    assert password.encode() not in recipes
+
+    with CommandLines() as ps:
+        built = imagekit("build", "canary", "--plain", "--force", "--sif-method", "native",
+                         catalog=catalog, check=False)
+    output = built.stdout + built.stderr
+    assert built.returncode == 0, output[-4000:]
+    # The credentials reached every tool that needed them: each source saw them, and none
+    # was asked for without them and then granted.
+    assert {"pypi", "npm", "debian", "connect"} <= mirror.kinds(authorized=True), mirror.hits
+    assert password not in output + shown.stdout + shown.stderr
+    assert not [line for line in ps.seen if password in line]
+    assert ps.seen, "ps was sampled"
+
+    for name in ("base", "canary"):
+        image = client.images.get(f"127.0.0.1:5055/canary/{name}:latest")
+        assert password not in json.dumps(image.attrs) + json.dumps(image.history())
+        assert password.encode() not in b"".join(image.save(named=False)), name
+
+    sif = work / "dist" / "canary_latest.sif"
+    assert password.encode() not in sif.read_bytes()  # the embedded definition, labels
+    root = tmp_path / "sif-root"
+    subprocess.run(["unsquashfs", "-no-xattrs", "-d", str(root), "-o",
+                    str(_squashfs_offset(sif)), str(sif)], check=True, capture_output=True)
+    grep = subprocess.run(["grep", "-rla", password, str(root)], capture_output=True, text=True)
+    assert grep.stdout == "", grep.stdout
+    assert (root / "usr/local/lib/node_modules/is-number").is_dir()
+
+    shown = imagekit("show", "canary", catalog=catalog)
+    assert password not in shown.stdout
+
+
+def test_the_classic_builder_refuses_credentials_it_cannot_keep_out(
+        site: tuple[Path, Mirror]) -> None:
+    catalog, mirror = site
+    result = imagekit("build", "canary", "--builder", "classic", "--plain", catalog=catalog,
+                      check=False)
+    assert result.returncode == 2
+    assert "--builder buildkit" in result.stderr + result.stdout
+    assert mirror.password not in result.stdout + result.stderr
+
+
+def _squashfs_offset(sif: Path) -> int:
+    listing = subprocess.run(["siftool", "list", str(sif)], capture_output=True, text=True,
+                             check=True).stdout
+    for line in listing.splitlines():
+        if "FS" in line and "Squashfs" in line:
+            # ID |GROUP |LINK |SIF POSITION (start-end) |TYPE
+            start = line.split("|")[3].strip().split("-")[0]
+            return int(start)
+    raise AssertionError(f"no squashfs partition in {listing}")
