@@ -190,7 +190,9 @@ def tunnel_script(catalog: Catalog, image: Image, options: JobOptions,
         "NODE=\"${IMAGEKIT_NODE:-$(hostname -s)}\"",
         "LOGIN=\"${IMAGEKIT_LOGIN:-${SLURM_SUBMIT_HOST:-login}}\"",
         "",
-        "# A free port on this node, asked of the kernel rather than guessed.",
+        "# A free port on this node, asked of the kernel rather than guessed. Another job may",
+        "# take it before the server binds it: the server then moves on (port_retries), and",
+        "# the port printed below is the one it reports having bound.",
         "PORT=\"${IMAGEKIT_PORT:-$(python3 -c 'import socket; s = socket.socket(); "
         "s.bind((\"\", 0)); print(s.getsockname()[1])' 2>/dev/null || "
         "echo $(( 20000 + RANDOM % 20000 )))}\"",
@@ -206,6 +208,21 @@ def tunnel_script(catalog: Catalog, image: Image, options: JobOptions,
         "export APPTAINERENV_JUPYTER_RUNTIME_DIR=\"$JUPYTER_RUNTIME_DIR\"",
         "export SINGULARITYENV_JUPYTER_RUNTIME_DIR=\"$JUPYTER_RUNTIME_DIR\"",
         "",
+        f"{shlex.join(run_words)} \"$SIF\" --ip=\"$NODE\" --port=\"$PORT\" &",
+        "SERVER=$!",
+        "trap 'kill -TERM \"$SERVER\" 2>/dev/null' TERM INT",
+        "INFO=",
+        "for _ in $(seq 1 {waits}); do",
+        "    INFO=\"$(ls \"$JUPYTER_RUNTIME_DIR\"/jpserver-*.json 2>/dev/null "
+        "| head -n 1 || true)\"",
+        "    [ -n \"$INFO\" ] || ! kill -0 \"$SERVER\" 2>/dev/null && break",
+        "    sleep 0.5",
+        "done",
+        "if [ -n \"$INFO\" ]; then",
+        "    BOUND=\"$(sed -n 's/.*\"port\": *\\([0-9][0-9]*\\).*/\\1/p' \"$INFO\" | head -n 1)\"",
+        "    PORT=\"${BOUND:-$PORT}\"",
+        "fi",
+        "",
         "cat <<EOF",
         "On your own machine, open the tunnel:",
         "    ssh -N -L ${PORT}:${NODE}:${PORT} ${USER:-$(id -un)}@${LOGIN}",
@@ -213,9 +230,12 @@ def tunnel_script(catalog: Catalog, image: Image, options: JobOptions,
         "    http://127.0.0.1:${PORT}/lab?token=${TOKEN}",
         "EOF",
         "",
-        f"exec {shlex.join(run_words)} \"$SIF\" --ip=\"$NODE\" --port=\"$PORT\"",
+        "wait \"$SERVER\"",
         "",
     ]
+    # Only a Jupyter server writes jpserver-PID.json; other apps keep the port they were given.
+    waits = 600 if image.runtime.type == "jupyter" else 0
+    lines = [line.replace("{waits}", str(waits)) for line in lines]
     if image.runtime.type != "jupyter":
         lines[lines.index("    http://127.0.0.1:${PORT}/lab?token=${TOKEN}")] = (
             "    http://127.0.0.1:${PORT}/?token=${TOKEN}")

@@ -52,7 +52,7 @@ def test_tunnel_script_is_valid_bash_with_the_job_options(catalog: Catalog,
                  "#SBATCH --cpus-per-task=8", "#SBATCH --gres=gpu:1", "unset XDG_RUNTIME_DIR",
                  "export CONTAINER_PATH=\"$SIF\""):
         assert line in script
-    assert 'exec apptainer run --nv "$SIF" --ip="$NODE" --port="$PORT"' in script
+    assert 'apptainer run --nv "$SIF" --ip="$NODE" --port="$PORT" &' in script
     path = tmp_path / "job.sbatch"
     path.write_text(script)
     subprocess.run(["bash", "-n", str(path)], check=True)
@@ -132,3 +132,24 @@ class _Config:
         section = _Section()
         object.__setattr__(self, name, section)
         return section
+
+
+def test_tunnel_prints_the_port_the_server_bound(catalog: Catalog, tmp_path: Path) -> None:
+    """Another job took the chosen port first: Jupyter moved on, and the line follows it."""
+    script = hpc.tunnel_script(catalog, catalog.images["scipy-hpc"], hpc.JobOptions(),
+                               "singularity", "/sw/hpc.sif")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "singularity").write_text(
+        '#!/bin/sh\nprintf \'{\\n  "port": 40001,\\n  "token": "t"\\n}\\n\' '
+        '> "$APPTAINERENV_JUPYTER_RUNTIME_DIR/jpserver-7.json"\nsleep 1\necho "RAN: $*"\n')
+    (fake / "singularity").chmod(0o755)
+    job = tmp_path / "job.sbatch"
+    job.write_text(script)
+    out = subprocess.run(["bash", str(job)], capture_output=True, text=True, check=True, env={
+        "PATH": f"{fake}:/usr/bin:/bin", "IMAGEKIT_NODE": "node7", "IMAGEKIT_PORT": "31337",
+        "IMAGEKIT_LOGIN": "login1", "USER": "alice", "SLURM_JOB_ID": "5",
+        "TMPDIR": str(tmp_path)}).stdout
+    assert "ssh -N -L 40001:node7:40001 alice@login1" in out
+    assert "http://127.0.0.1:40001/lab?token=" in out
+    assert "RAN: run --bind" in out and "--port=31337" in out
