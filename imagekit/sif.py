@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from imagekit.engine import temporary
 from imagekit.engine.client import Engine, ImageInfo
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.model import Catalog, Image
@@ -81,7 +82,10 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     tool = runtime_tool() if method in ("auto", "apptainer") else None
     if method == "apptainer" and tool is None:
         raise ImagekitError("--sif-method apptainer: neither apptainer nor singularity is on PATH")
-    deffile = SingularityRenderer().render(catalog, image)["Singularity.def"]
+    # Both methods build from, and embed, the definition of what the SIF really is: the
+    # built image plus imagekit's runscript, startscript, %test, help and labels.
+    deffile = SingularityRenderer(converted_from=ref, converted_id=info.id).render(
+        catalog, image)["Singularity.def"]
     how = tool or f"native gzip-{level}"
     recipe = hashlib.sha256(f"{deffile}\0{how}".encode()).hexdigest()
     previous = read_sidecar(out) if not force and out.is_file() else None
@@ -91,24 +95,48 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
         return SifResult(**previous)
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    partial = out.with_name(out.name + ".partial")
-    partial.unlink(missing_ok=True)
+    # One name per conversion: two of the same image at once never write the same file.
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    os.close(fd)
+    partial = Path(name)
     try:
         if tool is not None:
-            run([tool, "build", "--force", str(partial), f"docker-daemon://{ref}"], timeout=3600)
+            with tempfile.TemporaryDirectory(prefix="imagekit-def-") as tmp:
+                definition = Path(tmp) / "Singularity.def"
+                definition.write_text(deffile)
+                # --notest: %test runs where users run it (`apptainer test`, unprivileged),
+                # not as the builder's root with /root as HOME; `imagekit test` checks the
+                # image itself before anything is published.
+                run([tool, "build", "--notest", "--force", str(partial), str(definition)],
+                    timeout=3600)
             result = SifResult(image.name, str(out), tool, "built", info.id, 0, "")
         else:
             result = _native(engine, image, info, deffile, partial, level)
         partial.replace(out)  # a failed conversion leaves the previous SIF in place
+        result.path = str(out)
+        result.recipe = recipe
+        result.total_s = round(time.monotonic() - started, 1)
+        result.size = out.stat().st_size
+        result.sha256 = sha256_file(out)
+        write_atomically(out.with_suffix(".sif.json"),
+                         json.dumps(result.as_dict(), indent=2) + "\n")
+    except OSError as exc:  # a full disk, a vanished directory
+        raise BuildFailed(f"{image.name}: writing {out}: {exc.strerror or exc}") from None
     finally:
         partial.unlink(missing_ok=True)
-    result.path = str(out)
-    result.recipe = recipe
-    result.total_s = round(time.monotonic() - started, 1)
-    result.size = out.stat().st_size
-    result.sha256 = sha256_file(out)
-    out.with_suffix(".sif.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     return result
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never a part (a full disk included)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 def read_sidecar(sif: Path) -> dict[str, Any] | None:
@@ -160,7 +188,7 @@ def _workdir() -> str | None:
 def export(engine: Engine, image_id: str, rootfs: Path) -> None:
     """The image's filesystem, as `docker export` gives it, unpacked into `rootfs`."""
     container = engine.client.containers.create(image_id, command=["/bin/true"],
-                                                entrypoint=[])
+                                                entrypoint=[], labels=temporary.labels())
     try:
         tar = subprocess.Popen(["tar", "-x", "-p", "--numeric-owner", "-C", str(rootfs)],
                                stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -219,6 +247,8 @@ def write_singularity_dir(rootfs: Path, info: ImageInfo, deffile: str) -> None:
     _write(sd / "runscript", "#!/bin/sh\n" + _section(deffile, "runscript") + "\n", 0o755)
     _write(sd / "startscript", "#!/bin/sh\n" + _section(deffile, "startscript") + "\n", 0o755)
     _write(sd / "test", "#!/bin/sh\n" + _section(deffile, "test") + "\n", 0o755)
+    # What `apptainer run-help` prints: %help as written, as `apptainer build` stores it.
+    _write(sd / "runscript.help", _section(deffile, "help", dedent=False) + "\n\n", 0o644)
     _write(sd / "labels.json", json.dumps(labels(info), indent=4, sort_keys=True) + "\n", 0o644)
     _write(sd / "Singularity", deffile, 0o644)
     for link in ("singularity", "runscript"):
@@ -235,8 +265,8 @@ def _write(path: Path, text: str, mode: int) -> None:
     path.chmod(mode)
 
 
-def _section(deffile: str, name: str) -> str:
-    """The body of a %section of the rendered definition, dedented."""
+def _section(deffile: str, name: str, dedent: bool = True) -> str:
+    """The body of a %section of the rendered definition (dedented unless told)."""
     lines = deffile.splitlines()
     try:
         start = lines.index(f"%{name}") + 1
@@ -246,7 +276,7 @@ def _section(deffile: str, name: str) -> str:
     for line in lines[start:]:
         if line.startswith("%"):
             break
-        body.append(line[4:] if line.startswith("    ") else line)
+        body.append(line[4:] if dedent and line.startswith("    ") else line)
     return "\n".join(body).strip("\n")
 
 

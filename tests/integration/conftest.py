@@ -17,13 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def imagekit(*args: str, catalog: Path | None = None, check: bool = True,
-             timeout: float = 3000) -> subprocess.CompletedProcess[str]:
+             timeout: float = 3000, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI as a user would."""
     argv = [sys.executable, "-m", "imagekit", *args]
     if catalog is not None:
         argv += ["--catalog", str(catalog)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                            env={**os.environ, "COLUMNS": "200"})
+                            env={**os.environ, "COLUMNS": "200", **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"imagekit {' '.join(args)} exited {result.returncode}\n"
                              f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}")

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -121,7 +122,10 @@ def test_inspect_shows_labels_and_definition(hpc_sif: dict[str, Any]) -> None:
     info = json.loads(out)
     assert info["labels"]["io.imagekit.image"] == IMAGE
     assert info["labels"]["io.imagekit.binds"].startswith("/etc/slurm,")
-    assert info["deffile"].startswith("Bootstrap: docker-daemon\n")
+    # The definition describes the SIF it is in: the built image plus Apptainer's scripts.
+    assert f"Bootstrap: docker-daemon\nFrom: 127.0.0.1:5055/imagekit/{IMAGE}:latest\n" \
+        in info["deffile"]
+    assert "%post" not in info["deffile"] and "%runscript" in info["deffile"]
     assert info["launch"] == "#!/usr/bin/env run-singularity"
 
 
@@ -325,3 +329,60 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def test_the_apptainer_method_gives_the_sif_the_native_method_gives(
+        root: Path, base_image: str, tmp_path: Path, client: Any) -> None:
+    """`--sif-method apptainer` runs the real apptainer 1.4.5 (as root, from the sid root)
+    on the same converted definition: both SIFs embed that definition and carry the same
+    runscript, startscript and %test, which passes under apptainer for an ordinary user."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    shutil.copy(ROOT / "tests/integration/bin/sid-root-apptainer", tools / "apptainer")
+    (tools / "sid-root.env").write_text(f"SID_ROOT={root}\nSLURM_DIR={tmp_path}\n")
+    sifs = {}
+    for method in ("apptainer", "native"):
+        project = tmp_path / method
+        for name in ("stacks", "profiles"):
+            shutil.copytree(ROOT / name, project / name)
+        shutil.copy(ROOT / "catalog.yaml", project / "catalog.yaml")
+        env = {"PATH": f"{tools}:{os.environ['PATH']}", "SID_ROOT_BINDS": "/run/docker.sock"}
+        report = json.loads(imagekit("build", "base", "--format", "sif", "--json",
+                                     "--sif-method", method, catalog=project / "catalog.yaml",
+                                     env=env).stdout)["sif"][0]
+        assert report["method"] == method
+        sifs[method] = Path(report["path"])
+    inspected = {m: json.loads(imagekit("inspect", str(p), "--json").stdout)
+                 for m, p in sifs.items()}
+    assert inspected["apptainer"]["deffile"] == inspected["native"]["deffile"]
+    assert "From: 127.0.0.1:5055/imagekit/base:latest" in inspected["native"]["deffile"]
+    scripts, labels = {}, {}
+    for method, sif in sifs.items():
+        out = tmp_path / f"{method}-root"
+        subprocess.run(["unsquashfs", "-d", str(out), str(_partition(sif, tmp_path / method)),
+                        ".singularity.d"], capture_output=True, check=True)
+        # apptainer keeps the definition's indentation and blank lines; the shell does not
+        # care, and neither does anyone reading them.
+        scripts[method] = {name: [line.strip() for line in
+                                  (out / ".singularity.d" / name).read_text().splitlines()
+                                  if line.strip()]
+                           for name in ("runscript", "startscript", "test", "runscript.help")}
+        labels[method] = json.loads((out / ".singularity.d/labels.json").read_text())
+    assert scripts["apptainer"] == scripts["native"]
+    image_labels = client.images.get("127.0.0.1:5055/imagekit/base:latest").labels
+    for method in sifs:
+        assert image_labels.items() <= labels[method].items(), method
+    runner = ap.Apptainer(root)
+    shared = Path(tempfile.mkdtemp(prefix="imagekit-sif-methods-"))  # the user must read it
+    shared.chmod(0o755)
+    with ap.fuse_for_user():
+        for method, sif in sifs.items():
+            readable = shared / sif.name.replace(".sif", f"-{method}.sif")
+            shutil.copy(sif, readable)
+            readable.chmod(0o644)
+            inside = runner.place(readable, readable.name)
+            result = runner.run("apptainer", "test", inside)
+            assert "passed its %test checks" in result.stdout + result.stderr, method
+            helped = runner.run("apptainer", "run-help", inside).stdout
+            assert "Converted from the built image" in helped, method
+    shutil.rmtree(shared)
