@@ -6,6 +6,7 @@ Exit status: 0 success, 1 a build/test/engine step failed, 2 bad input (nothing 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -218,14 +219,20 @@ BuilderOpt = Annotated[
 
 
 @app.command()
-def base(catalog: CatalogOpt = Path("catalog.yaml")) -> None:
+def base(
+    refresh: Annotated[bool, typer.Option(
+        "--refresh", help="pull or bootstrap it again even when present (Debian's updates); "
+                          "the images built on it then rebuild")] = False,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
     """Make the catalog's base image exist: present, pulled, or bootstrapped."""
     from imagekit.engine.base import ensure_base
     from imagekit.engine.client import Engine
 
     with _user_errors():
         cat = _load(catalog)
-        how = ensure_base(cat, Engine(), lambda text: out.print(text, markup=False))
+        how = ensure_base(cat, Engine(), lambda text: out.print(text, markup=False),
+                          refresh=refresh)
     out.print(f"{cat.base.image}: {how}")
 
 
@@ -283,6 +290,7 @@ def build(
         wants_sif = [i for i in selected if "sif" in (formats or i.formats)]
         engine = Engine()
         chosen = choose(builder, engine.client)
+        builds.check_builder(cat, chosen)
         log = err if as_json else out
         if dry_run:
             outcomes = builds.dry_run(cat, engine, names)
@@ -331,7 +339,6 @@ def test_(
 ) -> None:
     """Smoke-test built images: their checks, then their consumers' runtime contract."""
     from imagekit.checks import record
-    from imagekit.checks.container import remove_leftovers
     from imagekit.checks.runner import test_image
     from imagekit.engine.client import Engine
 
@@ -348,22 +355,26 @@ def test_(
             log.print(f"{mark} {result.image}: {escape(result.name)} ({result.seconds} s)")
             log.print(f"     {escape(result.evidence)}", style="dim" if result.ok else None)
 
-        try:
-            for image in selected:
-                target = test_image(engine.client, cat, image, show)
-                results += target.results
-                latencies[image.name] = target.latencies
-                record.save(cat, image.name, target.ref, target.results)
-        except KeyboardInterrupt:
-            removed = remove_leftovers(engine.client)
-            err.print(f"interrupted; removed {removed} check containers")
-            raise typer.Exit(130) from None
+        not_built: list[str] = []
+        if all_:
+            # --all tests what is built here; the rest is reported, not failed.
+            not_built = [i.name for i in selected if engine.image(cat.ref(i.name)) is None]
+            selected = [i for i in selected if i.name not in not_built]
+            for name in not_built:
+                log.print(f"[yellow]SKIP[/] {name}: not built ({cat.ref(name)})")
+        # Interrupted, main() removes what this process started.
+        for image in selected:
+            target = test_image(engine.client, cat, image, show)
+            results += target.results
+            latencies[image.name] = target.latencies
+            record.save(cat, image.name, target.ref, target.results)
     failed = [r for r in results if not r.ok]
     if as_json:
         out.print_json(json.dumps({"results": [asdict(r) for r in results],
-                                   "latencies": latencies}))
+                                   "latencies": latencies, "not_built": not_built}))
     else:
-        out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed"
+                  + (f", {len(not_built)} images not built" if not_built else ""))
     if failed:
         raise typer.Exit(1)
 
@@ -590,9 +601,27 @@ def version() -> None:
     out.print(__version__)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM: unwinds every step (its `finally` clean-ups run) up to main().
+
+    Not KeyboardInterrupt, which typer turns into an exit of its own before main() could
+    remove what the interrupted step had started.
+    """
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
+    from imagekit.engine import temporary
+
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)  # a CI runner stopping the job
     try:
         app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
+    except (Interrupted, KeyboardInterrupt):
+        removed = temporary.clean_up()
+        err.print("interrupted" + (f"; removed {removed} temporary containers and volumes"
+                                   if removed else ""))
         sys.exit(130)

@@ -147,6 +147,7 @@ class BaseSource:
     image: str
     pull: bool
     bootstrap: Bootstrap | None
+    max_age_days: int | None = None
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,12 @@ def run(
         raise BuildFailed(f"{shlex.join(argv)}: timed out after {timeout} s") from exc
     if check and result.returncode != 0:
         stderr = result.stderr.decode(errors="replace") or result.stdout.decode(errors="replace")
+        # Tools that print their usage after an error (siftool, cobra-style) would push the
+        # one line that matters out of the tail.
+        first = next((line.strip() for line in stderr.splitlines()
+                      if line.lstrip().lower().startswith(("error", "fatal"))), "")
         raise BuildFailed(
-            f"{shlex.join(argv)} failed with status {result.returncode}:\n{tail(stderr)}"
+            f"{shlex.join(argv)} failed with status {result.returncode}"
+            f"{': ' + first if first else ''}:\n{tail(stderr)}"
         )
     return result

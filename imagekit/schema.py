@@ -251,9 +251,16 @@ class ProfileSpec(Layer):
     binds: list[AbsPath] = Field([], description="host paths bound in at run time")
 
 
+def _no_userinfo(value: str) -> str:
+    if "@" in value.split("://", 1)[-1].split("/", 1)[0]:
+        raise ValueError("may not carry credentials (user:password@): debootstrap gets it on "
+                         "its command line; use a mirror that needs none for the base")
+    return value
+
+
 class Bootstrap(Spec):
     suite: Name = "bookworm"
-    mirror: Url = "http://deb.debian.org/debian"
+    mirror: Annotated[Url, AfterValidator(_no_userinfo)] = "http://deb.debian.org/debian"
     variant: Literal["minbase", "buildd", "fakechroot"] = "minbase"
 
 
@@ -261,6 +268,10 @@ class BaseImage(Spec):
     image: ImageRef = Field(description="the root stack's FROM")
     pull: bool = True
     bootstrap: Bootstrap | None = Field(None, description="allowed when the pull fails")
+    max_age_days: int | None = Field(
+        None, ge=1, description="`imagekit build` refuses a base older than this (Debian's "
+                                "security updates reach the tree only through a fresh base): "
+                                "`imagekit base --refresh` renews it")
 
 
 Consumer = Literal["kubespawner", "dockerspawner", "kubeflow", "workspacekind", "setting",

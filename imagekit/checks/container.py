@@ -13,6 +13,7 @@ import docker.errors
 import requests
 
 from imagekit.checks import CheckFailed
+from imagekit.engine import temporary
 
 LABEL = "io.imagekit.check"
 
@@ -70,7 +71,7 @@ def started(client: Any, ref: str, *, port: int = 8888, env: dict[str, str] | No
         environment.setdefault("JUPYTER_TOKEN", token)
     container = client.containers.run(
         ref, detach=True, environment=environment, ports={f"{port}/tcp": ("127.0.0.1", None)},
-        labels={LABEL: "1"}, **options,
+        labels=temporary.labels(**{LABEL: "1"}), **options,
     )
     try:
         container.reload()
@@ -80,11 +81,3 @@ def started(client: Any, ref: str, *, port: int = 8888, env: dict[str, str] | No
         with contextlib.suppress(docker.errors.DockerException):
             container.remove(force=True, v=True)
 
-
-def remove_leftovers(client: Any) -> int:
-    """Containers a killed `imagekit test` could not remove itself."""
-    leftovers = client.containers.list(all=True, filters={"label": LABEL})
-    for container in leftovers:
-        with contextlib.suppress(docker.errors.DockerException):
-            container.remove(force=True, v=True)
-    return len(leftovers)

@@ -17,8 +17,9 @@ from typing import Any
 import requests
 
 from imagekit.checks import CheckFailed, CheckResult
-from imagekit.checks.container import Running, started
+from imagekit.checks.container import LABEL, Running, started
 from imagekit.checks.kernel import execute
+from imagekit.engine import temporary
 from imagekit.model import Image
 
 PREFIX = "/notebook/ns/name"
@@ -176,10 +177,11 @@ def random_uid_volume(t: Target) -> None:
     """Kubernetes with a fresh PVC as home: empty, root-owned, chowned (fsGroup), random uid."""
     uid = 12345
     home = f"/home/{t.image.runtime.user}"
-    volume = t.client.volumes.create(labels={"io.imagekit.check": "1"})
+    volume = t.client.volumes.create(labels=temporary.labels(**{LABEL: "1"}))
     try:
         t.client.containers.run(t.ref, ["-c", f"chown {uid}:100 /h && chmod 0770 /h"],
                                 entrypoint=["/bin/bash"], user="0", remove=True,
+                                labels=temporary.labels(**{LABEL: "1"}),
                                 volumes={volume.name: {"bind": "/h", "mode": "rw"}})
         # nocopy semantics: a named volume would be pre-filled from the image by Docker
         # itself; a PVC is not, so the seed must come from the start script.

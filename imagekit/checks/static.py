@@ -9,13 +9,15 @@ import json
 import shlex
 
 from imagekit.checks import CheckFailed
+from imagekit.checks.container import LABEL
 from imagekit.checks.contract import Target
+from imagekit.engine import temporary
 
 
 def run_static(t: Target) -> None:
     container = t.client.containers.run(
         t.ref, ["-c", "sleep 3600"], entrypoint=["/bin/bash"], detach=True,
-        network_mode="none", labels={"io.imagekit.check": "1"},
+        network_mode="none", labels=temporary.labels(**{LABEL: "1"}),
     )
     try:
         def sh(command: str) -> tuple[int, str]:

@@ -6,13 +6,15 @@ Debian image; debootstrap from a Debian mirror gives the same thing.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from imagekit.engine.client import Engine
+from imagekit.engine.client import Engine, ImageInfo
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.model import Catalog
 from imagekit.run import run
@@ -20,10 +22,19 @@ from imagekit.run import run
 Say = Callable[[str], None]
 
 
-def ensure_base(catalog: Catalog, engine: Engine, say: Say) -> str:
-    """Make the base image exist; return how ("present", "pulled" or "bootstrapped")."""
+def ensure_base(catalog: Catalog, engine: Engine, say: Say, refresh: bool = False) -> str:
+    """Make the base image exist; return how ("present", "pulled" or "bootstrapped").
+
+    `refresh` pulls or bootstraps it again even when present: the tag moves to the new image
+    only once it exists, and every image built on the old one then rebuilds (its parent's
+    image ID is part of the cache key).
+    """
     ref = catalog.base.image
-    if engine.image(ref) is not None:
+    present = engine.image(ref)
+    if present is not None and not refresh:
+        stale = staleness(catalog, present)
+        if stale:
+            raise ImagekitError(stale)
         say(f"base image {ref} is present")
         return "present"
     if catalog.base.pull:
@@ -36,6 +47,26 @@ def ensure_base(catalog: Catalog, engine: Engine, say: Say) -> str:
                             "pulled; add base.bootstrap to build it with debootstrap")
     bootstrap(catalog, engine, say)
     return "bootstrapped"
+
+
+def staleness(catalog: Catalog, info: ImageInfo, now: dt.datetime | None = None) -> str | None:
+    """Why the base is too old for the catalog's `base.max_age_days`, or None."""
+    limit = catalog.base.max_age_days
+    if limit is None or not info.created:
+        return None
+    # Engines report nanoseconds, which datetime does not take: seconds are enough here.
+    found = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)",
+                         info.created)
+    if found is None:
+        return None
+    zone = "+00:00" if found[2] == "Z" else found[2]
+    created = dt.datetime.fromisoformat(found[1] + zone)
+    age = ((now or dt.datetime.now(dt.UTC)) - created).days
+    if age <= limit:
+        return None
+    return (f"{catalog.file}: base.max_age_days: the base image {catalog.base.image} is {age} "
+            f"days old (at most {limit}); run `imagekit base --refresh` to bring in Debian's "
+            "updates, then build again")
 
 
 def bootstrap(catalog: Catalog, engine: Engine, say: Say) -> None:

@@ -79,17 +79,22 @@ class BuildKitBuilder(Builder):
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, env=env)
             assert proc.stdin is not None and proc.stdout is not None
-            try:
-                proc.stdin.write(request.context.tar())
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
             log: list[str] = []
-            for raw in proc.stdout:
-                line = raw.decode(errors="replace").rstrip()
-                log.append(line)
-                progress(line)
-            status = proc.wait()
+            try:
+                try:
+                    proc.stdin.write(request.context.tar())
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+                for raw in proc.stdout:
+                    line = raw.decode(errors="replace").rstrip()
+                    log.append(line)
+                    progress(line)
+                status = proc.wait()
+            finally:
+                if proc.poll() is None:  # interrupted: the CLI cancels BuildKit's build
+                    proc.terminate()
+                    proc.wait()
             if status != 0 or not iidfile.is_file():
                 raise BuildFailed(f"{request.name}: build failed at "
                                   f"{_failed_step_buildkit(log)}\n{tail(chr(10).join(log), 30)}")

@@ -9,6 +9,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from imagekit.engine import temporary
 from imagekit.errors import BuildFailed, ImagekitError
 
 
@@ -22,6 +23,7 @@ class ImageInfo:
     env: tuple[str, ...]
     entrypoint: tuple[str, ...]
     cmd: tuple[str, ...]
+    created: str = ""  # RFC 3339, as the engine reports it
 
 
 class Engine:
@@ -51,6 +53,7 @@ class Engine:
             env=tuple(config.get("Env") or ()),
             entrypoint=tuple(config.get("Entrypoint") or ()),
             cmd=tuple(config.get("Cmd") or ()),
+            created=str(attrs.get("Created", "")),
         )
 
     def tag(self, image_id: str, ref: str) -> None:
@@ -75,6 +78,7 @@ class Engine:
         """stdout of a shell command run in a throwaway container of the image."""
         container = self.client.containers.run(
             ref, ["-c", command], entrypoint=["/bin/bash"], detach=True, network_mode="none",
+            labels=temporary.labels(),
         )
         try:
             result = container.wait(timeout=timeout)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from imagekit.checks import record
 from imagekit.engine.client import Engine, ImageInfo
-from imagekit.errors import ImagekitError, Problem
+from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.exports import ExportFile, export_all
 from imagekit.model import Catalog, Image
 from imagekit.publish.catalog import (
@@ -373,6 +373,9 @@ def write_dist(dist: Path, text: str, exports: list[ExportFile]) -> None:
             target.rename(stage / "exports.old")
         (stage / "exports").rename(target)
         (stage / "catalog.json").replace(dist / "catalog.json")
+    except OSError as exc:  # a full disk: the old files stay, the rerun converges
+        raise BuildFailed(f"{dist}: cannot write the catalog and exports: "
+                          f"{exc.strerror or exc}") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

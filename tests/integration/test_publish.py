@@ -3,9 +3,11 @@ names, by digest, and the consumers' own packages accept the exports."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -105,6 +107,39 @@ def test_a_registry_stopped_between_two_pushes_changes_nothing_and_a_rerun_conve
     assert [(i["sent"], i["sif_sent"]) for i in again["images"]] == [(0, 0)] * 3
     assert again["changed"] is False
     assert snapshot() == first
+
+
+def test_a_full_disk_while_writing_the_catalog_leaves_no_partial_file(
+        registry: LocalRegistry, ready: None, tmp_path: Path) -> None:
+    publish("base")
+    project = tmp_path / "project"
+    for name in ("stacks", "profiles"):
+        shutil.copytree(ROOT / name, project / name)
+    shutil.copy(ROOT / "catalog.yaml", project / "catalog.yaml")
+    dist = project / "dist"
+    dist.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(dist)], check=True)
+    try:
+        shutil.copytree(DIST / "tested", dist / "tested")
+        with (dist / "filler").open("wb", buffering=0) as filler, \
+                contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\1" * 4096)
+        os.truncate(dist / "filler", (dist / "filler").stat().st_size - 8192)
+        before = sorted(p.name for p in dist.iterdir())
+        result = imagekit("publish", "base", catalog=project / "catalog.yaml", check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output[-3000:]
+        assert "cannot write the catalog" in result.stderr
+        assert "no space left on device" in result.stderr.lower()
+        assert "Traceback" not in output
+        assert sorted(p.name for p in dist.iterdir()) == before  # no .publish-*, no part
+        (dist / "filler").unlink()
+        imagekit("publish", "base", catalog=project / "catalog.yaml")
+        assert read(dist / "catalog.json").image("base").digest == \
+            published().image("base").digest
+    finally:
+        subprocess.run(["umount", str(dist)], check=True)
 
 
 def test_the_catalog_names_by_digest_what_the_registry_holds(registry: LocalRegistry,
