@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,25 @@ def test_a_failing_check_fails_the_run_and_leaves_no_container(
     assert "FAIL scipy: kernel python3: import numpy" in result.stdout
     assert "printed '45'" in result.stdout  # the evidence: what was seen instead
     assert client.containers.list(all=True, filters={"label": "io.imagekit.check"}) == []
+
+
+def test_all_tests_what_is_built_and_reports_the_rest(build: Callable[..., Any],
+                                                     tmp_path: Path) -> None:
+    """rstudio cannot be built here: `test --all` must not stop at it."""
+    build("base")
+    for name in ("stacks", "profiles"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    catalog = tmp_path / "catalog.yaml"
+    text = (ROOT / "catalog.yaml").read_text()
+    head, _, _ = text.partition("images:\n")
+    catalog.write_text(head + "images:\n  - stack: base\n  - stack: rstudio\n"
+                       "defaults: {jupyter: base, rstudio: rstudio}\n")
+    result = imagekit("test", "--all", "--json", catalog=catalog, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["not_built"] == ["rstudio"]
+    assert {r["image"] for r in report["results"]} == {"base"}
+    assert "rstudio: not built" in result.stderr
 
 
 def test_compose_deployment_serves_notebooks(build: Callable[..., Any], docker_ip: str,
