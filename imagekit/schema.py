@@ -238,6 +238,11 @@ class SiteSettings(Spec):
     )
     proxy: Proxy | None = None
     apt_mirror: Url | None = None
+    apt_snapshot: bool = Field(
+        False, description="apt_mirror is a dated snapshot (e.g. https://snapshot.debian.org/"
+                           "archive/debian/20261101T000000Z): the same packages on every "
+                           "build; its Release files expire by design, so apt is told not "
+                           "to refuse them")
     pip_index_url: Url | None = Field(
         None, description="may carry credentials: passed to builds as a BuildKit secret"
     )

@@ -48,6 +48,7 @@ class RecipePlan:
     env: tuple[tuple[str, str], ...]
     ca_bundle: bool
     apt_sources: tuple[str, ...]
+    apt_config: tuple[str, ...]  # /etc/apt/apt.conf.d/90imagekit in the root image
     apt_auth: bool  # the apt mirror has credentials: apt steps mount them as a secret
     apt: tuple[str, ...]
     setup: tuple[Script, ...]
@@ -106,10 +107,13 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
         args.update(layer.args)
 
     apt_sources: tuple[str, ...] = ()
+    apt_config: tuple[str, ...] = ()
     if is_root and catalog.site.apt_mirror:
         suite = catalog.base.bootstrap.suite if catalog.base.bootstrap else "bookworm"
         mirror = public(catalog.site.apt_mirror)
         apt_sources = (f"deb {mirror} {suite} main", f"deb {mirror} {suite}-updates main")
+        if catalog.site.apt_snapshot:
+            apt_config = ('Acquire::Check-Valid-Until "false";',)
 
     pip = _unique([p for layer in layers for p in layer.pip])
     stack = image.stack
@@ -145,6 +149,7 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
         env=tuple(env.items()),
         ca_bundle=is_root and catalog.site.ca_bundle is not None,
         apt_sources=apt_sources,
+        apt_config=apt_config,
         apt_auth=_has_credentials(catalog.site.apt_mirror),
         apt=_unique([p for layer in layers for p in layer.apt]),
         setup=tuple(Script("setup", layer.origin, s) for layer in layers for s in layer.setup),

@@ -13,6 +13,7 @@ from imagekit.model import Catalog
 from imagekit.recipes import render_image
 from imagekit.render.docker import DockerRenderer
 from imagekit.render.singularity import SingularityRenderer
+from imagekit.resolve import load_catalog
 
 
 def dockerfile(catalog: Catalog, name: str) -> str:
@@ -183,3 +184,20 @@ def test_scripts_run_each_step_in_a_subshell(catalog: Catalog) -> None:
     script = files["scripts/setup.sh"].decode()
     assert script.startswith("#!/bin/bash\n") and "set -euo pipefail" in script
     assert "(\npython3 -m venv /opt/venv" in script
+
+
+def test_a_snapshot_mirror_is_trusted_past_its_release_date(project: Path) -> None:
+    mirrors = project / "profiles/mirrors.yaml"
+    mirrors.write_text(mirrors.read_text() + (
+        "  apt_mirror: https://snapshot.debian.org/archive/debian/20261101T000000Z\n"
+        "  apt_snapshot: true\n"))
+    catalog = load_catalog(project / "catalog.yaml")
+    docker = DockerRenderer().render(catalog, catalog.images["base"])["Dockerfile"]
+    assert ("RUN printf '%s\\n' 'deb https://snapshot.debian.org/archive/debian/"
+            "20261101T000000Z bookworm main'") in docker
+    assert ("&& printf '%s\\n' 'Acquire::Check-Valid-Until \"false\";' > "
+            "/etc/apt/apt.conf.d/90imagekit\n\nRUN --mount=type=cache") in docker
+    definition = SingularityRenderer().render(catalog, catalog.images["base"])["Singularity.def"]
+    assert "> /etc/apt/apt.conf.d/90imagekit\n" in definition
+    scipy = DockerRenderer().render(catalog, catalog.images["scipy"])["Dockerfile"]
+    assert "90imagekit" not in scipy  # children inherit it from the root image
