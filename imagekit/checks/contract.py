@@ -6,6 +6,7 @@ instead. Which checks an image gets follows from its notebook type.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import time
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import docker.errors
 import requests
 
 from imagekit.checks import CheckFailed, CheckResult
@@ -201,7 +203,9 @@ def random_uid_volume(t: Target) -> None:
                 return f"uid {uid}: HTTP 200, home seeded ({seen}), kernel wrote to it"
             t.record(f"random uid {uid} with an empty volume as home", seeded)
     finally:
-        volume.remove(force=True)
+        # Interrupted mid-check, a container may still hold it: main() then removes both.
+        with contextlib.suppress(docker.errors.DockerException):
+            volume.remove(force=True)
 
 
 def _nocopy(volume: str, target: str) -> Any:
