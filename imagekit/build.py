@@ -1,9 +1,11 @@
 """Plan and run image builds: parents first, each image once, unchanged ones not rebuilt.
 
-The cache key of an image is the hash of its build context (rendered recipe, files, CA
-bundle, wheels), its parent's image ID and the build arguments; it is recorded in the image
+The cache key of an image is the digest of its `KeyInputs`: everything that makes the image
+what it is (build context, parent image ID, builder, imagekit version, build arguments, the
+site's package sources) and nothing that only names it (tags). It is recorded in the image
 as a label, so "already built from identical inputs" is a question for the engine, not for a
-state file. Tags are moved only after a build succeeded.
+state file. A cached image gets the catalog's new tags without a rebuild; a built one is
+tagged only after its build succeeded.
 """
 
 from __future__ import annotations
@@ -40,18 +42,47 @@ class Outcome:
     image_id: str = ""
     tags: list[str] = field(default_factory=list)
     error: str = ""
+    retagged: list[str] = field(default_factory=list)  # catalog tags a cached image just got
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 @dataclass(frozen=True)
+class KeyInputs:
+    """Everything that makes an image what it is, and nothing that only names it.
+
+    Tags are not here: a tag added to the catalog is put on the cached image instead. Nor is
+    any credential: a rotated password must neither rebuild nor reach a label value.
+    """
+
+    # The recipe (with its LABELs and FROM), layer files and their modes, CA bundle, wheels.
+    context: str
+    parent_id: str  # a rebuilt parent rebuilds its children
+    builder: str  # buildkit or classic: the classic builder gets a rewritten recipe
+    imagekit: str  # the io.imagekit.version label, and how the steps above are done
+    build_args: tuple[tuple[str, str], ...]  # as the builder gets them, without credentials
+    # Every site setting that reaches the build (package sources, proxies), without
+    # credentials, whichever way it gets there: a BuildKit secret is not in the context.
+    site: tuple[tuple[str, str], ...]
+
+    def digest(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
 class PlannedBuild:
     image: Image
     ref: str
+    refs: tuple[str, ...]  # every catalog and image tag, `ref` first
     context: BuildContext
     parent: ImageInfo | None  # None: the parent is not built yet
-    cache_key: str | None  # None: not knowable before the parent exists
+    inputs: KeyInputs | None  # None: not knowable before the parent exists
+
+    @property
+    def cache_key(self) -> str | None:
+        return None if self.inputs is None else self.inputs.digest()
 
 
 def build_args(catalog: Catalog) -> dict[str, str]:
@@ -92,35 +123,83 @@ def check_builder(catalog: Catalog, builder: Builder) -> None:
             "image: use --builder buildkit")
 
 
-def cache_key(context: BuildContext, parent_id: str, args: dict[str, str]) -> str:
-    h = hashlib.sha256()
-    h.update(context.digest().encode())
-    h.update(parent_id.encode())
-    h.update(json.dumps(args, sort_keys=True).encode())
-    return h.hexdigest()
+def public_url(value: str) -> str:
+    """The value without a URL's user:password@; anything else unchanged."""
+    return SiteUrl(value).public if "://" in value else value
 
 
-def plan_one(catalog: Catalog, engine: Engine, image: Image,
-             args: dict[str, str]) -> PlannedBuild:
+def site_sources(catalog: Catalog) -> tuple[tuple[str, str], ...]:
+    site = catalog.site
+    proxy = site.proxy
+    settings = {
+        "apt_mirror": site.apt_mirror,
+        "pip_index_url": site.pip_index_url,
+        "pip_extra_index_url": site.pip_extra_index_url,
+        "npm_registry": site.npm_registry,
+        "proxy.http": proxy.http if proxy else None,
+        "proxy.https": proxy.https if proxy else None,
+        "proxy.no_proxy": proxy.no_proxy if proxy else None,
+    }
+    return tuple((name, public_url(value or "")) for name, value in settings.items())
+
+
+def key_inputs(catalog: Catalog, context: BuildContext, parent_id: str,
+               builder: str) -> KeyInputs:
+    args = build_args(catalog)
+    return KeyInputs(
+        context=context.digest(),
+        parent_id=parent_id,
+        builder=builder,
+        imagekit=__version__,
+        build_args=tuple((name, public_url(args[name])) for name in sorted(args)),
+        site=site_sources(catalog),
+    )
+
+
+def plan_one(catalog: Catalog, engine: Engine, builder: str, image: Image) -> PlannedBuild:
     context = assemble(catalog, image)
     parent = engine.image(catalog.parent_ref(image))
-    key = cache_key(context, parent.id, args) if parent is not None else None
-    return PlannedBuild(image, catalog.ref(image.name), context, parent, key)
+    inputs = key_inputs(catalog, context, parent.id, builder) if parent is not None else None
+    refs = tuple(catalog.ref(image.name, tag) for tag in image.tags)
+    return PlannedBuild(image, catalog.ref(image.name), refs, context, parent, inputs)
 
 
 def cached(engine: Engine, build: PlannedBuild) -> ImageInfo | None:
-    """The engine's image for this build when it was built from identical inputs."""
-    existing = engine.image(build.ref)
-    if build.cache_key is None or existing is None:
+    """The engine's image for this build when it was built from identical inputs.
+
+    Looked up under each of the image's catalog tags, so that an image whose first tag was
+    replaced or added is still found by the others.
+    """
+    if build.cache_key is None:
         return None
-    return existing if existing.labels.get(CACHE_LABEL) == build.cache_key else None
+    for ref in build.refs:
+        existing = engine.image(ref)
+        if existing is not None and existing.labels.get(CACHE_LABEL) == build.cache_key:
+            return existing
+    return None
 
 
-def dry_run(catalog: Catalog, engine: Engine, names: list[str]) -> list[Outcome]:
-    args = build_args(catalog)
+def build_labels(build: PlannedBuild, created: dt.datetime) -> dict[str, str]:
+    """The labels set at build time: the key, the time, and functions of the key's inputs.
+
+    A label taken from anything else (a tag, say) would give images with equal keys
+    different contents, and a cached image a stale label.
+    """
+    assert build.inputs is not None
+    return {
+        CACHE_LABEL: build.inputs.digest(),
+        "io.imagekit.parent-digest": build.inputs.parent_id,
+        "io.imagekit.recipe-hash": hashlib.sha256(build.context.files["Dockerfile"]).hexdigest(),
+        "io.imagekit.version": build.inputs.imagekit,
+        "org.opencontainers.image.created": created.isoformat(),
+    }
+
+
+def dry_run(catalog: Catalog, engine: Engine, builder: Builder,
+            names: list[str]) -> list[Outcome]:
     outcomes = []
     for image in catalog.closure(names):
-        build = plan_one(catalog, engine, image, args)
+        build = plan_one(catalog, engine, builder.name, image)
         status = "cached" if cached(engine, build) is not None else "planned"
         outcomes.append(Outcome(image.name, build.ref, status))
     return outcomes
@@ -156,9 +235,8 @@ def run_builds(
         on_status(outcome)
         started = time.monotonic()
         try:
-            build = plan_one(catalog, engine, image, args)
-            parent, key, context = build.parent, build.cache_key, build.context
-            if parent is None or key is None:
+            build = plan_one(catalog, engine, builder.name, image)
+            if build.inputs is None:
                 raise ImagekitError(f"{image.name}: parent image {catalog.parent_ref(image)} "
                                     "is missing (run `imagekit base`)")
             # --force rebuilds what was asked for; parents still come from the cache.
@@ -166,18 +244,10 @@ def run_builds(
             if existing is not None:
                 outcome.status, outcome.image_id = "cached", existing.id
                 outcome.size = existing.size
-                outcome.tags = [t for t in existing.tags if t.startswith(ref.rpartition(":")[0])]
+                outcome.tags, outcome.retagged = retag(catalog, engine, image, existing)
             else:
-                labels = {
-                    CACHE_LABEL: key,
-                    "io.imagekit.parent-digest": parent.id,
-                    "io.imagekit.recipe-hash": hashlib.sha256(
-                        context.files["Dockerfile"]).hexdigest(),
-                    "io.imagekit.version": __version__,
-                    "org.opencontainers.image.created": _now().isoformat(),
-                    "org.opencontainers.image.version": image.tags[0],
-                }
-                request = BuildRequest(image.name, context, labels, args, build_secrets)
+                request = BuildRequest(image.name, build.context, build_labels(build, _now()),
+                                       args, build_secrets)
                 image_id = builder.build(request, functools.partial(line, image.name))
                 outcome.tags = tag_image(catalog, engine, image, image_id)
                 info = engine.image(image_id)
@@ -188,6 +258,24 @@ def run_builds(
         outcome.seconds = round(time.monotonic() - started, 1)
         on_status(outcome)
     return list(outcomes.values())
+
+
+def retag(catalog: Catalog, engine: Engine, image: Image,
+          info: ImageInfo) -> tuple[list[str], list[str]]:
+    """Point every catalog and image tag at a cached image: (all its tags, the new ones).
+
+    Its computed tags (versions, build date) stay as they are: they depend only on what is
+    in the image, which has not changed.
+    """
+    repository = catalog.repository(image.name)
+    tags = [t for t in info.tags if t.rpartition(":")[0] == repository]
+    added = []
+    for ref in (catalog.ref(image.name, tag) for tag in image.tags):
+        if ref not in tags:
+            engine.tag(info.id, ref)
+            tags.append(ref)
+            added.append(ref)
+    return tags, added
 
 
 def tag_image(catalog: Catalog, engine: Engine, image: Image, image_id: str) -> list[str]:

@@ -293,7 +293,7 @@ def build(
         builds.check_builder(cat, chosen)
         log = err if as_json else out
         if dry_run:
-            outcomes = builds.dry_run(cat, engine, names)
+            outcomes = builds.dry_run(cat, engine, chosen, names)
             if as_json:
                 out.print_json(json.dumps([o.as_dict() for o in outcomes]))
             else:

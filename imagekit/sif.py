@@ -294,9 +294,12 @@ def image_config(info: ImageInfo) -> dict[str, Any]:
 
 def make_squashfs(rootfs: Path, out: Path, level: int) -> None:
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    # mksquashfs >= 4.5 refuses SOURCE_DATE_EPOCH next to -all-time/-mkfs-time; the options
+    # carry its value, and older versions understand only them.
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
     run(["mksquashfs", str(rootfs), str(out), "-noappend", "-comp", "gzip",
          "-Xcompression-level", str(level), "-all-time", epoch, "-mkfs-time", epoch,
-         "-no-progress", "-quiet"], timeout=3600)
+         "-no-progress", "-quiet"], env=env, timeout=3600)
 
 
 LAUNCH = b"#!/usr/bin/env run-singularity\n"

@@ -156,22 +156,30 @@ class ClassicBuilder(Builder):
         return str(image_id)
 
 
-_MOUNT = re.compile(r"^(?P<run>RUN )?\s*--mount=(?P<opts>\S+)\s*\\$")
+_MOUNTS = re.compile(r"^(?P<run>RUN\s+)?(?P<mounts>(?:--mount=\S+\s*)+)(?P<rest>.*)$")
 
 
 def classic_dockerfile(text: str) -> str:
-    """Rewrite BuildKit-only RUN mounts for the classic builder."""
+    """Rewrite BuildKit-only RUN mounts for the classic builder.
+
+    Cache and secret mounts are dropped; a bind mount becomes a COPY before its RUN. Mounts
+    may stand on their own continuation lines (as imagekit renders them) or precede the
+    command on one line.
+    """
     out: list[str] = []
     copies: list[str] = []
     pending_run = False
     for line in text.split("\n"):
-        m = _MOUNT.match(line.strip())
+        m = _MOUNTS.match(line.strip())
         if m:
             pending_run = pending_run or bool(m.group("run"))
-            opts = dict(o.split("=", 1) for o in m.group("opts").split(",") if "=" in o)
-            if opts.get("type") == "bind":
-                copies.append(f"COPY {opts['source']} {opts['target']}")
-            continue
+            for mount in re.findall(r"--mount=(\S+)", m.group("mounts")):
+                opts = dict(o.split("=", 1) for o in mount.split(",") if "=" in o)
+                if opts.get("type") == "bind":
+                    copies.append(f"COPY {opts['source']} {opts['target']}")
+            line = m.group("rest").strip()
+            if line in ("", "\\"):
+                continue
         if pending_run:
             out.extend(copies)
             out.append("RUN " + line.strip())

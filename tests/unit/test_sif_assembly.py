@@ -1,0 +1,292 @@
+"""Given an image's config and its rendered definition, when imagekit assembles a SIF
+natively, then the root holds what Singularity's runtime reads, the squashfs is
+reproducible, and the SIF carries the definition, labels and config. No engine: the image's
+filesystem is a small folder; mksquashfs and siftool run for real when installed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import stat
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from imagekit import sif
+from imagekit.engine.client import ImageInfo
+from imagekit.errors import ImagekitError
+from imagekit.model import Catalog
+from imagekit.render.singularity import SingularityRenderer
+from tests.unit.fakes import FakeEngine, without_wheelhouse
+
+needs_squashfs = pytest.mark.skipif(shutil.which("mksquashfs") is None,
+                                    reason="mksquashfs is not installed")
+needs_siftool = pytest.mark.skipif(shutil.which("siftool") is None or
+                                   shutil.which("mksquashfs") is None,
+                                   reason="siftool or mksquashfs is not installed")
+
+INFO = ImageInfo(
+    id="sha256:" + "d" * 64,
+    labels={"io.imagekit.image": "scipy", "org.opencontainers.image.title": "scipy"},
+    size=1234, tags=("r/scipy:latest",), architecture="amd64",
+    env=("PATH=/opt/venv/bin:/usr/bin", 'GREETING=say "hi" to $USER `now` \\o/', "EMPTY=",
+         "NOEQUALS"),
+    entrypoint=("tini", "--"), cmd=("start-notebook.sh",),
+)
+
+
+@pytest.fixture
+def deffile(catalog: Catalog) -> str:
+    return SingularityRenderer().render(catalog, catalog.images["scipy"])["Singularity.def"]
+
+
+def rootfs(tmp_path: Path) -> Path:
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/hello").write_text("#!/bin/sh\necho hello\n")
+    (root / "usr/bin/hello").chmod(0o755)
+    (root / "etc/hosts").symlink_to("/proc/self/hosts")  # as some images ship it
+    (root / "etc/resolv.conf").write_text("nameserver 10.0.0.1\n")
+    return root
+
+
+# --- the environment script ------------------------------------------------------------------
+
+def test_path_from_the_image_wins() -> None:
+    assert sif._env_line("PATH=/opt/venv/bin:/usr/bin") == 'export PATH="/opt/venv/bin:/usr/bin"'
+
+
+def test_other_variables_keep_a_value_the_host_set() -> None:
+    assert sif._env_line("LANG=C.UTF-8") == 'export LANG="${LANG:-"C.UTF-8"}"'
+
+
+def test_the_env_script_gives_back_each_value_literally(tmp_path: Path) -> None:
+    root = rootfs(tmp_path)
+    sif.write_singularity_dir(root, INFO, "%runscript\n    true\n")
+    script = root / ".singularity.d/env/10-docker2singularity.sh"
+    shown = subprocess.run(
+        ["sh", "-c", f'. {script}; printf "%s|%s|%s" "$GREETING" "$EMPTY" "$PATH"'],
+        capture_output=True, text=True, check=True, env={"USER": "someone"}).stdout
+    assert shown == 'say "hi" to $USER `now` \\o/||/opt/venv/bin:/usr/bin'
+    kept = subprocess.run(["sh", "-c", f'. {script}; printf %s "$GREETING"'],
+                          capture_output=True, text=True, check=True,
+                          env={"GREETING": "from the host"}).stdout
+    assert kept == "from the host"
+    assert "NOEQUALS" not in script.read_text()
+
+
+# --- /.singularity.d --------------------------------------------------------------------------
+
+def test_sections_of_the_rendered_definition(deffile: str) -> None:
+    assert sif._section(deffile, "runscript") == 'exec start-notebook.sh "$@"'
+    assert sif._section(deffile, "startscript") == 'exec start-notebook.sh "$@"'
+    test = sif._section(deffile, "test")
+    assert test.startswith("set -eu\n") and "passed its %test checks" in test
+    assert "\n    out=" in test  # deeper indentation survives the dedent
+    assert sif._section(deffile, "environment") == ""
+
+
+def test_the_singularity_folder(tmp_path: Path, deffile: str) -> None:
+    root = rootfs(tmp_path)
+    sif.write_singularity_dir(root, INFO, deffile)
+    sd = root / ".singularity.d"
+    for point in sif.MOUNT_POINTS:
+        assert (root / point).is_dir(), point
+    assert stat.S_IMODE((root / "tmp").stat().st_mode) == 0o1777
+    assert stat.S_IMODE((root / "var/tmp").stat().st_mode) == 0o1777
+    for name in ("etc/hosts", "etc/resolv.conf"):
+        assert not (root / name).is_symlink() and (root / name).read_text() == ""
+    for name in ("env/10-docker2singularity.sh", "env/90-environment.sh", "env/99-base.sh",
+                 "runscript", "startscript", "test"):
+        assert stat.S_IMODE((sd / name).stat().st_mode) == 0o755, name
+    assert (sd / "runscript").read_text() == '#!/bin/sh\nexec start-notebook.sh "$@"\n'
+    assert (sd / "Singularity").read_text() == deffile
+    labels = json.loads((sd / "labels.json").read_text())
+    assert labels["io.imagekit.image-id"] == INFO.id
+    assert labels["org.opencontainers.image.title"] == "scipy"
+    assert os.readlink(root / "singularity") == ".singularity.d/runscript"
+    assert os.readlink(root / "runscript") == ".singularity.d/runscript"
+    assert os.readlink(root / "environment") == ".singularity.d/env/90-environment.sh"
+
+
+def test_an_image_own_runscript_is_left_alone(tmp_path: Path) -> None:
+    root = rootfs(tmp_path)
+    (root / "runscript").write_text("mine\n")
+    sif.write_singularity_dir(root, INFO, "")
+    assert (root / "runscript").read_text() == "mine\n"
+    assert (root / ".singularity.d/runscript").read_text() == "#!/bin/sh\n\n"
+
+
+def test_labels_and_config_objects() -> None:
+    assert sif.labels(INFO) == {**INFO.labels, "io.imagekit.image-id": INFO.id}
+    config = sif.image_config(INFO)
+    assert config["architecture"] == "amd64"
+    assert config["config"]["Entrypoint"] == ["tini", "--"]
+    assert config["config"]["Cmd"] == ["start-notebook.sh"]
+    assert config["config"]["Env"][0] == "PATH=/opt/venv/bin:/usr/bin"
+
+
+# --- squashfs and SIF ---------------------------------------------------------------------------
+
+def superblock(path: Path) -> tuple[bytes, int, int]:
+    """Magic, mkfs time and compressor id of a squashfs (gzip is 1)."""
+    head = path.read_bytes()[:24]
+    return head[:4], struct.unpack_from("<I", head, 8)[0], struct.unpack_from("<H", head, 20)[0]
+
+
+@needs_squashfs
+def test_the_squashfs_is_gzip_and_the_same_bytes_every_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    root = rootfs(tmp_path)
+    one, two = tmp_path / "one.sqfs", tmp_path / "two.sqfs"
+    sif.make_squashfs(root, one, 6)
+    os.utime(root / "usr/bin/hello", (1e9, 1e9))
+    sif.make_squashfs(root, two, 6)
+    assert one.read_bytes() == two.read_bytes()
+    assert superblock(one) == (b"hsqs", 0, 1)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    sif.make_squashfs(root, two, 6)
+    assert superblock(two)[1] == 1700000000
+
+
+@needs_siftool
+def test_a_sif_carries_the_definition_labels_config_and_root(tmp_path: Path,
+                                                             deffile: str) -> None:
+    root = rootfs(tmp_path)
+    sif.write_singularity_dir(root, INFO, deffile)
+    squashfs = tmp_path / "root.sqfs"
+    sif.make_squashfs(root, squashfs, 6)
+    files = {"def": tmp_path / "Singularity.def", "labels": tmp_path / "labels.json",
+             "config": tmp_path / "config.json"}
+    files["def"].write_text(deffile)
+    files["labels"].write_text(json.dumps(sif.labels(INFO)))
+    files["config"].write_text(json.dumps(sif.image_config(INFO)))
+    out = tmp_path / "scipy.sif"
+    sif.assemble(out, files["def"], files["labels"], files["config"], squashfs,
+                 sif.ARCHES["amd64"])
+
+    assert out.read_bytes().startswith(sif.LAUNCH)
+    found = sif.inspect(out)
+    assert found["launch"] == "#!/usr/bin/env run-singularity"
+    assert found["deffile"] == deffile
+    assert found["labels"]["io.imagekit.image-id"] == INFO.id
+    assert [o["kind"] for o in found["objects"]] == [
+        "Def.FILE", "JSON.Generic", "JSON.Generic", "FS (Squashfs/*System/amd64)"]
+    assert {o["group"] for o in found["objects"]} == {"1"}
+    system = found["objects"][-1]
+    assert system["end"] - system["start"] == squashfs.stat().st_size
+
+
+def test_a_siftool_listing_is_parsed() -> None:
+    listing = (
+        "------------------------------------------------------------------------------\n"
+        "ID   |GROUP   |LINK    |SIF POSITION (start-end)  |TYPE\n"
+        "------------------------------------------------------------------------------\n"
+        "1    |1       |NONE    |32176-33000               |Def.FILE\n"
+        "4    |1       |NONE    |36864-1036864             |FS (Squashfs/*System/amd64)\n")
+    assert sif.parse_list(listing) == [
+        sif.SifObject(1, "1", "Def.FILE", 32176, 33000),
+        sif.SifObject(4, "1", "FS (Squashfs/*System/amd64)", 36864, 1036864)]
+
+
+def test_inspecting_a_missing_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ImagekitError, match="no such file"):
+        sif.inspect(tmp_path / "none.sif")
+
+
+# --- build_sif, with the image's filesystem from a folder ----------------------------------------
+
+@pytest.fixture
+def sif_catalog(catalog: Catalog, tmp_path: Path) -> Catalog:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    return dataclasses.replace(without_wheelhouse(catalog, wheels), root=tmp_path / "project")
+
+
+@pytest.fixture
+def engine(sif_catalog: Catalog) -> FakeEngine:
+    engine = FakeEngine()
+    engine.add(INFO.id, sif_catalog.ref("scipy"), labels=INFO.labels)
+    return engine
+
+
+def fake_export(engine: object, image_id: str, root: Path) -> None:
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/hello").write_text("#!/bin/sh\necho hello\n")
+
+
+@needs_siftool
+def test_build_sif_natively_then_from_its_record(sif_catalog: Catalog, engine: FakeEngine,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sif, "export", fake_export)
+    image = sif_catalog.images["scipy"]
+    first = sif.build_sif(sif_catalog, engine, image, method="native")
+    out = sif.sif_path(sif_catalog, image)
+    assert out == sif_catalog.root / "dist/scipy_latest.sif"
+    assert (first.status, first.method, first.image_id) == ("built", "native", INFO.id)
+    assert first.sha256 == sif.sha256_file(out) and first.size == out.stat().st_size
+    assert not out.with_name(out.name + ".partial").exists()
+    assert sif.read_sidecar(out) == first.as_dict()
+
+    again = sif.build_sif(sif_catalog, engine, image, method="native")
+    assert again.status == "cached" and again.sha256 == first.sha256
+    assert sif.build_sif(sif_catalog, engine, image, method="native", level=1).status == "built"
+    assert sif.build_sif(sif_catalog, engine, image, method="native", level=1,
+                         force=True).status == "built"
+
+
+def test_build_sif_needs_the_image(sif_catalog: Catalog) -> None:
+    with pytest.raises(ImagekitError, match="is not built"):
+        sif.build_sif(sif_catalog, FakeEngine(), sif_catalog.images["scipy"])
+
+
+def test_build_sif_with_apptainer_needs_it(sif_catalog: Catalog, engine: FakeEngine,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sif, "runtime_tool", lambda: None)
+    with pytest.raises(ImagekitError, match="neither apptainer nor singularity"):
+        sif.build_sif(sif_catalog, engine, sif_catalog.images["scipy"], method="apptainer")
+
+
+def test_an_unknown_architecture_has_no_sif_code(sif_catalog: Catalog, engine: FakeEngine,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("mksquashfs") is None or shutil.which("siftool") is None:
+        pytest.skip("mksquashfs or siftool is not installed")
+    monkeypatch.setattr(sif, "export", fake_export)
+    engine.by_id[INFO.id] = dataclasses.replace(engine.by_id[INFO.id], architecture="mips")
+    with pytest.raises(ImagekitError, match="'mips' has no SIF code"):
+        sif.build_sif(sif_catalog, engine, sif_catalog.images["scipy"], method="native")
+    assert not sif.sif_path(sif_catalog, sif_catalog.images["scipy"]).exists()
+
+
+def test_the_runtime_tool_is_apptainer_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    on_path = {"singularity"}
+    monkeypatch.setattr(shutil, "which", lambda name: name if name in on_path else None)
+    assert sif.runtime_tool() == "singularity"
+    on_path.add("apptainer")
+    assert sif.runtime_tool() == "apptainer"
+    on_path.clear()
+    assert sif.runtime_tool() is None
+
+
+def test_a_damaged_or_missing_record_means_convert_again(tmp_path: Path) -> None:
+    out = tmp_path / "x.sif"
+    assert sif.read_sidecar(out) is None
+    out.with_suffix(".sif.json").write_text("{not json")
+    assert sif.read_sidecar(out) is None
+    out.with_suffix(".sif.json").write_text("[1, 2]")
+    assert sif.read_sidecar(out) is None
+    out.with_suffix(".sif.json").write_text('{"image_id": "x"}')
+    assert sif.read_sidecar(out) == {"image_id": "x"}
+
+
+def test_sha256_of_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    assert sif.sha256_file(path) == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
