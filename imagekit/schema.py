@@ -106,31 +106,56 @@ Url = Annotated[
 Mode = Annotated[str, _pattern(r"0?[0-7]{3}", "file mode", "0755")]
 
 
+# Apptainer's definition parser (pkg/build/types/parser/deffile.go) starts a new section at
+# any line whose first word begins with '%', however far it is indented, and substitutes
+# '{{ NAME }}' anywhere in the file as a build argument. Every value below may land in a
+# .def, so none may carry either; scripts must also not end the heredoc they sit in.
+BUILD_ARG = ("{{", "}}")
+HEREDOC_ENDS = ("IMAGEKIT_SETUP", "IMAGEKIT_POST")
+
+
+def _no_build_args(value: str) -> None:
+    for bad in BUILD_ARG:
+        if bad in value:
+            raise ValueError(f"may not contain {bad!r}: apptainer reads '{{{{ NAME }}}}' in a "
+                             "definition as a build argument")
+
+
 def _one_line(value: str) -> str:
     for bad in ('"', "\\", "`", "$(", "\n", "\r"):
         if bad in value:
             raise ValueError(f"{value!r} may not contain {bad!r}")
+    _no_build_args(value)
     return value
 
 
 def _text(value: str) -> str:
-    for bad in ('"', "\\", "`", "$", "{{", "}}"):
+    for bad in ('"', "\\", "`", "$", "\r"):
         if bad in value:
             raise ValueError(f"text may not contain {bad!r}")
-    for line in value.splitlines():
-        if line.lstrip().startswith("%"):
-            raise ValueError("a line may not start with '%' (it starts a Singularity section)")
+    _no_build_args(value)
+    # Help text is re-wrapped, so any word may come to start a line of %help.
+    for word in value.split():
+        if word.startswith("%"):
+            raise ValueError(f"word {word!r} starts with '%': wrapped to the start of a line "
+                             "of %help, it would start a Singularity section")
     return value
 
 
 def _script(value: str) -> str:
     # Scripts are written by the stack's author and run as-is; the rules only stop them from
     # breaking the Singularity definition they are pasted into.
-    if "{{" in value or "}}" in value:
-        raise ValueError("'{{' and '}}' are not allowed: apptainer reads them as build arguments")
-    for line in value.splitlines():
-        if line.startswith("%"):
-            raise ValueError(f"line {line!r} starts with '%', which starts a Singularity section")
+    _no_build_args(value)
+    if "\r" in value:
+        raise ValueError("carriage return in a script (CRLF line endings?): use plain newlines")
+    for number, line in enumerate(value.split("\n"), 1):
+        words = line.split()
+        if words and words[0].startswith("%"):
+            raise ValueError(f"line {number} {line.strip()!r}: a line whose first word starts "
+                             "with '%' starts a Singularity section, indented or not")
+        if line.strip() in HEREDOC_ENDS:
+            raise ValueError(f"line {number} {line.strip()!r} would end the heredoc the "
+                             "Singularity definition runs the script in")
     if not value.strip():
         raise ValueError("script is empty")
     return value
