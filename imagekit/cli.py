@@ -22,7 +22,7 @@ from rich.tree import Tree
 
 from imagekit import __version__, recipes, schemas
 from imagekit.checks import CheckResult
-from imagekit.errors import ImagekitError, Problem, did_you_mean
+from imagekit.errors import BuildFailed, ImagekitError, Problem, did_you_mean
 from imagekit.model import Catalog, Image
 from imagekit.resolve import load_catalog
 
@@ -48,12 +48,36 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
+    import docker.errors
+    import requests
+
     try:
         yield
     except ImagekitError as exc:
         for problem in exc.problems:
             err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
         raise typer.Exit(exc.exit_code) from None
+    # What the machine, not the input, can cause: one line, exit 1.
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", markup=True,
+                  highlight=False)
+        raise typer.Exit(1) from None
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        err.print(f"[bold red]error:[/] the engine or a registry failed: {first}",
+                  markup=True, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _writable(path: Path, option: str = "--output") -> Path:
+    """An output path whose folder exists: bad input, said before any work is done."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise ImagekitError(Problem(None, option, f"{folder} is not an existing directory"))
+    if path.is_dir():
+        raise ImagekitError(Problem(None, option, f"{path} is a directory, not a file"))
+    return path
 
 
 def _load(catalog: Path) -> Catalog:
@@ -285,6 +309,8 @@ def build(
                 raise ImagekitError(f"--format: {f!r} is not one of docker, sif")
         if sif_method not in ("auto", "native", "apptainer"):
             raise ImagekitError(f"--sif-method: {sif_method!r} is not auto, native or apptainer")
+        if builder not in ("auto", "buildkit", "classic"):
+            raise ImagekitError(f"--builder: {builder!r} is not one of auto, buildkit, classic")
         selected = _select(cat, images or [], all_)
         names = [i.name for i in selected]
         wants_sif = [i for i in selected if "sif" in (formats or i.formats)]
@@ -464,9 +490,11 @@ def export_(
     if output is None:
         out.print(chosen.text, markup=False, highlight=False, end="")
         return
-    partial = output.with_name(output.name + ".partial")
-    partial.write_text(chosen.text)
-    partial.replace(output)
+    with _user_errors():
+        _writable(output)
+        partial = output.with_name(output.name + ".partial")
+        partial.write_text(chosen.text)
+        partial.replace(output)
     out.print(f"wrote {output}")
 
 
@@ -479,7 +507,13 @@ def inspect(
     from imagekit.sif import inspect as inspect_sif
 
     with _user_errors():
-        info = inspect_sif(path)
+        if not path.is_file():
+            raise ImagekitError(Problem(path, "", "no such SIF file"))
+        try:
+            info = inspect_sif(path)
+        except BuildFailed as exc:
+            reason = str(exc).splitlines()[0].partition(": ")[2].rstrip(":") or "unreadable"
+            raise ImagekitError(Problem(path, "", f"not a SIF image ({reason})")) from None
     if as_json:
         out.print_json(json.dumps(info))
         return
@@ -565,7 +599,7 @@ def tunnel(
         if target is None:
             out.print(script, markup=False, highlight=False, end="")
             return
-        hpc.write_script(target, script)
+        hpc.write_script(_writable(target), script)
         out.print(f"wrote {target}")
         if submit:
             out.print(hpc.submit(target))

@@ -30,6 +30,12 @@ class _Document:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self.problems.append(
+                        Problem(self.path, _dotted(loc), "YAML merge keys ('<<:') are not "
+                                "supported: write the keys out (stacks inherit through "
+                                "'extends')", key_node.start_mark.line + 1))
+                    continue
                 key = self.build(key_node, loc)
                 if not isinstance(key, str | int | float | bool):
                     self.problems.append(
@@ -48,7 +54,13 @@ class _Document:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
-        return yaml.SafeLoader("").construct_object(node)
+        try:
+            return yaml.SafeLoader("").construct_object(node)
+        except yaml.YAMLError as exc:  # an unknown tag (!!python/...), a bad timestamp...
+            reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            self.problems.append(Problem(self.path, _dotted(loc), f"not valid here: {reason}",
+                                         node.start_mark.line + 1))
+            return None
 
     def line_of(self, loc: Loc) -> int | None:
         while loc:
@@ -71,6 +83,11 @@ def read_yaml(path: Path) -> tuple[Any, _Document]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         doc.problems.append(Problem(path, "", f"cannot read file: {exc.strerror}"))
+        return None, doc
+    except UnicodeDecodeError as exc:
+        at = path.read_bytes()[: exc.start].count(b"\n") + 1
+        doc.problems.append(Problem(path, "", f"not UTF-8 text (byte {exc.object[exc.start]:#x}"
+                                    f" at offset {exc.start}): save the file as UTF-8", at))
         return None, doc
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)

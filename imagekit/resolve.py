@@ -81,7 +81,7 @@ def load_catalog(path: Path) -> Catalog:
         p for i, name in enumerate(spec.site_profiles)
         if (p := known_profile(name, f"site_profiles[{i}]", at("", "site_profiles", i)))
     )
-    site = _merge_site([p.site for p in site_profiles])
+    site = _merge_site([p.site for p in site_profiles], root)
 
     images: dict[str, Image] = {}
     listed: list[tuple[int, Image]] = []
@@ -102,6 +102,15 @@ def load_catalog(path: Path) -> Catalog:
             if (p := known_profile(pname, f"{field}.profiles[{j}]",
                                    at("", "images", i, "profiles", j)))
         )
+        for p in image_profiles:
+            given = sorted(p.site.model_dump(exclude_unset=True))
+            if given and p not in site_profiles:
+                # Build settings reach every image or none: the root image carries the CA
+                # and the apt sources that every child inherits.
+                problems.append(Problem(p.file, f"site.{given[0]}", "site settings apply "
+                                        "to the whole catalog: list this profile under "
+                                        f"site_profiles in {path.name}, or move site: to a "
+                                        f"profile that is (used by {field})"))
         if ispec.profiles and name == ispec.stack:
             problems.append(Problem(path, f"{field}.name",
                                     "an image with profiles needs a name of its own",
@@ -427,8 +436,13 @@ def _consumers(formats: list[Format], ispec: ImageSpec | None) -> tuple[Consumer
     return found + (("batchspawner",) if "sif" in formats else ())
 
 
-def _merge_site(settings: list[SiteSettings]) -> SiteSettings:
+def _merge_site(settings: list[SiteSettings], root: Path) -> SiteSettings:
     merged: dict[str, object] = {}
     for s in settings:
         merged.update(s.model_dump(exclude_unset=True, exclude_none=True))
+    # Host paths are the catalog's, wherever imagekit runs from.
+    for key in ("ca_bundle", "find_links"):
+        value = merged.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute():
+            merged[key] = str(root / value)
     return SiteSettings.model_validate(merged)

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from imagekit.engine.client import Engine, ImageInfo
+from imagekit.engine.client import Engine, ImageInfo, split_reference
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.model import Catalog
 from imagekit.run import run
@@ -87,7 +87,7 @@ def bootstrap(catalog: Catalog, engine: Engine, say: Say) -> None:
         tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-c", "."],
                                stdout=subprocess.PIPE)
         assert tar.stdout is not None
-        repository, _, tag = ref.rpartition(":")
+        repository, tag = split_reference(ref)
         try:
             engine.client.api.import_image_from_stream(tar.stdout, repository=repository, tag=tag)
         finally:

@@ -13,6 +13,18 @@ from imagekit.engine import temporary
 from imagekit.errors import BuildFailed, ImagekitError
 
 
+def split_reference(ref: str) -> tuple[str, str]:
+    """`[host[:port]/]path[:tag]` -> (repository, tag); the tag defaults to `latest`.
+
+    A colon before the last '/' belongs to the registry's port, not to a tag.
+    """
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1:]
+    return ref, "latest"
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     id: str
@@ -57,7 +69,7 @@ class Engine:
         )
 
     def tag(self, image_id: str, ref: str) -> None:
-        repository, _, tag = ref.rpartition(":")
+        repository, tag = split_reference(ref)
         if not self.client.api.tag(image_id, repository, tag, force=True):
             raise BuildFailed(f"could not tag {image_id} as {ref}")
 
@@ -67,9 +79,9 @@ class Engine:
             self.client.api.remove_image(ref, noprune=True)
 
     def pull(self, ref: str) -> bool:
-        repository, _, tag = ref.rpartition(":")
+        repository, tag = split_reference(ref)
         try:
-            self.client.images.pull(repository, tag=tag or "latest")
+            self.client.images.pull(repository, tag=tag)
         except docker.errors.DockerException:
             return False
         return True
