@@ -82,6 +82,10 @@ def load_catalog(path: Path) -> Catalog:
         if (p := known_profile(name, f"site_profiles[{i}]", at("", "site_profiles", i)))
     )
     site = _merge_site([p.site for p in site_profiles], root)
+    if site.pip_no_index and not site.find_links:
+        owner = next(p.file for p in site_profiles if p.site.pip_no_index)
+        problems.append(Problem(owner, "site.pip_no_index", "installing without an index "
+                                "needs a wheelhouse: set site.find_links"))
 
     images: dict[str, Image] = {}
     listed: list[tuple[int, Image]] = []

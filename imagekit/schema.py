@@ -273,6 +273,9 @@ class SiteSettings(Spec):
     )
     pip_extra_index_url: Url | None = None
     find_links: str | None = Field(None, description="host folder of wheels (a wheelhouse)")
+    pip_no_index: bool = Field(
+        False, description="air-gapped: install from the wheelhouse (find_links) only, never "
+                           "from a package index")
     npm_registry: Url | None = None
 
 

@@ -7,12 +7,16 @@ file metadata for COPY.
 
 from __future__ import annotations
 
+import email.parser
 import hashlib
 import io
 import re
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from imagekit.errors import ImagekitError, Problem
 from imagekit.model import Catalog, Image
@@ -103,17 +107,60 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def wheels_for(catalog: Catalog, requirements: tuple[str, ...]) -> dict[str, bytes]:
-    """The wheelhouse's wheels for the projects this image installs directly.
+# The environment the image's venv installs into: Debian bookworm's CPython on Linux.
+TARGET = {"python_version": "3.11", "python_full_version": "3.11.2", "sys_platform": "linux",
+          "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64",
+          "implementation_name": "cpython", "platform_python_implementation": "CPython"}
 
-    Only those go into the context: a whole wheelhouse can be gigabytes.
+
+def wheels_for(catalog: Catalog, requirements: tuple[str, ...]) -> dict[str, bytes]:
+    """The wheelhouse's wheels this image's install can need: those it asks for and, through
+    each wheel's own Requires-Dist, everything they need that the wheelhouse holds.
+
+    Only those go into the context (a whole wheelhouse can be gigabytes), but all of them:
+    an air-gapped build (`pip_no_index`) has nothing else to install from.
     """
     folder = Path(catalog.site.find_links or "")
     if not folder.is_dir():
         return {}
-    wanted = {_normalise(re.split(r"[\[<>=!~;]", r, maxsplit=1)[0]) for r in requirements}
-    out = {}
+    by_project: dict[str, list[Path]] = {}
     for wheel in sorted(folder.glob("*.whl")):
-        if _normalise(wheel.name.split("-")[0]) in wanted:
+        by_project.setdefault(_normalise(wheel.name.split("-")[0]), []).append(wheel)
+    wanted = [Requirement(r) for r in requirements]
+    if catalog.site.pip_no_index:
+        wanted.append(Requirement("uv"))  # a venv without uv installs it first
+    seen: set[tuple[str, frozenset[str]]] = set()
+    out: dict[str, bytes] = {}
+    while wanted:
+        req = wanted.pop()
+        key = (_normalise(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        for wheel in by_project.get(key[0], []):
             out[wheel.name] = wheel.read_bytes()
-    return out
+            wanted += _requires(wheel, req.extras)
+    return dict(sorted(out.items()))
+
+
+def _requires(wheel: Path, extras: set[str]) -> list[Requirement]:
+    """A wheel's dependencies for the target environment and the extras asked for."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            name = next(n for n in archive.namelist()
+                        if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
+            metadata = archive.read(name).decode(errors="replace")
+    except (OSError, zipfile.BadZipFile, StopIteration) as exc:
+        raise ImagekitError(f"wheelhouse: {wheel} is not a readable wheel ({exc})") from None
+    headers = email.parser.Parser().parsestr(metadata, headersonly=True)
+    found = []
+    for line in headers.get_all("Requires-Dist") or []:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        environments = [{**TARGET, "extra": e} for e in sorted(extras)] or [{**TARGET,
+                                                                            "extra": ""}]
+        if req.marker is None or any(req.marker.evaluate(env) for env in environments):
+            found.append(req)
+    return found

@@ -54,6 +54,7 @@ class RecipePlan:
     setup: tuple[Script, ...]
     pip: tuple[str, ...]
     wheelhouse: bool
+    no_index: bool  # air-gapped: the wheelhouse only
     npm: tuple[str, ...]
     npm_registry: str | None  # never with credentials
     npm_registry_secret: bool  # the registry has credentials: it comes as a build secret
@@ -155,6 +156,7 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
         setup=tuple(Script("setup", layer.origin, s) for layer in layers for s in layer.setup),
         pip=pip,
         wheelhouse=bool(pip) and catalog.site.find_links is not None,
+        no_index=bool(pip) and catalog.site.pip_no_index,
         npm=_unique([p for layer in layers for p in layer.npm]),
         npm_registry=public(catalog.site.npm_registry),
         npm_registry_secret=_has_credentials(catalog.site.npm_registry),

@@ -1,0 +1,73 @@
+"""Given an air-gapped site (no package index, a wheelhouse), when I build, then everything
+comes from the wheelhouse, dependencies of the named packages included."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import ROOT, imagekit
+from tests.integration.mirror import Mirror
+
+pytestmark = pytest.mark.integration
+
+OFFLINE = """\
+description: A stack built with no package index at all.
+extends: base
+pip: [python-dateutil]
+checks:
+  imports: [dateutil, six]
+"""
+
+
+WHEELHOUSE = Path("/var/cache/imagekit/test-wheelhouse")
+BASE_PACKAGES = ["jupyterlab>=4.2,<5", "jupyterhub>=5,<7", "batchspawner>=1.3", "ipykernel",
+                 "jupyter-server-proxy>=4"]
+
+
+def test_a_build_with_no_index_installs_from_the_wheelhouse(
+        build: Callable[..., Any], client: Any, tmp_path: Path) -> None:
+    # The site's wheelhouse, made the way an air-gapped site makes one: every wheel of the
+    # tree's packages, here base's and offline's (kept between runs: ~90 MB).
+    wheels = WHEELHOUSE
+    # For the image's Python (Debian's 3.11.2), not the one running the tests.
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+                    "--python-version", "3.11.2", "--dest", str(wheels), *BASE_PACKAGES, "uv",
+                    "python-dateutil==2.9.0.post0"], check=True)
+    index = Mirror("nobody", "unused").start()  # an index the build must never ask
+    try:
+        for name in ("stacks", "profiles"):
+            shutil.copytree(ROOT / name, tmp_path / name)
+        (tmp_path / "stacks/offline.yaml").write_text(OFFLINE)
+        catalog = tmp_path / "catalog.yaml"
+        catalog.write_text((ROOT / "catalog.yaml").read_text()
+                           .replace("namespace: imagekit", "namespace: offline")
+                           .replace("  - stack: pyspark\n",
+                                    "  - stack: pyspark\n  - stack: offline\n"))
+        mirrors = tmp_path / "profiles/mirrors.yaml"
+        mirrors.write_text(mirrors.read_text().replace("find_links: /opt/wheels", (
+            f"find_links: {wheels}\n  pip_no_index: true\n"
+            f"  pip_index_url: http://172.17.0.1:{index.port}/pypi/simple")))
+        dockerfile = imagekit("render", "offline", catalog=catalog)
+        text = (tmp_path / "recipes/offline/Dockerfile").read_text()
+        assert "--find-links /tmp/imagekit-wheelhouse --no-index" in text, dockerfile.stdout
+        # base too: a site setting reaches the root image, so the whole tree is offline.
+        result = imagekit("build", "offline", "--format", "docker", "--plain", catalog=catalog)
+        assert "--no-index" in result.stdout
+        out = client.containers.run(
+            "127.0.0.1:5055/offline/offline:latest",
+            ["-c", "import dateutil, six; print(dateutil.__version__, six.__version__)"],
+            entrypoint=["/opt/venv/bin/python"], remove=True).decode()
+        assert out.startswith("2.9.0.post0 ")
+        assert index.hits == []
+    finally:
+        index.stop()
+        for name in ("offline", "base"):
+            for image in client.images.list(f"127.0.0.1:5055/offline/{name}"):
+                client.images.remove(image.id, force=True)
