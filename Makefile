@@ -26,7 +26,7 @@ lint:
 	imagekit schema --check
 
 test-unit: setup lint
-	python3 -m pytest -m "not integration" $(PYTEST_ARGS)
+	python3 -m pytest -m "not integration" --cov=imagekit --cov-report=term $(PYTEST_ARGS)
 
 # Everything: lint, unit tests, and the integration tests on the real engine.
 test: setup lint

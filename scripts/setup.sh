@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker.io debootstrap squashfs-tools siftool bubblewrap docker-compose openssl
+packages=(docker.io debootstrap squashfs-tools siftool bubblewrap docker-compose openssl procps
           docker-registry ca-certificates curl
           slurmctld slurmd slurm-client munge openssh-server openssh-client)
 missing=()
