@@ -99,6 +99,8 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
     os.close(fd)
     partial = Path(name)
+    # mkstemp's 0600 would keep the SIF from the users it is for.
+    partial.chmod(0o666 & ~_umask())
     try:
         if tool is not None:
             with tempfile.TemporaryDirectory(prefix="imagekit-def-") as tmp:
@@ -127,12 +129,19 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     return result
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never a part (a full disk included)."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(name, 0o666 & ~_umask())
         os.replace(name, path)
     except BaseException:
         Path(name).unlink(missing_ok=True)

@@ -109,3 +109,16 @@ def build_all(catalog: Catalog, engine: FakeEngine, builder: Builder, names: lis
     outcomes = run_builds(catalog, engine, builder, names, force=force,
                           on_line=lambda image, text: None, on_status=lambda outcome: None)
     return {o.image: o for o in outcomes}
+
+
+def wheel_bytes(project: str, payload: str = "") -> bytes:
+    """A minimal real wheel: its METADATA (no dependencies) and one file of payload."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"{project}-1.0.dist-info/METADATA",
+                         f"Metadata-Version: 2.1\nName: {project}\nVersion: 1.0\n")
+        archive.writestr(f"{project}/payload.txt", payload)
+    return buffer.getvalue()

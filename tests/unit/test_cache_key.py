@@ -24,6 +24,7 @@ from tests.unit.fakes import (
     FakeBuilder,
     build_all,
     engine_with_base,
+    wheel_bytes,
     with_site,
     without_wheelhouse,
 )
@@ -214,12 +215,12 @@ def test_the_ca_bundle_content_changes_the_root_key(cat: Catalog, tmp_path: Path
 def test_a_wheel_the_image_installs_changes_the_key(cat: Catalog) -> None:
     wheels = Path(cat.site.find_links or "")
     wheel = wheels / "numpy-2.0.0-cp311-cp311-linux_x86_64.whl"
-    wheel.write_bytes(b"one")
+    wheel.write_bytes(wheel_bytes("numpy", "one"))
     before = key(cat)
     # Only the wheels of the projects the image installs are in its context.
-    (wheels / "unrelated-1.0-py3-none-any.whl").write_bytes(b"not installed here")
+    (wheels / "unrelated-1.0-py3-none-any.whl").write_bytes(wheel_bytes("unrelated"))
     assert key(cat) == before
-    wheel.write_bytes(b"two")
+    wheel.write_bytes(wheel_bytes("numpy", "two"))
     assert key(cat) != before
 
 

@@ -15,7 +15,7 @@ from imagekit.engine.context import EXECUTABLE, REGULAR, BuildContext, assemble,
 from imagekit.errors import ImagekitError
 from imagekit.model import Catalog
 from imagekit.resolve import load_catalog
-from tests.unit.fakes import with_site, without_wheelhouse
+from tests.unit.fakes import wheel_bytes, with_site, without_wheelhouse
 
 
 @pytest.fixture
@@ -125,10 +125,10 @@ def test_an_unreadable_ca_bundle_names_the_setting(cat: Catalog, tmp_path: Path)
 
 def test_only_the_wheels_an_image_installs_go_in(cat: Catalog) -> None:
     wheels = Path(cat.site.find_links or "")
-    (wheels / "numpy-2.0.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"numpy")
-    (wheels / "unrelated-1.0-py3-none-any.whl").write_bytes(b"other")
+    (wheels / "numpy-2.0.0-cp311-cp311-linux_x86_64.whl").write_bytes(wheel_bytes("numpy"))
+    (wheels / "unrelated-1.0-py3-none-any.whl").write_bytes(wheel_bytes("unrelated"))
     files = assemble(cat, cat.images["scipy"]).files
-    assert files["wheelhouse/numpy-2.0.0-cp311-cp311-linux_x86_64.whl"] == b"numpy"
+    assert files["wheelhouse/numpy-2.0.0-cp311-cp311-linux_x86_64.whl"] == wheel_bytes("numpy")
     assert not any("unrelated" in path for path in files)
 
 
@@ -146,7 +146,7 @@ def test_wheel_names_match_requirements_by_normalised_project(tmp_path: Path,
                                                               cat: Catalog) -> None:
     for name in ("Jupyter_Server_Proxy-4.0-py3-none-any.whl", "scikit_learn-1.5-cp311.whl",
                  "scipy-1.0-cp311.whl", "notes.txt"):
-        (tmp_path / name).write_bytes(b"w")
+        (tmp_path / name).write_bytes(wheel_bytes(name.split("-")[0].lower()))
     found = wheels_for(with_site(cat, find_links=str(tmp_path)),
                        ("jupyter-server-proxy>=4", "Scikit.Learn[extra]; python_version>'3'"))
     assert sorted(found) == ["Jupyter_Server_Proxy-4.0-py3-none-any.whl",
