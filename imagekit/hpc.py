@@ -211,6 +211,13 @@ def tunnel_script(catalog: Catalog, image: Image, options: JobOptions,
         f"{shlex.join(run_words)} \"$SIF\" --ip=\"$NODE\" --port=\"$PORT\" &",
         "SERVER=$!",
         "trap 'kill -TERM \"$SERVER\" 2>/dev/null' TERM INT",
+        "cat <<EOF",
+        "On your own machine, open the tunnel:",
+        "    ssh -N -L ${PORT}:${NODE}:${PORT} ${USER:-$(id -un)}@${LOGIN}",
+        "then browse to:",
+        "    http://127.0.0.1:${PORT}/lab?token=${TOKEN}",
+        "EOF",
+        "",
         "INFO=",
         "for _ in $(seq 1 {waits}); do",
         "    INFO=\"$(ls \"$JUPYTER_RUNTIME_DIR\"/jpserver-*.json 2>/dev/null "
@@ -220,22 +227,21 @@ def tunnel_script(catalog: Catalog, image: Image, options: JobOptions,
         "done",
         "if [ -n \"$INFO\" ]; then",
         "    BOUND=\"$(sed -n 's/.*\"port\": *\\([0-9][0-9]*\\).*/\\1/p' \"$INFO\" | head -n 1)\"",
-        "    PORT=\"${BOUND:-$PORT}\"",
+        "    if [ -n \"$BOUND\" ] && [ \"$BOUND\" != \"$PORT\" ]; then",
+        "        echo \"The port was taken; the server listens on $BOUND instead:\"",
+        "        echo \"    ssh -N -L ${BOUND}:${NODE}:${BOUND} ${USER:-$(id -un)}@${LOGIN}\"",
+        "        echo \"    http://127.0.0.1:${BOUND}/{path}?token=${TOKEN}\"",
+        "    fi",
         "fi",
-        "",
-        "cat <<EOF",
-        "On your own machine, open the tunnel:",
-        "    ssh -N -L ${PORT}:${NODE}:${PORT} ${USER:-$(id -un)}@${LOGIN}",
-        "then browse to:",
-        "    http://127.0.0.1:${PORT}/lab?token=${TOKEN}",
-        "EOF",
         "",
         "wait \"$SERVER\"",
         "",
     ]
     # Only a Jupyter server writes jpserver-PID.json; other apps keep the port they were given.
     waits = 600 if image.runtime.type == "jupyter" else 0
-    lines = [line.replace("{waits}", str(waits)) for line in lines]
+    path = "lab" if image.runtime.type == "jupyter" else ""
+    lines = [line.replace("{waits}", str(waits)).replace("/{path}?", f"/{path}?")
+             for line in lines]
     if image.runtime.type != "jupyter":
         lines[lines.index("    http://127.0.0.1:${PORT}/lab?token=${TOKEN}")] = (
             "    http://127.0.0.1:${PORT}/?token=${TOKEN}")
