@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from imagekit import __version__
-from imagekit.credentials import SiteUrl, redact, secret_words
+from imagekit.credentials import SiteUrl, redact, secret_words, site_urls
 from imagekit.engine.builders import Builder, BuildRequest
 from imagekit.engine.client import Engine, ImageInfo
 from imagekit.engine.context import BuildContext, assemble
@@ -128,19 +128,16 @@ def public_url(value: str) -> str:
     return SiteUrl(value).public if "://" in value else value
 
 
+SITE_SOURCES = ("apt_mirror", "pip_index_url", "pip_extra_index_url", "npm_registry",
+                "proxy.http", "proxy.https")
+
+
 def site_sources(catalog: Catalog) -> tuple[tuple[str, str], ...]:
-    site = catalog.site
-    proxy = site.proxy
-    settings = {
-        "apt_mirror": site.apt_mirror,
-        "pip_index_url": site.pip_index_url,
-        "pip_extra_index_url": site.pip_extra_index_url,
-        "npm_registry": site.npm_registry,
-        "proxy.http": proxy.http if proxy else None,
-        "proxy.https": proxy.https if proxy else None,
-        "proxy.no_proxy": proxy.no_proxy if proxy else None,
-    }
-    return tuple((name, public_url(value or "")) for name, value in settings.items())
+    """Every site URL (credentials.site_urls), without credentials, and the no_proxy list."""
+    urls = site_urls(catalog.site)
+    proxy = catalog.site.proxy
+    return (*((name, public_url(urls.get(name, ""))) for name in SITE_SOURCES),
+            ("proxy.no_proxy", proxy.no_proxy if proxy else ""))
 
 
 def key_inputs(catalog: Catalog, context: BuildContext, parent_id: str,
