@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from imagekit.errors import ImagekitError
@@ -53,6 +53,16 @@ def section_body(deffile: str, name: str) -> list[str]:
             break
         body.append(line)
     return body
+
+
+def heredoc_body(text: str, end: str) -> str:
+    """What bash feeds a quoted `<<'END'` heredoc: every line up to the first that is END."""
+    body: list[str] = []
+    for line in text.split("\n"):
+        if line == end:
+            return "".join(f"{b}\n" for b in body)
+        body.append(line)
+    raise AssertionError(f"the heredoc never ends: no line {end!r}")
 
 
 # --- Dockerfile instructions, as BuildKit's parser reads them ------------------------------
@@ -117,6 +127,7 @@ NEUTRAL = _stack("neutral", "x", "x", "true", "true", "true")
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(description=TEXT, env=TEXT, label=TEXT, setup=LINES, post=LINES, check=TEXT)
+@example(description="0", env="", label="", setup="{IMAGEKIT_SETUP", post="EOF", check="")
 def test_a_value_is_refused_or_leaves_the_recipes_structure_alone(
         project: Path, description: str, env: str, label: str, setup: str, post: str,
         check: str) -> None:
@@ -141,8 +152,8 @@ def test_a_value_is_refused_or_leaves_the_recipes_structure_alone(
     for name, scripts in (("SETUP", recipe.setup), ("POST", recipe.post)):
         opening = f"    bash <<'IMAGEKIT_{name}'\n"
         assert post_body.count(opening) == 1
-        inside = post_body.split(opening)[1].split(f"IMAGEKIT_{name}\n")[0]
-        assert inside == combined_script(image.name, scripts)
+        assert heredoc_body(post_body.split(opening)[1], f"IMAGEKIT_{name}") == \
+            combined_script(image.name, scripts)
 
 
 # --- one case per class of hole, with the message a user sees ----------------------------
