@@ -139,6 +139,49 @@ def render(
         out.print(f"{len(written)} files in {len(selected)} recipe folders")
 
 
+@app.command()
+def lock(
+    names: Annotated[list[str] | None, typer.Argument(help="stacks or images to lock")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every stack with pip packages")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="fail if a lock is missing or stale (offline)")] = False,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Resolve each stack's pip packages with uv into stacks/<name>.lock (with hashes)."""
+    from imagekit import lock as locks
+
+    with _user_errors():
+        cat = _load(catalog)
+        lockable = {s.name: s for s in locks.lockable(cat)}
+        if check:
+            bad = [s for s in locks.check(cat) if s.state != "current"]
+            for state in bad:
+                err.print(f"[bold red]error:[/] {escape(str(state.problem()))}", markup=True)
+            if bad:
+                raise typer.Exit(1)
+            out.print(f"ok: {len(lockable)} locks match their stacks")
+            return
+        if not all_ and not names:
+            raise ImagekitError("name at least one stack or image, or pass --all")
+        wanted: list[str] = []
+        problems = []
+        for name in ([] if all_ else names or []):
+            stack = cat.images[name].stack.name if name in cat.images else name
+            if stack in lockable:
+                wanted.append(stack)
+            elif stack in cat.stacks:
+                problems.append(Problem(cat.stacks[stack].file, "pip",
+                                        f"stack {stack} installs no pip packages of its own"))
+            else:
+                problems.append(Problem(None, "NAMES", f"unknown stack or image {name!r}", None,
+                                        did_you_mean(name, [*cat.stacks, *cat.images])))
+        if problems:
+            raise ImagekitError(problems)
+        for locked, path in locks.write(cat, list(lockable) if all_ else wanted):
+            pins = sum(1 for line in path.read_text().split("\n") if "==" in line)
+            out.print(f"locked {locked.name}: {pins} packages in {path.relative_to(cat.root)}")
+
+
 @app.command("list")
 def list_(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
@@ -317,6 +360,9 @@ def build(
         engine = Engine()
         chosen = choose(builder, engine.client)
         builds.check_builder(cat, chosen)
+        stale = _stale_locks(cat, names)
+        if stale:
+            raise ImagekitError(stale)
         log = err if as_json else out
         if dry_run:
             outcomes = builds.dry_run(cat, engine, chosen, names)
@@ -354,6 +400,19 @@ def build(
         out.print(summary(outcomes))
     if any(o.status in ("failed", "skipped") for o in outcomes):
         raise typer.Exit(1)
+
+
+def _stale_locks(cat: Catalog, names: list[str]) -> list[Problem]:
+    """Every stale lock the build would install from, before anything is built."""
+    from imagekit import lock as locks
+
+    problems = []
+    for image in cat.closure(names):
+        try:
+            locks.for_image(cat, image)
+        except ImagekitError as exc:
+            problems += [p for p in exc.problems if p not in problems]
+    return problems
 
 
 @app.command("test")

@@ -86,6 +86,16 @@ class Runtime:
 
 
 @dataclass(frozen=True)
+class PipLock:
+    """stacks/<name>.lock as `imagekit lock` wrote it (imagekit.lock reads and writes it)."""
+
+    file: Path
+    text: str
+    inputs: str  # digest of what it was resolved from
+    pins: tuple[tuple[str, str], ...]  # (normalised name, version)
+
+
+@dataclass(frozen=True)
 class Stack:
     name: str
     file: Path
@@ -100,6 +110,7 @@ class Stack:
     apt_all: tuple[str, ...]  # for `show`: everything a user of this stack gets
     pip_all: tuple[str, ...]
     npm_all: tuple[str, ...]
+    lock: PipLock | None = None  # stacks/<name>.lock, when there is one
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,7 @@ __all__ = [
     "Image",
     "Layer",
     "MergedChecks",
+    "PipLock",
     "Profile",
     "Resources",
     "Runtime",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagekit import lock
 from imagekit.model import Catalog, Image
 from imagekit.render.base import Renderer
 from imagekit.render.docker import DockerRenderer
@@ -29,13 +30,19 @@ def render_image(catalog: Catalog, image: Image) -> dict[str, bytes]:
     for renderer in renderers():
         for path, text in renderer.render(catalog, image).items():
             out[path] = text.encode()
-    out.update(layer_files(image))
+    out.update(layer_files(catalog, image))
     return dict(sorted(out.items()))
 
 
-def layer_files(image: Image) -> dict[str, bytes]:
-    """The files the image's layers add, by their path in the recipe folder."""
-    return {f.context_path: f.source.read_bytes() for layer in image.layers for f in layer.files}
+def layer_files(catalog: Catalog, image: Image) -> dict[str, bytes]:
+    """The files the image's layers add, by their path in the recipe folder, and the lock
+    its pip packages install from."""
+    out = {f.context_path: f.source.read_bytes() for layer in image.layers for f in layer.files}
+    pins = lock.for_image(catalog, image)
+    if pins is not None:
+        out["pip/requirements.lock"] = pins.text.encode()
+        out["pip/uv.txt"] = lock.uv_pin(pins).encode()
+    return out
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
+from imagekit import lock
 from imagekit.errors import ImagekitError, Problem, did_you_mean
 from imagekit.load import parse
 from imagekit.model import (
@@ -20,6 +21,7 @@ from imagekit.model import (
     Image,
     Layer,
     MergedChecks,
+    PipLock,
     Profile,
     Resources,
     Runtime,
@@ -382,7 +384,16 @@ def _stack(name: str, file: Path, spec: StackSpec, parent: Stack | None, root: P
         apt_all=apt + tuple(p for p in spec.apt if p not in apt),
         pip_all=pip + tuple(p for p in spec.pip if p not in pip),
         npm_all=npm + tuple(p for p in spec.npm if p not in npm),
+        lock=_lock(file, problems),
     )
+
+
+def _lock(file: Path, problems: list[Problem]) -> PipLock | None:
+    try:
+        return lock.parse(file.with_suffix(lock.SUFFIX))
+    except ImagekitError as exc:
+        problems.extend(exc.problems)
+        return None
 
 
 def _image(name: str, stack: Stack, site_profiles: tuple[Profile, ...],

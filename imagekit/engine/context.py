@@ -18,6 +18,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from imagekit import lock
 from imagekit.errors import ImagekitError, Problem
 from imagekit.model import Catalog, Image
 from imagekit.recipes import layer_files
@@ -71,7 +72,7 @@ def assemble(catalog: Catalog, image: Image) -> BuildContext:
     # the Docker image look changed.
     files = {path: text.encode()
              for path, text in DockerRenderer().render(catalog, image).items()}
-    files.update(layer_files(image))
+    files.update(layer_files(catalog, image))
     modes = {path: REGULAR for path in files}
     for layer in image.layers:
         for f in layer.files:
@@ -83,7 +84,9 @@ def assemble(catalog: Catalog, image: Image) -> BuildContext:
         files["site/ca-bundle.crt"] = _site_file(catalog, "ca_bundle", catalog.site.ca_bundle)
         modes["site/ca-bundle.crt"] = REGULAR
     if recipe.wheelhouse:
-        for name, data in wheels_for(catalog, recipe.pip).items():
+        pins = lock.for_image(catalog, image)
+        wanted = recipe.pip if pins is None else tuple(f"{n}=={v}" for n, v in pins.pins)
+        for name, data in wheels_for(catalog, wanted).items():
             files[f"wheelhouse/{name}"] = data
             modes[f"wheelhouse/{name}"] = REGULAR
         # BuildKit's bind mount needs the folder even when no wheel matches.
@@ -107,12 +110,6 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-# The environment the image's venv installs into: Debian bookworm's CPython on Linux.
-TARGET = {"python_version": "3.11", "python_full_version": "3.11.2", "sys_platform": "linux",
-          "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64",
-          "implementation_name": "cpython", "platform_python_implementation": "CPython"}
-
-
 def wheels_for(catalog: Catalog, requirements: tuple[str, ...]) -> dict[str, bytes]:
     """The wheelhouse's wheels this image's install can need: those it asks for and, through
     each wheel's own Requires-Dist, everything they need that the wheelhouse holds.
@@ -126,6 +123,7 @@ def wheels_for(catalog: Catalog, requirements: tuple[str, ...]) -> dict[str, byt
     by_project: dict[str, list[Path]] = {}
     for wheel in sorted(folder.glob("*.whl")):
         by_project.setdefault(_normalise(wheel.name.split("-")[0]), []).append(wheel)
+    target = lock.target(catalog)
     wanted = [Requirement(r) for r in requirements]
     if catalog.site.pip_no_index:
         wanted.append(Requirement("uv"))  # a venv without uv installs it first
@@ -139,11 +137,11 @@ def wheels_for(catalog: Catalog, requirements: tuple[str, ...]) -> dict[str, byt
         seen.add(key)
         for wheel in by_project.get(key[0], []):
             out[wheel.name] = wheel.read_bytes()
-            wanted += _requires(wheel, req.extras)
+            wanted += _requires(wheel, req.extras, target)
     return dict(sorted(out.items()))
 
 
-def _requires(wheel: Path, extras: set[str]) -> list[Requirement]:
+def _requires(wheel: Path, extras: set[str], target: lock.Target) -> list[Requirement]:
     """A wheel's dependencies for the target environment and the extras asked for."""
     try:
         with zipfile.ZipFile(wheel) as archive:
@@ -159,8 +157,8 @@ def _requires(wheel: Path, extras: set[str]) -> list[Requirement]:
             req = Requirement(line)
         except InvalidRequirement:
             continue
-        environments = [{**TARGET, "extra": e} for e in sorted(extras)] or [{**TARGET,
-                                                                            "extra": ""}]
+        markers = target.markers()
+        environments = [{**markers, "extra": e} for e in sorted(extras) or [""]]
         if req.marker is None or any(req.marker.evaluate(env) for env in environments):
             found.append(req)
     return found

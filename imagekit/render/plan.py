@@ -10,12 +10,13 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from imagekit import __version__
+from imagekit import __version__, lock
 from imagekit.credentials import SiteUrl, public
 from imagekit.model import Catalog, FileCopy, Image, MergedChecks, Runtime
 
 CA_PATH = "/etc/imagekit/ca-bundle.crt"
 WHEELHOUSE = "/tmp/imagekit-wheelhouse"
+LOCK_DIR = "/tmp/imagekit-pip"  # the recipe's pip/ folder, while pip installs from it
 HOME_SEED = "/opt/imagekit/home-seed"
 
 # Every library and tool that reads a CA bundle from the environment, so that one site
@@ -53,6 +54,7 @@ class RecipePlan:
     apt: tuple[str, ...]
     setup: tuple[Script, ...]
     pip: tuple[str, ...]
+    locked: bool  # pip installs from pip/requirements.lock (the stack's lock), hashes checked
     wheelhouse: bool
     no_index: bool  # air-gapped: the wheelhouse only
     npm: tuple[str, ...]
@@ -155,6 +157,7 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
         apt=_unique([p for layer in layers for p in layer.apt]),
         setup=tuple(Script("setup", layer.origin, s) for layer in layers for s in layer.setup),
         pip=pip,
+        locked=lock.for_image(catalog, image) is not None,
         wheelhouse=bool(pip) and catalog.site.find_links is not None,
         no_index=bool(pip) and catalog.site.pip_no_index,
         npm=_unique([p for layer in layers for p in layer.npm]),

@@ -107,6 +107,19 @@ def test_no_credential_leaves_the_processes_that_need_it(site: tuple[Path, Mirro
     password = mirror.password
     work = catalog.parent
 
+    # Locks resolve through the site's own index (the mirror): the site changed, so do they.
+    with CommandLines() as ps:
+        locked = imagekit("lock", "base", "canary", catalog=catalog, check=False)
+    assert locked.returncode == 0, locked.stdout + locked.stderr
+    assert "pypi" in mirror.kinds(authorized=True)
+    assert password not in locked.stdout + locked.stderr
+    assert not [line for line in ps.seen if password in line]
+    for name in ("base", "canary"):
+        text = (work / f"stacks/{name}.lock").read_text()
+        assert "six==" in text or name == "base"
+        assert password not in text and mirror.username not in text
+    mirror.hits.clear()  # what follows is the build's
+
     shown = imagekit("render", "--all", catalog=catalog)
     recipes = b"".join(p.read_bytes() for p in (work / "recipes").rglob("*") if p.is_file())
     assert b"/npm/" in recipes and b"/debian" in recipes  # the public URLs are rendered

@@ -54,6 +54,10 @@ def test_a_build_with_no_index_installs_from_the_wheelhouse(
         mirrors.write_text(mirrors.read_text().replace("find_links: /opt/wheels", (
             f"find_links: {wheels}\n  pip_no_index: true\n"
             f"  pip_index_url: http://172.17.0.1:{index.port}/pypi/simple")))
+        # The locks too come from the wheelhouse alone: uv resolves with --no-index.
+        locked = imagekit("lock", "base", "offline", catalog=catalog)
+        assert "locked offline: " in locked.stdout
+        assert "python-dateutil==2.9.0.post0 \\\n" in (tmp_path / "stacks/offline.lock").read_text()
         dockerfile = imagekit("render", "offline", catalog=catalog)
         text = (tmp_path / "recipes/offline/Dockerfile").read_text()
         assert "--find-links /tmp/imagekit-wheelhouse --no-index" in text, dockerfile.stdout

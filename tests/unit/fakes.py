@@ -87,8 +87,24 @@ class FakeBuilder(Builder):
 
 
 def with_site(catalog: Catalog, **changes: Any) -> Catalog:
-    """The catalog with some site settings changed, as if a site profile said so."""
-    return dataclasses.replace(catalog, site=catalog.site.model_copy(update=changes))
+    """The catalog with some site settings changed, as if a site profile said so, and its
+    locks as if `imagekit lock` had resolved the same pins from the new sources."""
+    return relocked(dataclasses.replace(catalog, site=catalog.site.model_copy(update=changes)))
+
+
+def relocked(catalog: Catalog) -> Catalog:
+    from imagekit import lock
+
+    stacks = dict(catalog.stacks)
+    for name, stack in stacks.items():
+        if stack.lock is not None:
+            current = dataclasses.replace(catalog, stacks=stacks)
+            stacks[name] = dataclasses.replace(stack, lock=dataclasses.replace(
+                stack.lock, inputs=lock.inputs(current, stack)))
+    current = dataclasses.replace(catalog, stacks=stacks)
+    images = {n: dataclasses.replace(i, stack=stacks[i.stack.name])
+              for n, i in catalog.images.items()}
+    return dataclasses.replace(current, images=images)
 
 
 def without_wheelhouse(catalog: Catalog, folder: Path) -> Catalog:

@@ -167,11 +167,17 @@ def test_the_imagekit_version_changes_the_key(cat: Catalog,
     assert key(cat) != before
 
 
-def test_a_recipe_byte_changes_the_key(cat: Catalog) -> None:
+@pytest.mark.parametrize(("path", "old", "new"), [
+    ("Dockerfile", b"WORKDIR", b"workdir"),
+    ("pip/requirements.lock", b"numpy==", b"numpy>="),
+])
+def test_a_recipe_or_lock_byte_changes_the_key(cat: Catalog, path: str, old: bytes,
+                                               new: bytes) -> None:
     image = cat.images["scipy"]
     context = assemble(cat, image)
     files = dict(context.files)
-    files["Dockerfile"] = files["Dockerfile"].replace(b"numpy", b"numpY")
+    assert old in files[path]
+    files[path] = files[path].replace(old, new, 1)
     edited = dataclasses.replace(context, files=files)
     assert (key_inputs(cat, edited, PARENT, "buildkit").digest()
             != key_inputs(cat, context, PARENT, "buildkit").digest())

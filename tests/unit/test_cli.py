@@ -44,7 +44,7 @@ def test_render_is_byte_for_byte_repeatable(project: Path, cli: Cli) -> None:
 
 def test_check_fails_when_a_stack_changed(project: Path, cli: Cli) -> None:
     stack = project / "stacks/scipy.yaml"
-    stack.write_text(stack.read_text().replace("  - seaborn\n", "  - seaborn\n  - xarray\n"))
+    stack.write_text(stack.read_text().replace("description: The", "description: A"))
     code, output = cli("render", "--check", "-c", str(project / "catalog.yaml"))
     assert code == 1
     assert "recipes/scipy/Dockerfile: changed" in output
@@ -110,3 +110,37 @@ def test_schema_rejects_unknown_keys() -> None:
 def test_committed_recipes_are_fresh(cli: Cli) -> None:
     code, output = cli("render", "--check", "-c", str(ROOT / "catalog.yaml"))
     assert code == 0, output
+
+
+def test_a_changed_pip_list_makes_the_lock_stale_and_nothing_renders_from_it(
+        project: Path, cli: Cli) -> None:
+    catalog = str(project / "catalog.yaml")
+    assert cli("lock", "--check", "-c", catalog) == (0, "ok: 7 locks match their stacks\n")
+    stack = project / "stacks/scipy.yaml"
+    stack.write_text(stack.read_text().replace("  - seaborn\n", "  - seaborn\n  - xarray\n"))
+    code, output = cli("lock", "--check", "-c", catalog)
+    assert code == 1
+    assert f"{project}/stacks/scipy.lock: stale" in output
+    # Its children install scipy's packages too; base's lock does not depend on scipy.
+    assert "stacks/pytorch.lock: stale" in output and "base.lock" not in output
+    before = (project / "recipes/scipy/Dockerfile").read_bytes()
+    code, output = cli("render", "scipy", "-c", catalog)
+    assert code == 2 and "run `imagekit lock scipy`" in output
+    assert (project / "recipes/scipy/Dockerfile").read_bytes() == before
+
+
+def test_a_missing_or_edited_lock_is_named(project: Path, cli: Cli) -> None:
+    catalog = str(project / "catalog.yaml")
+    (project / "stacks/pyspark.lock").unlink()
+    code, output = cli("lock", "--check", "-c", catalog)
+    assert code == 1 and "stacks/pyspark.lock: missing" in output
+    base = project / "stacks/base.lock"
+    base.write_text(base.read_text().replace("    --hash=sha256:", "    --hash=md5:", 1))
+    code, output = cli("validate", "-c", catalog)
+    assert code == 2 and "stacks/base.lock:" in output and "--hash=sha256:" in output
+    assert "Traceback" not in output
+    # A parent's re-lock makes its children stale: they were resolved against it.
+    base.write_text(base.read_text().replace("--hash=md5:", "--hash=sha256:") + "\n")
+    code, output = cli("lock", "--check", "-c", catalog)
+    assert code == 1 and "stacks/scipy.lock: stale" in output
+    assert "stacks/base.lock" not in output

@@ -138,7 +138,8 @@ def test_an_empty_wheelhouse_still_gives_the_bind_mount_its_folder(cat: Catalog)
 
 
 def test_no_wheelhouse_without_find_links(cat: Catalog) -> None:
-    files = assemble(with_site(cat, find_links=None), cat.images["scipy"]).files
+    site = with_site(cat, find_links=None)
+    files = assemble(site, site.images["scipy"]).files
     assert not any(path.startswith("wheelhouse/") for path in files)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -14,6 +15,8 @@ from imagekit.recipes import render_image
 from imagekit.render.docker import DockerRenderer
 from imagekit.render.singularity import SingularityRenderer
 from imagekit.resolve import load_catalog
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def dockerfile(catalog: Catalog, name: str) -> str:
@@ -87,11 +90,33 @@ def test_wheelhouse_is_bind_mounted_and_secrets_are_mounts(catalog: Catalog) -> 
     assert "--mount=type=bind,source=wheelhouse,target=/tmp/imagekit-wheelhouse" in text
     assert "--find-links /tmp/imagekit-wheelhouse" in text
     assert "--mount=type=secret,id=pip_index_url" in text
-    assert "        torch==2.13.0+cpu \\\n" in text
+    assert "--mount=type=bind,source=pip,target=/tmp/imagekit-pip" in text
+    assert "--require-hashes -r /tmp/imagekit-pip/requirements.lock" in text
+    assert "torch==" not in text  # the lock says which, with its hashes
 
 
-def test_requirements_are_shell_quoted(catalog: Catalog) -> None:
-    assert "'jupyterlab>=4.2,<5'" in dockerfile(catalog, "base")
+def test_requirements_are_shell_quoted_when_a_stack_is_not_locked(catalog: Catalog) -> None:
+    unlocked = dataclasses.replace(catalog.stacks["base"], lock=None)
+    image = dataclasses.replace(catalog.images["base"], stack=unlocked)
+    cat = dataclasses.replace(catalog, stacks={**catalog.stacks, "base": unlocked},
+                              images={**catalog.images, "base": image})
+    text = dockerfile(cat, "base")
+    assert "'jupyterlab>=4.2,<5'" in text and "requirements.lock" not in text
+    assert "'jupyterlab>=4.2,<5'" in deffile(cat, "base")
+
+
+def test_a_locked_recipe_carries_its_lock_and_installs_uv_from_it(catalog: Catalog) -> None:
+    files = render_image(catalog, catalog.images["pytorch"])
+    lock_text = files["pip/requirements.lock"].decode()
+    assert lock_text == (ROOT / "stacks/pytorch.lock").read_text()
+    assert "torch==2.13.0+cpu \\\n    --hash=sha256:" in lock_text
+    uv = files["pip/uv.txt"].decode()
+    assert uv.startswith("uv==") and uv in lock_text
+    text = deffile(catalog, "pytorch")
+    assert "    pip /tmp/imagekit-pip\n" in text.split("%post")[0]
+    assert "--require-hashes -r /tmp/imagekit-pip/uv.txt" in text
+    # A profile image installs nothing of its own: it inherits its stack image's venv.
+    assert "pip/requirements.lock" not in render_image(catalog, catalog.images["scipy-hpc"])
 
 
 def test_bind_targets_exist_in_the_image(catalog: Catalog) -> None:
@@ -158,6 +183,10 @@ def test_spython_parses_every_def_back_into_the_model(catalog: Catalog, tmp_path
         for layer in image.layers:
             for pkg in layer.apt:
                 assert pkg in install, (name, pkg)
+            if "pip/requirements.lock" in render_image(catalog, image):
+                assert "--require-hashes -r /tmp/imagekit-pip/requirements.lock" in install
+                assert "pip /tmp/imagekit-pip" in recipe.files
+                continue
             for req in layer.pip:
                 assert req in install, (name, req)
         assert f"io.imagekit.image {name}" in recipe.labels
