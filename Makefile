@@ -23,6 +23,7 @@ lint:
 	mypy imagekit
 	imagekit validate
 	imagekit render --check
+	imagekit lock --check
 	imagekit schema --check
 
 test-unit: setup lint

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import jinja2
 
 from imagekit.model import Catalog, Image
-from imagekit.render.plan import CA_PATH, HOME_SEED, LOCK_DIR, WHEELHOUSE, RecipePlan, plan
+from imagekit.render.plan import CA_PATH, HOME_SEED, WHEELHOUSE, RecipePlan, plan
 
 
 def _sh(value: object) -> str:
@@ -68,7 +68,6 @@ class Renderer(ABC):
             "p": recipe,
             "CA_PATH": CA_PATH,
             "WHEELHOUSE": WHEELHOUSE,
-            "LOCK_DIR": LOCK_DIR,
             "HOME_SEED": HOME_SEED,
         }
         context.update(self.extra_context(catalog, recipe))

@@ -16,7 +16,6 @@ from imagekit.model import Catalog, FileCopy, Image, MergedChecks, Runtime
 
 CA_PATH = "/etc/imagekit/ca-bundle.crt"
 WHEELHOUSE = "/tmp/imagekit-wheelhouse"
-LOCK_DIR = "/tmp/imagekit-pip"  # the recipe's pip/ folder, while pip installs from it
 HOME_SEED = "/opt/imagekit/home-seed"
 
 # Every library and tool that reads a CA bundle from the environment, so that one site
@@ -83,6 +82,11 @@ class RecipePlan:
             f"cp -a {home} {HOME_SEED}",
         ]
         return tuple(steps)
+
+    @property
+    def lock_dir(self) -> str:
+        """Where the recipe's pip/ folder (the lock it installs from) stays in the image."""
+        return f"/opt/imagekit/build/{self.image}-pip"
 
     @property
     def venv_python(self) -> str:

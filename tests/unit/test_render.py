@@ -90,8 +90,8 @@ def test_wheelhouse_is_bind_mounted_and_secrets_are_mounts(catalog: Catalog) -> 
     assert "--mount=type=bind,source=wheelhouse,target=/tmp/imagekit-wheelhouse" in text
     assert "--find-links /tmp/imagekit-wheelhouse" in text
     assert "--mount=type=secret,id=pip_index_url" in text
-    assert "--mount=type=bind,source=pip,target=/tmp/imagekit-pip" in text
-    assert "--require-hashes -r /tmp/imagekit-pip/requirements.lock" in text
+    assert "COPY pip/ /opt/imagekit/build/pytorch-pip/\n" in text
+    assert "--require-hashes -r /opt/imagekit/build/pytorch-pip/requirements.lock" in text
     assert "torch==" not in text  # the lock says which, with its hashes
 
 
@@ -113,8 +113,8 @@ def test_a_locked_recipe_carries_its_lock_and_installs_uv_from_it(catalog: Catal
     uv = files["pip/uv.txt"].decode()
     assert uv.startswith("uv==") and uv in lock_text
     text = deffile(catalog, "pytorch")
-    assert "    pip /tmp/imagekit-pip\n" in text.split("%post")[0]
-    assert "--require-hashes -r /tmp/imagekit-pip/uv.txt" in text
+    assert "    pip /opt/imagekit/build/pytorch-pip\n" in text.split("%post")[0]
+    assert "--require-hashes -r /opt/imagekit/build/pytorch-pip/uv.txt" in text
     # A profile image installs nothing of its own: it inherits its stack image's venv.
     assert "pip/requirements.lock" not in render_image(catalog, catalog.images["scipy-hpc"])
 
@@ -184,8 +184,9 @@ def test_spython_parses_every_def_back_into_the_model(catalog: Catalog, tmp_path
             for pkg in layer.apt:
                 assert pkg in install, (name, pkg)
             if "pip/requirements.lock" in render_image(catalog, image):
-                assert "--require-hashes -r /tmp/imagekit-pip/requirements.lock" in install
-                assert "pip /tmp/imagekit-pip" in recipe.files
+                lock_dir = f"/opt/imagekit/build/{name}-pip"
+                assert f"--require-hashes -r {lock_dir}/requirements.lock" in install
+                assert f"pip {lock_dir}" in recipe.files
                 continue
             for req in layer.pip:
                 assert req in install, (name, req)

@@ -1,0 +1,113 @@
+"""Given a stack and its lock, when it is built twice, then both images hold the same Python
+and Debian packages: the versions the lock names, installed only if their hashes match."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import ROOT, imagekit
+
+pytestmark = pytest.mark.integration
+
+REPRO = """\
+description: A small stack built twice from one lock.
+extends: base
+apt: [jq]
+pip: [tabulate, toolz]
+args:
+  REPRO_BUILD: "{run}"
+checks:
+  imports: [tabulate, toolz]
+"""
+
+
+@pytest.fixture
+def repro(tmp_path: Path, client: Any) -> Iterator[Path]:
+    for name in ("stacks", "profiles"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    (tmp_path / "stacks/repro.yaml").write_text(REPRO.format(run="one"))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text((ROOT / "catalog.yaml").read_text()
+                       .replace("namespace: imagekit", "namespace: repro")
+                       .replace("  - stack: pyspark\n", "  - stack: pyspark\n  - stack: repro\n"))
+    yield catalog
+    for name in ("repro", "base"):
+        for image in client.images.list(f"127.0.0.1:5055/repro/{name}"):
+            client.images.remove(image.id, force=True)
+
+
+def _inside(client: Any, command: str) -> str:
+    out: bytes = client.containers.run("127.0.0.1:5055/repro/repro:latest", ["-c", command],
+                                       entrypoint=["/bin/bash"], remove=True)
+    return out.decode()
+
+
+def _pins(lock: str) -> dict[str, str]:
+    found = re.findall(r"^([A-Za-z0-9._-]+)==(\S+) \\$", lock, re.M)
+    return {re.sub(r"[-_.]+", "-", n).lower(): v for n, v in found}
+
+
+def test_two_builds_from_one_lock_hold_the_same_packages(
+        build: Callable[..., Any], client: Any, repro: Path) -> None:
+    build("base")
+    catalog = repro
+    stacks = catalog.parent / "stacks"
+    locked = imagekit("lock", "repro", catalog=catalog)
+    assert "locked repro: " in locked.stdout
+    imagekit("lock", "--check", catalog=catalog)
+    lock = (stacks / "repro.lock").read_text()
+
+    freeze = "/opt/venv/bin/python -m pip freeze --all 2>/dev/null"
+    dpkg = "dpkg-query -W -f='${Package} ${Version} ${Architecture}\\n'"
+    seen = []
+    for run in ("one", "two"):
+        # A different build argument: every RUN of the stack runs again (apt and pip), but
+        # nothing the lock depends on changes, so the lock stays current.
+        (stacks / "repro.yaml").write_text(REPRO.format(run=run))
+        imagekit("build", "repro", "--format", "docker", "--plain", catalog=catalog)
+        image = client.images.get("127.0.0.1:5055/repro/repro:latest")
+        seen.append((image.id, _inside(client, freeze), _inside(client, dpkg)))
+    (first_id, first_pip, first_deb), (second_id, second_pip, second_deb) = seen
+    assert first_id != second_id, "the second build ran its steps again"
+    assert first_pip == second_pip
+    assert first_deb == second_deb
+    assert "jq " in first_deb
+    # The image keeps the lock it was installed from.
+    assert _inside(client, "cat /opt/imagekit/build/repro-pip/requirements.lock") == lock
+
+    # What pip sees is the lock: every package it names, at its version, and nothing else
+    # but the venv's own pip and setuptools.
+    installed = _pins(first_pip.replace("\n", " \\\n"))
+    assert {k: v for k, v in installed.items() if k not in ("pip", "setuptools")} == \
+        _pins(lock)
+
+
+def test_a_package_whose_hash_is_not_in_the_lock_is_refused(
+        build: Callable[..., Any], client: Any, repro: Path) -> None:
+    build("base")
+    catalog = repro
+    imagekit("lock", "repro", catalog=catalog)
+    path = catalog.parent / "stacks/repro.lock"
+    # Every hash of one package replaced: the lock still reads as current (its inputs did
+    # not change), so only the installer's hash check can stop it.
+    lines = path.read_text().split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("tabulate=="))
+    end = start + 1
+    while lines[end].startswith("    --hash="):
+        lines[end] = re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, lines[end])
+        end += 1
+    text = "\n".join(lines)
+    path.write_text(text)
+    imagekit("lock", "--check", catalog=catalog)
+    result = imagekit("build", "repro", "--format", "docker", "--plain", catalog=catalog,
+                      check=False)
+    assert result.returncode == 1
+    assert "hash" in (result.stdout + result.stderr).lower()
+    assert "Traceback" not in result.stdout + result.stderr
+    assert client.images.list("127.0.0.1:5055/repro/repro") == []
