@@ -120,7 +120,8 @@ def test_no_credential_leaves_the_processes_that_need_it(site: tuple[Path, Mirro
         assert password not in text and mirror.username not in text
     mirror.hits.clear()  # what follows is the build's
 
-    shown = imagekit("render", "--all", catalog=catalog)
+    # (The other stacks keep their locks, stale for this site: only these two are built.)
+    shown = imagekit("render", "base", "canary", catalog=catalog)
     recipes = b"".join(p.read_bytes() for p in (work / "recipes").rglob("*") if p.is_file())
     assert b"/npm/" in recipes and b"/debian" in recipes  # the public URLs are rendered
     assert password.encode() not in recipes
