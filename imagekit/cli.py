@@ -23,6 +23,7 @@ from rich.tree import Tree
 from imagekit import __version__, recipes, schemas
 from imagekit.checks import CheckResult
 from imagekit.errors import BuildFailed, ImagekitError, Problem, did_you_mean
+from imagekit.files import write_atomically
 from imagekit.model import Catalog, Image
 from imagekit.resolve import load_catalog
 
@@ -357,12 +358,12 @@ def build(
         selected = _select(cat, images or [], all_)
         names = [i.name for i in selected]
         wants_sif = [i for i in selected if "sif" in (formats or i.formats)]
-        engine = Engine()
-        chosen = choose(builder, engine.client)
-        builds.check_builder(cat, chosen)
         stale = _stale_locks(cat, names)
         if stale:
             raise ImagekitError(stale)
+        engine = Engine()
+        chosen = choose(builder, engine.client)
+        builds.check_builder(cat, chosen)
         log = err if as_json else out
         if dry_run:
             outcomes = builds.dry_run(cat, engine, chosen, names)
@@ -551,9 +552,7 @@ def export_(
         return
     with _user_errors():
         _writable(output)
-        partial = output.with_name(output.name + ".partial")
-        partial.write_text(chosen.text)
-        partial.replace(output)
+        write_atomically(output, chosen.text)
     out.print(f"wrote {output}")
 
 

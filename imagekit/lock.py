@@ -26,6 +26,7 @@ from pathlib import Path
 
 from imagekit.credentials import public, redact, secret_words
 from imagekit.errors import BuildFailed, ImagekitError, Problem
+from imagekit.files import write_atomically
 from imagekit.model import Catalog, Image, PipLock, Stack
 
 SUFFIX = ".lock"
@@ -290,17 +291,6 @@ def write(catalog: Catalog, names: list[str]) -> Iterator[tuple[Stack, Path]]:
             parent_lock = path_for(parent)
         text = header(catalog, stack) + resolve(catalog, stack, parent_lock)
         path = path_for(stack)
-        _write_atomically(path, text)
+        write_atomically(path, text)
         yield stack, path
 
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -29,6 +29,7 @@ from typing import Any
 from imagekit.engine import temporary
 from imagekit.engine.client import Engine, ImageInfo
 from imagekit.errors import BuildFailed, ImagekitError
+from imagekit.files import temporary_beside, write_atomically
 from imagekit.model import Catalog, Image
 from imagekit.render.singularity import SingularityRenderer
 from imagekit.run import run
@@ -96,11 +97,7 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # One name per conversion: two of the same image at once never write the same file.
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    partial = Path(name)
-    # mkstemp's 0600 would keep the SIF from the users it is for.
-    partial.chmod(0o666 & ~_umask())
+    partial = temporary_beside(out)
     try:
         if tool is not None:
             with tempfile.TemporaryDirectory(prefix="imagekit-def-") as tmp:
@@ -127,25 +124,6 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     finally:
         partial.unlink(missing_ok=True)
     return result
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never a part (a full disk included)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(name, 0o666 & ~_umask())
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
 
 
 def read_sidecar(sif: Path) -> dict[str, Any] | None:

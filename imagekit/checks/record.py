@@ -14,6 +14,7 @@ from pathlib import Path
 
 from imagekit import __version__
 from imagekit.checks import CheckResult
+from imagekit.files import write_atomically
 from imagekit.model import Catalog
 
 
@@ -52,9 +53,7 @@ def save(catalog: Catalog, image: str, image_id: str, results: list[CheckResult]
     )
     path = _path(catalog, image_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(asdict(record), indent=2) + "\n")
-    partial.replace(path)
+    write_atomically(path, json.dumps(asdict(record), indent=2) + "\n")
     return record
 
 

@@ -159,6 +159,7 @@ def test_no_credential_leaves_the_processes_that_need_it(site: tuple[Path, Mirro
 def test_the_classic_builder_refuses_credentials_it_cannot_keep_out(
         site: tuple[Path, Mirror]) -> None:
     catalog, mirror = site
+    imagekit("lock", "base", "canary", catalog=catalog)  # the site's sources changed
     result = imagekit("build", "canary", "--builder", "classic", "--plain", catalog=catalog,
                       check=False)
     assert result.returncode == 2

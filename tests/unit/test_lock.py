@@ -1,0 +1,124 @@
+"""Given the shipped locks, when an input of a lock changes, then `lock --check` and builds see
+it; what does not decide the resolution (a password, a sibling stack) leaves locks current.
+No network: resolving for real is in the integration tests (wheelhouse, credentials,
+reproducibility)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from imagekit import lock
+from imagekit.errors import ImagekitError
+from imagekit.model import Catalog
+from imagekit.resolve import load_catalog
+from tests.unit.fakes import with_site
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stale(catalog: Catalog) -> set[str]:
+    return {s.stack.name for s in lock.check(catalog) if s.state != "current"}
+
+
+def test_the_shipped_locks_are_current_and_cover_every_stack_with_pip(catalog: Catalog) -> None:
+    assert stale(catalog) == set()
+    assert {s.name for s in lock.lockable(catalog)} == {
+        "base", "scipy", "pytorch", "pytorch-cuda", "vscode", "rstudio", "pyspark"}
+    # r adds no pip package of its own: rstudio is resolved against base's lock.
+    parent = lock.locked_ancestor(catalog, catalog.stacks["rstudio"])
+    assert parent is not None and parent.name == "base"
+
+
+def test_a_child_lock_keeps_every_version_its_parent_locked(catalog: Catalog) -> None:
+    for stack in lock.lockable(catalog):
+        parent = lock.locked_ancestor(catalog, stack)
+        if parent is None:
+            continue
+        assert stack.lock is not None and parent.lock is not None
+        assert set(parent.lock.pins) <= set(stack.lock.pins), stack.name
+
+
+def test_a_new_index_host_makes_every_lock_stale_and_a_new_password_does_not(
+        catalog: Catalog) -> None:
+    url = "https://alice:{}@pypi.example.org/simple"
+    one = dataclasses.replace(catalog, site=catalog.site.model_copy(
+        update={"pip_index_url": url.format("one")}))
+    stamped = with_site(one)  # as if locked from that index
+    assert stale(stamped) == set()
+    rotated = dataclasses.replace(stamped, site=stamped.site.model_copy(
+        update={"pip_index_url": url.format("two")}))
+    assert stale(rotated) == set()
+    moved = dataclasses.replace(stamped, site=stamped.site.model_copy(
+        update={"pip_index_url": "https://pypi.example.net/simple"}))
+    assert stale(moved) == {s.name for s in lock.lockable(catalog)}
+    offline = dataclasses.replace(stamped, site=stamped.site.model_copy(
+        update={"pip_no_index": True}))
+    assert stale(offline) == {s.name for s in lock.lockable(catalog)}
+
+
+def test_a_relocked_parent_makes_its_descendants_stale_and_nothing_else(
+        project: Path) -> None:
+    path = project / "stacks/scipy.lock"
+    path.write_text(path.read_text() + "\n")
+    assert stale(load_catalog(project / "catalog.yaml")) == {"pytorch", "pytorch-cuda",
+                                                             "pyspark"}
+
+
+def test_a_stale_lock_stops_the_recipe_of_its_stack_images_only(project: Path) -> None:
+    stack = project / "stacks/pyspark.yaml"
+    stack.write_text(stack.read_text().replace("  - pyarrow\n", "  - pyarrow\n  - polars\n"))
+    catalog = load_catalog(project / "catalog.yaml")
+    with pytest.raises(ImagekitError) as info:
+        lock.for_image(catalog, catalog.images["pyspark"])
+    (problem,) = info.value.problems
+    assert problem.file == project / "stacks/pyspark.lock"
+    assert "imagekit lock pyspark" in problem.message
+    assert lock.for_image(catalog, catalog.images["scipy"]) is not None
+    # A profile image inherits its stack image's venv and installs no lock of its own.
+    assert lock.for_image(catalog, catalog.images["scipy-hpc"]) is None
+
+
+def test_uv_itself_is_pinned_with_its_hashes(catalog: Catalog) -> None:
+    base = catalog.stacks["base"].lock
+    assert base is not None
+    pin = lock.uv_pin(base)
+    first, *hashes = pin.rstrip("\n").split("\n")
+    assert first.startswith("uv==") and first.endswith(" \\")
+    assert hashes and all(h.startswith("    --hash=sha256:") for h in hashes)
+    assert not hashes[-1].endswith("\\")
+    assert ("uv", first[4:-2]) in base.pins
+
+
+@pytest.mark.parametrize(("text", "line", "says"), [
+    ("# inputs: sha256:" + "a" * 64 + "\nsix==1.0\n", 2, "'name==version \\'"),
+    ("# inputs: sha256:" + "a" * 64 + "\nsix==1.0 \\\n    --hash=md5:00\n", 3, "--hash=sha256:"),
+    ("# inputs: sha256:" + "a" * 64 + "\n--index-url https://x/\n", 2, "name==version"),
+    ("# inputs: sha256:" + "a" * 64 + "\nsix>=1.0 \\\n    --hash=sha256:" + "0" * 64 + "\n", 2,
+     "name==version"),
+    ("six==1.0 \\\n    --hash=sha256:" + "0" * 64 + "\n", None, "no inputs line"),
+    ("# inputs: sha256:" + "a" * 64 + "\nsix==1.0 \\\n", 3, "--hash=sha256:"),
+    ("# inputs: sha256:" + "a" * 64 + "\nsix==1.0 \\", None, "without hashes"),
+])
+def test_anything_but_what_lock_writes_is_refused_with_its_line(
+        tmp_path: Path, text: str, line: int | None, says: str) -> None:
+    path = tmp_path / "x.lock"
+    path.write_text(text)
+    with pytest.raises(ImagekitError) as info:
+        lock.parse(path)
+    (problem,) = info.value.problems
+    assert problem.file == path and problem.line == line
+    assert says in str(problem)
+
+
+def test_the_target_is_the_base_suites_python(catalog: Catalog) -> None:
+    target = lock.target(catalog)
+    assert (target.python, target.platform) == ("3.11.2", "x86_64-manylinux_2_36")
+    assert target.markers()["python_version"] == "3.11"
+    assert catalog.base.bootstrap is not None
+    trixie = dataclasses.replace(catalog, base=dataclasses.replace(
+        catalog.base, bootstrap=catalog.base.bootstrap.model_copy(update={"suite": "trixie"})))
+    with pytest.raises(ImagekitError, match="trixie"):
+        lock.target(trixie)
