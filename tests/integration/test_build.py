@@ -85,6 +85,8 @@ def test_a_failed_build_moves_no_tag(build: Callable[..., Any], client: Any,
     stack = project / "stacks/scipy.yaml"
     stack.write_text(stack.read_text().replace(
         "  - ipyparallel\n", "  - ipyparallel\n  - imagekit-no-such-package-anywhere\n"))
+    # Unlocked (a stale lock would stop it before building): the pip step fails halfway.
+    (project / "stacks/scipy.lock").unlink()
     result = imagekit("build", "scipy", "--plain", catalog=project / "catalog.yaml",
                       check=False)
     assert result.returncode == 1
