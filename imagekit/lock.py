@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from imagekit.credentials import public, redact, secret_words
 from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.files import write_atomically
@@ -108,16 +110,12 @@ def parse(file: Path) -> PipLock | None:
         if m is None or m.group("more") is None:
             raise ImagekitError(Problem(file, "", "expected 'name==version \\' and its hashes",
                                         line=number, hint="re-run imagekit lock"))
-        pins.append((_normalise(m.group("name")), m.group("version")))
+        pins.append((canonicalize_name(m.group("name")), m.group("version")))
         continued = True
     if continued or digest is None:
         raise ImagekitError(Problem(file, "", "incomplete lock (no inputs line, or a "
                                     "package without hashes)", hint="re-run imagekit lock"))
     return PipLock(file=file, text=text, inputs=digest, pins=tuple(pins))
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # --- what a lock depends on -------------------------------------------------------------------
@@ -224,22 +222,18 @@ def resolve(catalog: Catalog, stack: Stack, parent_lock: Path | None) -> str:
     argv = [uv_binary(), "pip", "compile", "--quiet", "--generate-hashes", "--no-header",
             "--no-annotate", "--no-config", "--python-version", t.python,
             "--python-platform", t.platform]
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("UV_", "PIP_")) and k.lower() not in ("http_proxy",
-                                                                       "https_proxy")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
     env["UV_CACHE_DIR"] = env.get("IMAGEKIT_UV_CACHE", str(Path.home() / ".cache/imagekit-uv"))
     # Credentials travel in the environment, which `ps` does not show to other users.
     if site.pip_index_url:
         env["UV_INDEX_URL"] = site.pip_index_url
     if site.pip_extra_index_url:
         env["UV_EXTRA_INDEX_URL"] = site.pip_extra_index_url
-    if site.proxy is not None:
+    if site.proxy is not None:  # the site's proxies, in place of the caller's
+        env = {k: v for k, v in env.items() if k.lower() not in ("http_proxy", "https_proxy")}
         env.update({k: v for k, v in (("HTTP_PROXY", site.proxy.http),
                                       ("HTTPS_PROXY", site.proxy.https),
                                       ("NO_PROXY", site.proxy.no_proxy)) if v})
-    else:
-        env.update({k: v for k, v in os.environ.items()
-                    if k.lower() in ("http_proxy", "https_proxy")})
     if site.ca_bundle:
         env["SSL_CERT_FILE"] = site.ca_bundle
     if site.find_links:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import email.parser
 import hashlib
 import io
-import re
 import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from imagekit import lock
 from imagekit.errors import ImagekitError, Problem
@@ -106,10 +106,6 @@ def _site_file(catalog: Catalog, field: str, value: str | None) -> bytes:
                                     f"cannot read {path}: {exc.strerror}")) from exc
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def wheels_for(catalog: Catalog, requirements: tuple[str, ...]) -> dict[str, bytes]:
     """The wheelhouse's wheels this image's install can need: those it asks for and, through
     each wheel's own Requires-Dist, everything they need that the wheelhouse holds.
@@ -122,7 +118,7 @@ def wheels_for(catalog: Catalog, requirements: tuple[str, ...]) -> dict[str, byt
         return {}
     by_project: dict[str, list[Path]] = {}
     for wheel in sorted(folder.glob("*.whl")):
-        by_project.setdefault(_normalise(wheel.name.split("-")[0]), []).append(wheel)
+        by_project.setdefault(canonicalize_name(wheel.name.split("-")[0]), []).append(wheel)
     target = lock.target(catalog)
     wanted = [Requirement(r) for r in requirements]
     if catalog.site.pip_no_index:
@@ -131,7 +127,7 @@ def wheels_for(catalog: Catalog, requirements: tuple[str, ...]) -> dict[str, byt
     out: dict[str, bytes] = {}
     while wanted:
         req = wanted.pop()
-        key = (_normalise(req.name), frozenset(req.extras))
+        key = (canonicalize_name(req.name), frozenset(req.extras))
         if key in seen:
             continue
         seen.add(key)
@@ -151,14 +147,14 @@ def _requires(wheel: Path, extras: set[str], target: lock.Target) -> list[Requir
     except (OSError, zipfile.BadZipFile, StopIteration) as exc:
         raise ImagekitError(f"wheelhouse: {wheel} is not a readable wheel ({exc})") from None
     headers = email.parser.Parser().parsestr(metadata, headersonly=True)
+    markers = target.markers()
+    environments = [{**markers, "extra": e} for e in sorted(extras) or [""]]
     found = []
     for line in headers.get_all("Requires-Dist") or []:
         try:
             req = Requirement(line)
         except InvalidRequirement:
             continue
-        markers = target.markers()
-        environments = [{**markers, "extra": e} for e in sorted(extras) or [""]]
         if req.marker is None or any(req.marker.evaluate(env) for env in environments):
             found.append(req)
     return found
