@@ -1,8 +1,8 @@
 """The large stacks: built and smoke-tested on the real engine like base and scipy.
 
 Marked `heavy` so that `pytest -m "not heavy"` stays quick; `make test` and CI run them.
-pytorch-cuda (several GB of CUDA wheels) and rstudio (a .deb from outside the reachable
-registries) are not built here: see the README.
+pytorch-cuda has its own file (test_pytorch_cuda.py); rstudio (a .deb from outside the
+reachable registries) is not built here: see the README.
 """
 
 from __future__ import annotations

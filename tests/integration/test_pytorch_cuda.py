@@ -1,0 +1,87 @@
+"""`imagekit build pytorch-cuda`, the command the toolkit is known by, for real: PyPI's CUDA
+torch (about 3 GB of wheels), tagged with the CUDA it carries, starting without a GPU, and
+rebuilt after a change above torch without downloading torch again."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bench.host import rx_bytes
+from tests.integration.conftest import ROOT, failed, imagekit
+
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
+
+REF = "127.0.0.1:5055/imagekit/pytorch-cuda"
+
+
+def _python(client: Any, ref: str, code: str) -> str:
+    out: bytes = client.containers.run(ref, ["-c", code], entrypoint=["python3"], remove=True)
+    return out.decode()
+
+
+def test_builds_passes_its_checks_and_is_tagged_with_its_cuda(
+        build: Callable[..., Any], smoke: Callable[[str], dict[str, Any]], client: Any) -> None:
+    [outcome] = [o for o in build("pytorch-cuda") if o["image"] == "pytorch-cuda"]
+    assert outcome["status"] in ("built", "cached"), outcome
+    report = smoke("pytorch-cuda")
+    assert report["exit"] == 0, failed(report)
+    # The tag names the CUDA that torch inside was built against (cuda-13.2 today).
+    cuda = _python(client, f"{REF}:latest", "import torch; print(torch.version.cuda)").strip()
+    assert re.fullmatch(r"\d+\.\d+", cuda), cuda
+    tags = {t.rpartition(":")[2] for t in client.images.get(f"{REF}:latest").tags}
+    assert f"cuda-{cuda}" in tags, tags
+    assert any(t.startswith("torch-2.") for t in tags), tags
+
+
+def test_starts_without_a_gpu_and_carries_the_nvidia_variables(
+        build: Callable[..., Any], client: Any) -> None:
+    build("pytorch-cuda")
+    out = _python(client, f"{REF}:latest",
+                  "import os, torch; print(torch.cuda.is_available(), torch.cuda.device_count());"
+                  "print(os.environ['NVIDIA_VISIBLE_DEVICES'],"
+                  " os.environ['NVIDIA_DRIVER_CAPABILITIES'])")
+    assert out.split() == ["False", "0", "all", "compute,utility"], out
+    # The NVIDIA container runtime reads these from the image's config, not from a shell.
+    env = client.images.get(f"{REF}:latest").attrs["Config"]["Env"]
+    assert "NVIDIA_VISIBLE_DEVICES=all" in env
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env
+
+
+@pytest.fixture
+def cuda_plus(tmp_path: Path, client: Any) -> Iterator[Path]:
+    """The catalog under its own namespace, with one pip package added to pytorch-cuda."""
+    for name in ("stacks", "profiles"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    stack = tmp_path / "stacks/pytorch-cuda.yaml"
+    spec = yaml.safe_load(stack.read_text())
+    spec["pip"] = [*spec["pip"], "tabulate"]
+    stack.write_text(yaml.safe_dump(spec, sort_keys=False))
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text((ROOT / "catalog.yaml").read_text()
+                       .replace("namespace: imagekit", "namespace: cudaplus"))
+    yield catalog
+    for image in client.images.list():
+        if any("/cudaplus/" in tag for tag in image.tags):
+            client.images.remove(image.id, force=True)
+
+
+def test_a_change_above_torch_does_not_download_torch_again(
+        build: Callable[..., Any], client: Any, cuda_plus: Path) -> None:
+    build("pytorch-cuda")
+    imagekit("lock", "pytorch-cuda", catalog=cuda_plus)
+    before = rx_bytes()
+    imagekit("build", "pytorch-cuda", "--format", "docker", "--plain", catalog=cuda_plus)
+    received = rx_bytes() - before
+    ref = "127.0.0.1:5055/cudaplus/pytorch-cuda:latest"
+    out = _python(client, ref, "import tabulate, torch; print(torch.__version__)")
+    assert out.strip() == _python(client, f"{REF}:latest",
+                                  "import torch; print(torch.__version__)").strip()
+    # torch and its CUDA libraries are about 3 GB; the installer took them from its cache.
+    assert received < 100 * 2**20, f"the rebuild received {received / 2**20:.0f} MiB"
