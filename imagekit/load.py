@@ -19,6 +19,10 @@ SpecT = TypeVar("SpecT", bound=BaseModel)
 Loc = tuple[str | int, ...]
 
 
+# libyaml's loader where PyYAML was built with it (positions and messages are the same).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class _Document:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -55,7 +59,8 @@ class _Document:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
         try:
-            return yaml.SafeLoader("").construct_object(node)
+            # A constructor alone: a whole SafeLoader per scalar costs a reader and a scanner.
+            return yaml.constructor.SafeConstructor().construct_object(node)
         except yaml.YAMLError as exc:  # an unknown tag (!!python/...), a bad timestamp...
             reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             self.problems.append(Problem(self.path, _dotted(loc), f"not valid here: {reason}",
@@ -90,7 +95,7 @@ def read_yaml(path: Path) -> tuple[Any, _Document]:
                                     f" at offset {exc.start}): save the file as UTF-8", at))
         return None, doc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

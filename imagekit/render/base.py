@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import textwrap
@@ -39,6 +40,26 @@ def _continued(lines: Any, indent: int) -> str:
     return (" \\\n" + " " * indent).join(str(line) for line in lines)
 
 
+def _wrap(text: str, width: int = 88) -> list[str]:
+    return textwrap.wrap(" ".join(text.split()), width)
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """One environment per process: it compiles each template once, not once per image."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("imagekit.render", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(sh=_sh, sh_words=_sh_words, json=_json, dq=_dq, wrap=_wrap,
+                       continued=_continued)
+    return env
+
+
 class Renderer(ABC):
     """One output format. Subclasses name their template and add format-specific context."""
 
@@ -46,20 +67,7 @@ class Renderer(ABC):
     filename: ClassVar[str]
 
     def __init__(self) -> None:
-        self.env = jinja2.Environment(
-            loader=jinja2.PackageLoader("imagekit.render", "templates"),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            autoescape=False,
-        )
-        self.env.filters.update(sh=_sh, sh_words=_sh_words, json=_json, dq=_dq,
-                                wrap=self._wrap, continued=_continued)
-
-    @staticmethod
-    def _wrap(text: str, width: int = 88) -> list[str]:
-        return textwrap.wrap(" ".join(text.split()), width)
+        self.env = _environment()
 
     def render(self, catalog: Catalog, image: Image) -> dict[str, str]:
         """This format's files for the image, by path relative to its recipe folder."""
