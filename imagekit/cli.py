@@ -146,9 +146,14 @@ def lock(
     all_: Annotated[bool, typer.Option("--all", help="every stack with pip packages")] = False,
     check: Annotated[bool, typer.Option(
         "--check", help="fail if a lock is missing or stale (offline)")] = False,
+    upgrade: Annotated[bool, typer.Option(
+        "--upgrade", help="newest versions the stacks allow (default: keep current pins)")
+    ] = False,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
-    """Resolve each stack's pip packages with uv into stacks/<name>.lock (with hashes)."""
+    """Resolve each stack's pip packages with uv into stacks/<name>.lock (with hashes).
+
+    Pins already in a lock are kept where the stack still allows them (--upgrade moves them)."""
     from imagekit import lock as locks
 
     with _user_errors():
@@ -178,7 +183,8 @@ def lock(
                                         did_you_mean(name, [*cat.stacks, *cat.images])))
         if problems:
             raise ImagekitError(problems)
-        for locked, path in locks.write(cat, list(lockable) if all_ else wanted):
+        for locked, path in locks.write(cat, list(lockable) if all_ else wanted,
+                                        upgrade=upgrade):
             pins = sum(1 for line in path.read_text().split("\n") if "==" in line)
             out.print(f"locked {locked.name}: {pins} packages in {path.relative_to(cat.root)}")
 

@@ -215,8 +215,14 @@ def uv_binary() -> str:
         raise ImagekitError("imagekit lock needs uv: pip install uv") from None
 
 
-def resolve(catalog: Catalog, stack: Stack, parent_lock: Path | None) -> str:
-    """The lock text for one stack, from uv's resolver."""
+def resolve(catalog: Catalog, stack: Stack, parent_lock: Path | None,
+            previous: str | None = None) -> str:
+    """The lock text for one stack, from uv's resolver.
+
+    `previous` (the stack's current lock) is handed to uv as its output file, whose pins it
+    keeps where the inputs still allow them: relocking after one package was added moves
+    nothing else, so no image whose packages did not change is rebuilt.
+    """
     t = target(catalog)
     site = catalog.site
     argv = [uv_binary(), "pip", "compile", "--quiet", "--generate-hashes", "--no-header",
@@ -245,14 +251,17 @@ def resolve(catalog: Catalog, stack: Stack, parent_lock: Path | None) -> str:
     with tempfile.TemporaryDirectory(prefix="imagekit-lock-") as tmp:
         requirements = Path(tmp) / "requirements.in"
         requirements.write_text("".join(f"{r}\n" for r in (*stack.pip_all, *ALWAYS)))
-        argv.append(str(requirements))
+        output = Path(tmp) / "requirements.lock"
+        output.write_text(previous or "")
+        argv += ["--output-file", str(output), str(requirements)]
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
                               cwd=tmp)
+        text = output.read_text()
     if done.returncode != 0:
         why = redact(done.stderr.strip(), secret_words(site)).splitlines() or ["no output"]
         detail = "; ".join(line.strip() for line in why if line.strip())[:800]
         raise BuildFailed(Problem(stack.file, "pip", f"uv could not resolve it: {detail}"))
-    return done.stdout
+    return text
 
 
 def header(catalog: Catalog, stack: Stack) -> str:
@@ -263,9 +272,11 @@ def header(catalog: Catalog, stack: Stack) -> str:
             f"`imagekit lock {stack.name}`.\n# inputs: sha256:{inputs(catalog, stack)}\n")
 
 
-def write(catalog: Catalog, names: list[str]) -> Iterator[tuple[Stack, Path]]:
+def write(catalog: Catalog, names: list[str], *, upgrade: bool = False
+          ) -> Iterator[tuple[Stack, Path]]:
     """Lock the named stacks, parents first. A parent's lock must be current or locked in
-    the same run: a child is resolved against it."""
+    the same run: a child is resolved against it. Existing pins are kept where the stack
+    still allows them, unless `upgrade`."""
     from imagekit.resolve import load_catalog
 
     wanted = set(names)
@@ -283,8 +294,14 @@ def write(catalog: Catalog, names: list[str]) -> Iterator[tuple[Stack, Path]]:
                     path_for(parent), "", f"{state.state}: lock {parent.name} first "
                     f"(imagekit lock {parent.name} {stack.name})"))
             parent_lock = path_for(parent)
-        text = header(catalog, stack) + resolve(catalog, stack, parent_lock)
         path = path_for(stack)
+        previous = None if upgrade or not path.is_file() else _pins_only(path.read_text())
+        text = header(catalog, stack) + resolve(catalog, stack, parent_lock, previous)
         write_atomically(path, text)
         yield stack, path
 
+
+
+def _pins_only(text: str) -> str:
+    """A lock without its header: what uv reads back as the pins to prefer."""
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))

@@ -111,3 +111,22 @@ def test_a_package_whose_hash_is_not_in_the_lock_is_refused(
     assert "hash" in (result.stdout + result.stderr).lower()
     assert "Traceback" not in result.stdout + result.stderr
     assert client.images.list("127.0.0.1:5055/repro/repro") == []
+
+
+def test_relocking_keeps_the_pins_the_stack_still_allows(repro: Path) -> None:
+    catalog = repro
+    stacks = catalog.parent / "stacks"
+    imagekit("lock", "repro", catalog=catalog)
+    newest = _pins((stacks / "repro.lock").read_text())["tabulate"]
+    # An older tabulate pinned (as a lock written months ago would hold it), then one
+    # package added to the stack: relocking adds it and moves nothing else...
+    path = stacks / "repro.lock"
+    path.write_text(path.read_text().replace(f"tabulate=={newest} ", "tabulate==0.8.10 "))
+    (stacks / "repro.yaml").write_text(REPRO.format(run="one").replace(
+        "pip: [tabulate, toolz]", "pip: [tabulate, toolz, six]"))
+    imagekit("lock", "repro", catalog=catalog)
+    pins = _pins(path.read_text())
+    assert pins["tabulate"] == "0.8.10" and "six" in pins
+    # ... and --upgrade takes the newest versions the stack allows.
+    imagekit("lock", "repro", "--upgrade", catalog=catalog)
+    assert _pins(path.read_text())["tabulate"] == newest
