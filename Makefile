@@ -2,7 +2,7 @@
 IMAGE ?= scipy
 PYTEST_ARGS ?=
 
-.PHONY: setup demo stop test test-unit e2e lint
+.PHONY: setup demo stop test test-unit e2e lint bench
 
 setup:
 	scripts/setup.sh
@@ -20,7 +20,7 @@ stop:
 
 lint:
 	ruff check .
-	mypy imagekit
+	mypy imagekit bench
 	imagekit validate
 	imagekit render --check
 	imagekit lock --check
@@ -38,3 +38,11 @@ test: setup lint
 # publishes what they spawn into a fresh local registry first (`make stop` the demo's).
 e2e: setup
 	scripts/engine.sh python3 -m pytest -m e2e -p no:cacheprovider $(PYTEST_ARGS)
+
+# Benchmarks: imagekit side by side with hpccm and a hand-written Dockerfile, on the real
+# engine (about 90 minutes with the defaults; BENCH_ARGS="--repeats 1 --starts 3" for a
+# quick look). Writes bench/results/<date>.json, BENCHMARKS.md and bench/results/chart.svg.
+BENCH_ARGS ?=
+bench: setup
+	python3 -m pip install -q --disable-pip-version-check -e '.[bench]'
+	scripts/engine.sh python3 -m bench $(BENCH_ARGS)

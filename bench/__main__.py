@@ -1,0 +1,96 @@
+"""`python3 -m bench [run] [--repeats N] [--starts N] [--only ITEM...]`: measure, then write
+`bench/results/<date>.json`, `BENCHMARKS.md` and `bench/results/chart.svg`.
+`python3 -m bench report [JSON]`: write the last two again from a result set."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import report, scenarios
+from bench.host import HAND_AND_HPCCM, ROOT, machine, remove_images, run
+from bench.workspace import Workspace
+
+RESULTS = ROOT / "bench" / "results"
+ITEMS = ("three_ways", "catalog", "start", "render", "sif", "pytorch_cuda", "incremental")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__)
+    parser.add_argument("command", nargs="?", default="run", choices=("run", "report"))
+    parser.add_argument("json", nargs="?", type=Path, help="report: the result set")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each build, rebuild and SIF comparison (default 3)")
+    parser.add_argument("--starts", type=int, default=7,
+                        help="server starts per image and way (default 7)")
+    parser.add_argument("--only", nargs="+", choices=ITEMS, default=list(ITEMS))
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        source = args.json or max(RESULTS.glob("*.json"))
+        write_report(json.loads(source.read_text()), source)
+        return 0
+    return measure(args.only, scenarios.Settings(repeats=args.repeats, starts=args.starts,
+                                                 catalog_cold="catalog" in args.only))
+
+
+def measure(only: list[str], settings: scenarios.Settings) -> int:
+    started = time.monotonic()
+
+    def log(line: str) -> None:
+        print(f"[{time.monotonic() - started:7.0f} s] {line}", flush=True)
+
+    commit = run(["git", "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
+    result: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
+        "machine": machine(), "settings": vars(settings), "errors": {}}
+    ws = Workspace("bench")
+    steps: dict[str, Callable[[], dict[str, Any]]] = {
+        "three_ways": lambda: scenarios.three_ways(settings, log),
+        "catalog": lambda: scenarios.catalog_cold_and_warm(ws, settings, log),
+        "start": lambda: scenarios.start_latency(ws, settings, log),
+        "render": lambda: scenarios.render(ws, settings, log),
+        "sif": lambda: scenarios.sif(ws, settings, log),
+        "pytorch_cuda": lambda: scenarios.pytorch_cuda(ws, result.get("catalog", {}), log),
+        "incremental": lambda: scenarios.incremental(ws, settings, log),
+    }
+    try:
+        for item in ITEMS:
+            if item not in only:
+                continue
+            log(f"{item} ...")
+            try:
+                result[item] = steps[item]()
+            except Exception as exc:
+                result["errors"][item] = f"{type(exc).__name__}: {exc}"
+                log(f"{item} failed:\n{traceback.format_exc()}")
+    finally:
+        ws.close()
+        remove_images(*HAND_AND_HPCCM)
+    result["seconds"] = round(time.monotonic() - started)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{result['date'][:10]}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_report(result, out)
+    log(f"wrote {out.relative_to(ROOT)}, BENCHMARKS.md and bench/results/chart.svg")
+    return 1 if result["errors"] else 0
+
+
+def write_report(result: dict[str, Any], source: Path) -> None:
+    result = {**result, "file": str(source.relative_to(ROOT))}
+    (RESULTS / "chart.svg").write_text(report.svg(result))
+    (ROOT / "BENCHMARKS.md").write_text(report.markdown(result, "bench/results/chart.svg"))
+    for target in report.targets(result):
+        met = {True: "met", False: "MISSED", None: "not measured"}[target.met]
+        print(f"  [{target.item}] {target.what}: {target.shown(target.value)} "
+              f"(target ≤ {target.shown(target.limit)}) {met}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
