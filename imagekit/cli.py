@@ -339,7 +339,7 @@ def build(
         "--format", help="docker or sif (repeatable); default: the image's catalog formats",
     )] = None,
     sif_level: Annotated[int, typer.Option("--sif-level", min=1, max=9,
-                                           help="gzip level of the SIF's squashfs")] = 6,
+                                           help="gzip level of the SIF's squashfs")] = 5,
     sif_method: Annotated[str, typer.Option(
         "--sif-method", help="auto (apptainer when on PATH), native or apptainer")] = "auto",
     catalog: CatalogOpt = Path("catalog.yaml"),
