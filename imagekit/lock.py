@@ -129,6 +129,7 @@ def inputs(catalog: Catalog, stack: Stack) -> str:
     site = catalog.site
     document = {
         "requirements": [*stack.pip_all, *ALWAYS],
+        "excluded": sorted(canonicalize_name(n) for n in stack.pip_exclude_all),
         "parent_lock": hashlib.sha256(parent_lock.encode()).hexdigest() if parent_lock else None,
         "python": t.python,
         "platform": t.platform,
@@ -251,6 +252,12 @@ def resolve(catalog: Catalog, stack: Stack, parent_lock: Path | None,
     with tempfile.TemporaryDirectory(prefix="imagekit-lock-") as tmp:
         requirements = Path(tmp) / "requirements.in"
         requirements.write_text("".join(f"{r}\n" for r in (*stack.pip_all, *ALWAYS)))
+        if stack.pip_exclude_all:
+            # uv's documented way to drop a dependency: an override whose marker never holds.
+            overrides = Path(tmp) / "overrides.txt"
+            overrides.write_text("".join(f"{n} ; sys_platform == 'never'\n"
+                                         for n in stack.pip_exclude_all))
+            argv += ["--override", str(overrides)]
         output = Path(tmp) / "requirements.lock"
         output.write_text(previous or "")
         argv += ["--output-file", str(output), str(requirements)]

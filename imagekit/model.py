@@ -109,6 +109,9 @@ class Stack:
     version_tags: tuple[VersionTag, ...]
     apt_all: tuple[str, ...]  # for `show`: everything a user of this stack gets
     pip_all: tuple[str, ...]
+    pip_exclude_all: tuple[str, ...]  # never installed, in this stack or below it
+    apt_exclude: tuple[str, ...]  # this stack's own dpkg path-excludes (inherited by dpkg)
+    pip_prune_all: tuple[str, ...]  # removed from site-packages after each install
     npm_all: tuple[str, ...]
     lock: PipLock | None = None  # stacks/<name>.lock, when there is one
 

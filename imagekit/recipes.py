@@ -42,6 +42,8 @@ def layer_files(catalog: Catalog, image: Image) -> dict[str, bytes]:
     if pins is not None:
         out["pip/requirements.lock"] = pins.text.encode()
         out["pip/uv.txt"] = lock.uv_pin(pins).encode()
+        # uv installs the lock but is not installed by it: it stays out of the image.
+        out["pip/excludes.txt"] = b"uv\n"
     return out
 
 

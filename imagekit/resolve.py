@@ -344,6 +344,8 @@ def _stack(name: str, file: Path, spec: StackSpec, parent: Stack | None, root: P
         apt: tuple[str, ...] = ()
         pip: tuple[str, ...] = ()
         npm: tuple[str, ...] = ()
+        excluded: tuple[str, ...] = ()
+        pruned: tuple[str, ...] = ()
     else:
         pr = parent.runtime
         runtime = Runtime(
@@ -363,6 +365,8 @@ def _stack(name: str, file: Path, spec: StackSpec, parent: Stack | None, root: P
         checks = parent.checks
         version_tags = {t.prefix: t for t in parent.version_tags}
         apt, pip, npm = parent.apt_all, parent.pip_all, parent.npm_all
+        excluded = parent.pip_exclude_all
+        pruned = parent.pip_prune_all
     env.update(spec.env)
     labels.update(spec.labels)
     for tag in spec.version_tags:
@@ -384,6 +388,9 @@ def _stack(name: str, file: Path, spec: StackSpec, parent: Stack | None, root: P
         apt_all=apt + tuple(p for p in spec.apt if p not in apt),
         pip_all=pip + tuple(p for p in spec.pip if p not in pip),
         npm_all=npm + tuple(p for p in spec.npm if p not in npm),
+        pip_exclude_all=excluded + tuple(p for p in spec.pip_exclude if p not in excluded),
+        apt_exclude=tuple(spec.apt_exclude),
+        pip_prune_all=pruned + tuple(p for p in spec.pip_prune if p not in pruned),
         lock=_lock(file, problems),
     )
 

@@ -51,6 +51,11 @@ PipRequirement = Annotated[
         "numpy or scipy>=1.11,<2",
     ),
 ]
+PipName = Annotated[
+    str,
+    _pattern(r"[A-Za-z0-9][A-Za-z0-9._-]*", "pip project name (no version, no extras)",
+             "rfc3987-syntax"),
+]
 NpmPackage = Annotated[
     str,
     _pattern(
@@ -70,6 +75,17 @@ AbsPath = Annotated[
         "absolute path without '..' or special characters",
         "/etc/slurm",
     ),
+]
+PathGlob = Annotated[
+    str,
+    _pattern(r"/(?!.*(^|/)\.\.(/|$))[A-Za-z0-9._/@+*?-]*",
+             "absolute path or glob without '..', spaces or quotes", "/usr/share/doc/*"),
+]
+SitePattern = Annotated[
+    str,
+    _pattern(r"(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_*?][A-Za-z0-9._/*?-]*",
+             "path pattern inside site-packages (find -path; no '..', no leading '/')",
+             "*/tests"),
 ]
 RelPath = Annotated[
     str,
@@ -249,6 +265,15 @@ class StackSpec(Layer):
     venv: AbsPath | None = None
     healthcheck: Healthcheck | None = None
     version_tags: list[VersionTag] = []
+    apt_exclude: list[PathGlob] = Field(
+        [], description="paths dpkg leaves out of every package installed in this stack and "
+        "the stacks below it (dpkg path-exclude; copyright files are always kept)")
+    pip_prune: list[SitePattern] = Field(
+        [], description="paths inside site-packages removed right after every pip install "
+        "in this stack and below it, before the layer is written (find -path patterns)")
+    pip_exclude: list[PipName] = Field(
+        [], description="pip packages never installed, even when a dependency's optional "
+        "extra asks for them (inherited by every child stack; applied when locking)")
 
 
 class Proxy(Spec):

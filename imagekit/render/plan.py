@@ -17,6 +17,7 @@ from imagekit.model import Catalog, FileCopy, Image, MergedChecks, Runtime
 CA_PATH = "/etc/imagekit/ca-bundle.crt"
 WHEELHOUSE = "/tmp/imagekit-wheelhouse"
 HOME_SEED = "/opt/imagekit/home-seed"
+UV_CACHE = "/root/.cache/imagekit-uv"  # uv itself, by version, in a BuildKit cache mount
 
 # Every library and tool that reads a CA bundle from the environment, so that one site
 # setting covers pip, uv, requests, curl, git, node and npm at build time and at run time.
@@ -49,11 +50,14 @@ class RecipePlan:
     ca_bundle: bool
     apt_sources: tuple[str, ...]
     apt_config: tuple[str, ...]  # /etc/apt/apt.conf.d/90imagekit in the root image
+    dpkg_config: tuple[str, ...]  # /etc/dpkg/dpkg.cfg.d/90imagekit-<image>: path-excludes
     apt_auth: bool  # the apt mirror has credentials: apt steps mount them as a secret
     apt: tuple[str, ...]
     setup: tuple[Script, ...]
     pip: tuple[str, ...]
     locked: bool  # pip installs from pip/requirements.lock (the stack's lock), hashes checked
+    uv_version: str  # the lock's uv, which installs it ("" when unlocked)
+    pip_prune: tuple[str, ...]  # find -path patterns under site-packages, removed after pip
     wheelhouse: bool
     no_index: bool  # air-gapped: the wheelhouse only
     npm: tuple[str, ...]
@@ -89,12 +93,24 @@ class RecipePlan:
         return f"/opt/imagekit/build/{self.image}-pip"
 
     @property
+    def uv_tool(self) -> str:
+        """Where the Dockerfile keeps uv between builds (a BuildKit cache, not the image)."""
+        return f"{UV_CACHE}/{self.uv_version or 'unpinned'}"
+
+    @property
     def venv_python(self) -> str:
         return f"{self.runtime.venv}/bin/python"
 
     @property
     def home(self) -> str:
         return f"/home/{self.runtime.user}"
+
+
+def _dpkg_config(excluded: tuple[str, ...]) -> tuple[str, ...]:
+    if not excluded:
+        return ()
+    return (*(f"path-exclude={glob}" for glob in excluded),
+            "path-include=/usr/share/doc/*/copyright")
 
 
 def _unique(items: list[str]) -> tuple[str, ...]:
@@ -123,6 +139,7 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
             apt_config = ('Acquire::Check-Valid-Until "false";',)
 
     pip = _unique([p for layer in layers for p in layer.pip])
+    pins = lock.for_image(catalog, image)
     stack = image.stack
     labels: dict[str, str] = {
         "org.opencontainers.image.title": image.name,
@@ -157,11 +174,14 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
         ca_bundle=is_root and catalog.site.ca_bundle is not None,
         apt_sources=apt_sources,
         apt_config=apt_config,
+        dpkg_config=_dpkg_config(() if image.profiles else stack.apt_exclude),
         apt_auth=_has_credentials(catalog.site.apt_mirror),
         apt=_unique([p for layer in layers for p in layer.apt]),
         setup=tuple(Script("setup", layer.origin, s) for layer in layers for s in layer.setup),
         pip=pip,
-        locked=lock.for_image(catalog, image) is not None,
+        locked=pins is not None,
+        uv_version=dict(pins.pins).get("uv", "") if pins is not None else "",
+        pip_prune=stack.pip_prune_all,
         wheelhouse=bool(pip) and catalog.site.find_links is not None,
         no_index=bool(pip) and catalog.site.pip_no_index,
         npm=_unique([p for layer in layers for p in layer.npm]),

@@ -82,10 +82,11 @@ def test_two_builds_from_one_lock_hold_the_same_packages(
     assert _inside(client, "cat /opt/imagekit/build/repro-pip/requirements.lock") == lock
 
     # What pip sees is the lock: every package it names, at its version, and nothing else
-    # but the venv's own pip and setuptools.
+    # but the venv's own pip and setuptools; uv installed it but is not in the image.
     installed = _pins(first_pip.replace("\n", " \\\n"))
     assert {k: v for k, v in installed.items() if k not in ("pip", "setuptools")} == \
-        _pins(lock)
+        {k: v for k, v in _pins(lock).items() if k != "uv"}
+    assert _inside(client, "command -v uv || echo none").strip() == "none"
 
 
 def test_a_package_whose_hash_is_not_in_the_lock_is_refused(

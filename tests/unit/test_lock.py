@@ -122,3 +122,17 @@ def test_the_target_is_the_base_suites_python(catalog: Catalog) -> None:
         catalog.base, bootstrap=catalog.base.bootstrap.model_copy(update={"suite": "trixie"})))
     with pytest.raises(ImagekitError, match="trixie"):
         lock.target(trixie)
+
+
+def test_an_excluded_package_is_left_out_of_every_lock_below_the_stack_that_excludes_it(
+        catalog: Catalog, project: Path) -> None:
+    # base excludes rfc3987-syntax (jsonschema's format-nongpl extra): no lock holds it.
+    for stack in lock.lockable(catalog):
+        assert "rfc3987-syntax" in stack.pip_exclude_all, stack.name
+        assert stack.lock is not None and "rfc3987-syntax" not in stack.lock.pins
+    # Excluding one more package in scipy changes what scipy and its children resolve.
+    path = project / "stacks/scipy.yaml"
+    path.write_text(path.read_text() + "pip_exclude: [tqdm]\n")
+    changed = load_catalog(project / "catalog.yaml")
+    assert changed.stacks["pytorch"].pip_exclude_all == ("rfc3987-syntax", "tqdm")
+    assert stale(changed) == {"scipy", "pytorch", "pytorch-cuda", "pyspark"}

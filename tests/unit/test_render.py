@@ -91,7 +91,8 @@ def test_wheelhouse_is_bind_mounted_and_secrets_are_mounts(catalog: Catalog) -> 
     assert "--find-links /tmp/imagekit-wheelhouse" in text
     assert "--mount=type=secret,id=pip_index_url" in text
     assert "COPY pip/ /opt/imagekit/build/pytorch-pip/\n" in text
-    assert "--require-hashes -r /opt/imagekit/build/pytorch-pip/requirements.lock" in text
+    assert ("--require-hashes --excludes /opt/imagekit/build/pytorch-pip/excludes.txt "
+            "-r /opt/imagekit/build/pytorch-pip/requirements.lock") in text
     assert "torch==" not in text  # the lock says which, with its hashes
 
 
@@ -185,7 +186,8 @@ def test_spython_parses_every_def_back_into_the_model(catalog: Catalog, tmp_path
                 assert pkg in install, (name, pkg)
             if "pip/requirements.lock" in render_image(catalog, image):
                 lock_dir = f"/opt/imagekit/build/{name}-pip"
-                assert f"--require-hashes -r {lock_dir}/requirements.lock" in install
+                assert (f"--require-hashes --excludes {lock_dir}/excludes.txt "
+                        f"-r {lock_dir}/requirements.lock") in install
                 assert f"pip {lock_dir}" in recipe.files
                 continue
             for req in layer.pip:

@@ -79,7 +79,8 @@ has_flag() {
     return 1
 }
 
-args=(lab --no-browser)
+# jupyter-lab itself, not `jupyter lab`: the launcher is one more Python start (~0.1 s here).
+args=(--no-browser)
 has_flag ip "$@" || args+=("--ip=0.0.0.0")
 has_flag port "$@" || args+=("--port=${JUPYTER_PORT:-8888}")
 has_flag root_dir "$@" || args+=("--ServerApp.root_dir=$root_dir")
@@ -94,4 +95,4 @@ if [ -n "${NB_PREFIX:-}" ]; then
     )
 fi
 
-exec jupyter "${args[@]}" "$@"
+exec jupyter-lab "${args[@]}" "$@"
