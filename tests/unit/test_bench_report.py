@@ -1,0 +1,61 @@
+"""Given one benchmark result set, the report says which targets it meets, from the medians
+of the runs it holds (the measurements themselves need the engine: `make bench`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import report
+
+
+def _runs(*values: float) -> dict[str, Any]:
+    ordered = sorted(values)
+    return {"unit": "s", "runs": list(values), "median": ordered[len(ordered) // 2],
+            "spread": 0.0}
+
+
+RESULT: dict[str, Any] = {
+    "date": "2026-11-30 06:00 UTC", "commit": "abc1234", "file": "bench/results/x.json",
+    "machine": {"cpu": "cpu", "cores": "2", "memory": "24 GiB", "engine": "dockerd 20.10",
+                "kernel": "6"},
+    "catalog": {"cold_total": 1000.0, "cold_downloaded": 5e9, "warm": _runs(10, 12, 11),
+                "warm_images_built": 0,
+                "images": {"base": {"seconds": 60.0, "downloaded": 1e8, "size": 6e8}}},
+    "three_ways": {"cold": {"imagekit": _runs(90), "hpccm": _runs(170), "hand": _runs(150)},
+                   "rebuild": {"imagekit": _runs(20), "hpccm": _runs(100), "hand": _runs(60)},
+                   "downloaded": {"imagekit": _runs(1), "hpccm": _runs(1), "hand": _runs(1)},
+                   "size": {"imagekit": 900, "hpccm": 1000, "hand": 950},
+                   "packages": {"apt": ["python3"], "pip": ["numpy"]}},
+    "incremental": {"base_unchanged": True, "scipy": _runs(15), "lock": _runs(5),
+                    "would_rebuild": ["scipy"],
+                    "label_change": {"seconds": 2.0, "layers_changed": 0}},
+    "start": {"scipy": {"imagekit": _runs(1.0, 1.1, 0.9), "bare": _runs(1.0),
+                        "hpccm": _runs(2.0), "hand": _runs(2.0)}},
+    "sif": {"imagekit": _runs(30), "bare": _runs(90), "size": {"imagekit": 101, "bare": 100},
+            "phases": {"export_s": 5.0}},
+    "render": {"render": _runs(0.8, 0.9, 0.7), "import_cli": 0.4},
+    "errors": {},
+}
+
+
+def test_targets_follow_the_medians() -> None:
+    met = {t.what: t.met for t in report.targets(RESULT)}
+    assert met["warm no-op / cold build of the catalog"] is True  # 11 s of 1000 s
+    assert met["rebuild after one change / hpccm's"] is False  # 0.2 > 0.15
+    assert met["cold build / hpccm's"] is True  # 90 / 170
+    assert met["image size / hpccm's"] is False  # 0.9 > 0.85
+    assert met["start scipy: docker run to 200 / bare jupyter lab"] is True
+    assert met["SIF time / docker export + mksquashfs"] is True  # 1/3
+    assert met["imagekit render --all, whole process"] is True
+    # What the run did not measure is said so, never counted as met.
+    assert met["pytorch-cuda: rebuild above torch, MB received"] is None
+
+
+def test_the_report_and_the_chart_show_every_ratio() -> None:
+    text = report.markdown(RESULT, "chart.svg")
+    x = report.RATIO
+    assert (f"| 3 | rebuild after one change / hpccm's | 0.20{x} (20.0 s against 100.0 s) "
+            f"| ≤ 0.15{x} | **no** |") in text
+    svg = report.svg(RESULT)
+    assert svg.count("<rect") == sum(1 for t in report.targets(RESULT)
+                                     if t.unit == report.RATIO and t.value is not None)
