@@ -116,7 +116,7 @@ def _mb(size: float | None) -> str:
 
 
 def _s(node: dict[str, Any] | None) -> str:
-    if not node:
+    if not node or node.get("median") is None:
         return "not measured"
     spread = f" ±{node['spread'] * 50:.0f} %" if len(node.get("runs", [])) > 1 else ""
     return f"{node['median']:.2f} s{spread} (n={len(node.get('runs', []))})"

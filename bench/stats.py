@@ -30,6 +30,8 @@ class Sample:
         return (max(self.values) - min(self.values)) / self.median
 
     def as_dict(self) -> dict[str, Any]:
+        if not self.values:
+            return {"unit": self.unit, "runs": [], "median": None, "spread": 0.0}
         return {"unit": self.unit, "runs": [round(v, 3) for v in self.values],
                 "median": round(self.median, 3), "spread": round(self.spread, 3)}
 
