@@ -4,6 +4,7 @@ or command line holds them."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 import shutil
@@ -36,8 +37,9 @@ checks:
 
 def _gateway(client: Any) -> str:
     """The host as build containers reach it."""
-    bridge = client.networks.get("bridge")
-    return str(bridge.attrs["IPAM"]["Config"][0]["Gateway"])
+    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    # dockerd leaves Gateway out when it is the default: the subnet's first address.
+    return str(config.get("Gateway") or next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 @pytest.fixture
