@@ -19,6 +19,8 @@ from imagekit.render.singularity import SingularityRenderer
 
 # Written by `imagekit build` into the context, never committed.
 BUILD_ONLY = ("site", "wheelhouse")
+# Run inside the image after a locked install: compiles what it added, with a cache.
+BYTECODE = Path(__file__).parent / "render" / "bytecode.py"
 
 
 def renderers() -> tuple[Renderer, ...]:
@@ -44,6 +46,7 @@ def layer_files(catalog: Catalog, image: Image) -> dict[str, bytes]:
         out["pip/uv.txt"] = lock.uv_pin(pins).encode()
         # uv installs the lock but is not installed by it: it stays out of the image.
         out["pip/excludes.txt"] = b"uv\n"
+        out["pip/bytecode.py"] = BYTECODE.read_bytes()
     return out
 
 

@@ -12,7 +12,15 @@ from typing import Any, ClassVar
 import jinja2
 
 from imagekit.model import Catalog, Image
-from imagekit.render.plan import CA_PATH, HOME_SEED, UV_CACHE, WHEELHOUSE, RecipePlan, plan
+from imagekit.render.plan import (
+    CA_PATH,
+    HOME_SEED,
+    PYC_CACHE,
+    UV_CACHE,
+    WHEELHOUSE,
+    RecipePlan,
+    plan,
+)
 
 
 def _sh(value: object) -> str:
@@ -78,6 +86,7 @@ class Renderer(ABC):
             "WHEELHOUSE": WHEELHOUSE,
             "HOME_SEED": HOME_SEED,
             "UV_CACHE": UV_CACHE,
+            "PYC_CACHE": PYC_CACHE,
         }
         context.update(self.extra_context(catalog, recipe))
         text = self.env.get_template(self.template).render(**context)

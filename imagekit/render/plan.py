@@ -18,6 +18,7 @@ CA_PATH = "/etc/imagekit/ca-bundle.crt"
 WHEELHOUSE = "/tmp/imagekit-wheelhouse"
 HOME_SEED = "/opt/imagekit/home-seed"
 UV_CACHE = "/root/.cache/imagekit-uv"  # uv itself, by version, in a BuildKit cache mount
+PYC_CACHE = "/root/.cache/imagekit-pyc"  # bytecode by distribution (render/bytecode.py)
 
 # Every library and tool that reads a CA bundle from the environment, so that one site
 # setting covers pip, uv, requests, curl, git, node and npm at build time and at run time.
