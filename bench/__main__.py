@@ -30,17 +30,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs of each build, rebuild and SIF comparison (default 3)")
     parser.add_argument("--starts", type=int, default=7,
                         help="server starts per image and way (default 7)")
-    parser.add_argument("--only", nargs="+", choices=ITEMS, default=list(ITEMS))
+    parser.add_argument("--only", nargs="+", choices=ITEMS, default=list(ITEMS),
+                        help="some items only: the JSON is written, BENCHMARKS.md is not")
+    parser.add_argument("--name", help="the result file's name (default: the date)")
     args = parser.parse_args(argv)
     if args.command == "report":
         source = args.json or max(RESULTS.glob("*.json"))
         write_report(json.loads(source.read_text()), source)
         return 0
     return measure(args.only, scenarios.Settings(repeats=args.repeats, starts=args.starts,
-                                                 catalog_cold="catalog" in args.only))
+                                                 catalog_cold="catalog" in args.only),
+                   args.name)
 
 
-def measure(only: list[str], settings: scenarios.Settings) -> int:
+def measure(only: list[str], settings: scenarios.Settings, name: str | None = None) -> int:
     started = time.monotonic()
 
     def log(line: str) -> None:
@@ -75,10 +78,14 @@ def measure(only: list[str], settings: scenarios.Settings) -> int:
         remove_images(*HAND_AND_HPCCM)
     result["seconds"] = round(time.monotonic() - started)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{result['date'][:10]}.json"
+    out = RESULTS / f"{name or result['date'][:10]}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    write_report(result, out)
-    log(f"wrote {out.relative_to(ROOT)}, BENCHMARKS.md and bench/results/chart.svg")
+    if set(only) == set(ITEMS):
+        write_report(result, out)
+        log(f"wrote {out.relative_to(ROOT)}, BENCHMARKS.md and bench/results/chart.svg")
+    else:
+        print_targets(result)
+        log(f"wrote {out.relative_to(ROOT)} (a partial run: BENCHMARKS.md left as it is)")
     return 1 if result["errors"] else 0
 
 
@@ -86,6 +93,10 @@ def write_report(result: dict[str, Any], source: Path) -> None:
     result = {**result, "file": str(source.relative_to(ROOT))}
     (RESULTS / "chart.svg").write_text(report.svg(result))
     (ROOT / "BENCHMARKS.md").write_text(report.markdown(result, "bench/results/chart.svg"))
+    print_targets(result)
+
+
+def print_targets(result: dict[str, Any]) -> None:
     for target in report.targets(result):
         met = {True: "met", False: "MISSED", None: "not measured"}[target.met]
         print(f"  [{target.item}] {target.what}: {target.shown(target.value)} "
