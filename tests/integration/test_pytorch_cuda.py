@@ -72,16 +72,29 @@ def cuda_plus(tmp_path: Path, client: Any) -> Iterator[Path]:
             client.images.remove(image.id, force=True)
 
 
+def _cache_mounts(client: Any) -> list[str]:
+    """The engine's cache mounts as `docker system df -v` shows them: what a failure needs."""
+    return [f"{r['ID'][:12]} {r['Size'] / 2**20:.0f} MiB created {r['CreatedAt']} "
+            f"used {r.get('UsageCount')}x: {r['Description'][:60]}"
+            for r in client.df()["BuildCache"] or [] if r["Type"] == "exec.cachemount"]
+
+
 def test_a_change_above_torch_does_not_download_torch_again(
         build: Callable[..., Any], client: Any, cuda_plus: Path) -> None:
     build("pytorch-cuda")
     imagekit("lock", "pytorch-cuda", catalog=cuda_plus)
+    mounts = _cache_mounts(client)
     before = rx_bytes()
-    imagekit("build", "pytorch-cuda", "--format", "docker", "--plain", catalog=cuda_plus)
+    result = imagekit("build", "pytorch-cuda", "--format", "docker", "--plain",
+                      catalog=cuda_plus)
     received = rx_bytes() - before
     ref = "127.0.0.1:5055/cudaplus/pytorch-cuda:latest"
     out = _python(client, ref, "import tabulate, torch; print(torch.__version__)")
     assert out.strip() == _python(client, f"{REF}:latest",
                                   "import torch; print(torch.__version__)").strip()
     # torch and its CUDA libraries are about 3 GB; the installer took them from its cache.
-    assert received < 100 * 2**20, f"the rebuild received {received / 2**20:.0f} MiB"
+    uv = [line for line in (result.stdout + result.stderr).splitlines()
+          if re.search(r"\b(Download|Prepared|Installed|Resolved|Using|Audited)", line)]
+    assert received < 100 * 2**20, "\n".join(
+        [f"the rebuild received {received / 2**20:.0f} MiB", "cache mounts before:", *mounts,
+         "after:", *_cache_mounts(client), "installer:", *uv[-40:]])
