@@ -25,6 +25,7 @@ lint:
 	imagekit render --check
 	imagekit lock --check
 	imagekit schema --check
+	imagekit ci github --check
 
 test-unit: setup lint
 	python3 -m pytest -m "not integration" --cov=imagekit --cov-report=term $(PYTEST_ARGS)

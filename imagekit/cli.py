@@ -515,6 +515,74 @@ def publish(
     out.print(f"{human_size(report.sent)} sent in {report.seconds} s", markup=False)
 
 
+@app.command()
+def plan(
+    as_json: Annotated[bool, typer.Option("--json", help="the whole plan, machine-readable")
+                       ] = False,
+    changed: Annotated[list[str] | None, typer.Option(
+        "--changed", help="a file of the checkout that changed (repeatable): print only the "
+                          "images it rebuilds, one per line")] = None,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """The build graph for CI: images, parents, waves, tree keys, what each file rebuilds."""
+    from imagekit.ci.plan import make_plan
+
+    with _user_errors():
+        cat = _load(catalog)
+        the_plan = make_plan(cat)
+    if changed is not None:
+        for name in the_plan.affected(changed):
+            out.print(name, markup=False)
+        return
+    if as_json:
+        sys.stdout.write(the_plan.to_json())
+        return
+    table = Table(header_style="bold")
+    for col in ("wave", "image", "FROM", "formats", "tree key", "files"):
+        table.add_column(col, no_wrap=True)
+    for image in the_plan.images:
+        table.add_row(str(image.level), image.name, image.parent or image.from_,
+                      "+".join(image.formats), image.key[:12], str(len(image.sources)))
+    out.print(table)
+    out.print(f"{len(the_plan.images)} images in {len(the_plan.waves)} waves. `--json` for "
+              "each image's key inputs and files, `--changed FILE` for what a change "
+              "rebuilds.", markup=False)
+
+
+ci_app = typer.Typer(help="CI workflows derived from the stack tree.", no_args_is_help=True)
+app.add_typer(ci_app, name="ci")
+
+
+@ci_app.command("github")
+def ci_github(
+    check: Annotated[bool, typer.Option(
+        "--check", help="fail if the workflow file is missing or stale")] = False,
+    output: Annotated[Path | None, typer.Option(
+        "--output", help="default: .github/workflows/imagekit.yml next to the catalog")
+    ] = None,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Write the GitHub Actions workflow: one job per image, `needs:` its parent's job."""
+    from imagekit.ci.github import WORKFLOW, workflow
+    from imagekit.ci.plan import make_plan
+
+    with _user_errors():
+        cat = _load(catalog)
+        path = output if output is not None else cat.root / WORKFLOW
+        text = workflow(make_plan(cat), cat.root)
+        if check:
+            if not path.is_file() or path.read_text() != text:
+                err.print(f"[bold red]error:[/] {path} is "
+                          f"{'stale' if path.is_file() else 'missing'}: run `imagekit ci "
+                          "github` and commit it", markup=True, highlight=False)
+                raise typer.Exit(1)
+            out.print(f"ok: {path} matches the stack tree", markup=False)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, text.encode())
+    out.print(f"wrote {path}", markup=False)
+
+
 @app.command("export")
 def export_(
     target: Annotated[str, typer.Argument(help="kubespawner, dockerspawner, kubeflow, "

@@ -1,0 +1,1 @@
+"""What CI systems are handed: the build plan, and workflows derived from it."""

@@ -1,0 +1,160 @@
+"""`imagekit ci github`: a GitHub Actions workflow derived from the build plan.
+
+One job per image, `needs:` its parent's job, so that the runners fan out the way the stack
+tree allows. Each job gets its parent without building it (`imagekit build --from-registry`):
+on the main branch from the registry, by the digest of the parent's tree tag; on a pull
+request, which pushes nothing, from the parent job's `docker save` artifact. It builds,
+tests, converts its SIF when the image has one, and on the main branch pushes the image, the
+SIF and their records (`imagekit push`). The last job publishes the catalog and the exports
+from what the registry holds (`imagekit publish --from-registry`), building nothing.
+
+The file is written, never kept by hand: `imagekit ci github --check` fails when it no
+longer matches the tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from imagekit import __version__
+from imagekit.ci.plan import Plan, PlannedImage
+
+WORKFLOW = Path(".github/workflows/imagekit.yml")
+RUNNER = "ubuntu-24.04"
+PYTHON = "3.11"
+# Actions pinned by commit (a moved tag must not change what runs), the release in a comment.
+CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"  # v4.2.2
+SETUP_PYTHON = "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065"  # v5.6.0
+UPLOAD = "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02"  # v4.6.2
+DOWNLOAD = "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093"  # v4.3.0
+RELEASES = {CHECKOUT: "v4.2.2", SETUP_PYTHON: "v5.6.0", UPLOAD: "v4.6.2", DOWNLOAD: "v4.3.0"}
+ON_MAIN = "github.event_name != 'pull_request' && github.ref == 'refs/heads/main'"
+ON_PR = "github.event_name == 'pull_request'"
+HEADER = """\
+# Written by `imagekit ci github` from the stack tree ({images} images in {waves} waves):
+# do not edit. `imagekit ci github --check` fails when it no longer matches the tree.
+# Secrets used on the main branch only: IMAGEKIT_REGISTRY_USERNAME, IMAGEKIT_REGISTRY_PASSWORD.
+"""
+
+
+def job_id(image: str) -> str:
+    return f"image-{image.replace('.', '-')}"
+
+
+def install_command(root: Path) -> str:
+    """imagekit itself: from the checkout when the catalog lives in imagekit's own source
+    tree, else the release this workflow was written by."""
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and 'name = "imagekit"' in pyproject.read_text():
+        return "python -m pip install ."
+    return f"python -m pip install 'imagekit=={__version__}'"
+
+
+def _setup(install: str) -> list[dict[str, Any]]:
+    return [
+        {"uses": CHECKOUT, "with": {"persist-credentials": False}},
+        {"uses": SETUP_PYTHON, "with": {"python-version": PYTHON}},
+        {"name": "Install imagekit", "run": install},
+    ]
+
+
+def _image_job(plan: Plan, image: PlannedImage, install: str) -> dict[str, Any]:
+    sif = "sif" in image.formats
+    formats = " ".join(f"--format {f}" for f in image.formats)
+    archive = f"$RUNNER_TEMP/parent/{image.parent}.tar"  # no template in a shell line
+    steps: list[dict[str, Any]] = _setup(install)
+    if sif:
+        steps.append({"name": "Install squashfs-tools (the SIF's file system)",
+                      "run": "sudo apt-get update && sudo apt-get install -y squashfs-tools"})
+    if image.parent is None and plan.bootstrap:
+        steps.append({"name": f"Base image {plan.base} (pulled, or bootstrapped with "
+                              "debootstrap)",
+                      "run": "sudo apt-get update && sudo apt-get install -y debootstrap "
+                             '&& sudo --preserve-env "$(command -v imagekit)" base'})
+    if image.parent is not None:
+        steps += [
+            {"name": f"Parent {image.parent} from its job (pull request)", "if": ON_PR,
+             "uses": DOWNLOAD,
+             "with": {"name": f"image-{image.parent}",
+                      "path": "${{ runner.temp }}/parent"}},
+            {"name": f"Load {image.parent} (pull request)", "if": ON_PR,
+             "run": f'docker load --input "{archive}"'},
+        ]
+    steps += [
+        {"name": f"Build {image.name} (its parent pulled or loaded, never rebuilt)",
+         "run": f"imagekit build {image.name} --from-registry {formats} --plain",
+         "env": _credentials()},
+        {"name": f"Test {image.name}", "run": f"imagekit test {image.name}"},
+    ]
+    if image.children:
+        steps += [
+            {"name": f"Hand {image.name} to its children's jobs (pull request)", "if": ON_PR,
+             "run": f'docker save --output "$RUNNER_TEMP/{image.name}.tar" {image.ref}'},
+            {"uses": UPLOAD, "if": ON_PR,
+             "with": {"name": f"image-{image.name}",
+                      "path": f"${{{{ runner.temp }}}}/{image.name}.tar",
+                      "retention-days": 1, "compression-level": 0}},
+        ]
+    steps.append({"name": f"Push {image.name}" + (" and its SIF" if sif else "")
+                  + " by digest, with its test record", "if": ON_MAIN,
+                  "run": f"imagekit push {image.name}", "env": _credentials()})
+    return {
+        "name": image.name,
+        "needs": [job_id(image.parent) if image.parent else "plan"],
+        "runs-on": RUNNER,
+        "timeout-minutes": 120,
+        "permissions": {"contents": "read"},
+        "steps": steps,
+    }
+
+
+def _credentials() -> dict[str, str]:
+    return {name: f"${{{{ secrets.{name} }}}}"
+            for name in ("IMAGEKIT_REGISTRY_USERNAME", "IMAGEKIT_REGISTRY_PASSWORD")}
+
+
+def workflow(plan: Plan, root: Path) -> str:
+    install = install_command(root)
+    built = plan.images
+    jobs: dict[str, Any] = {
+        "plan": {
+            "name": "plan (the workflow matches the stack tree)",
+            "runs-on": RUNNER,
+            "timeout-minutes": 15,
+            "permissions": {"contents": "read"},
+            "steps": [*_setup(install),
+                      {"name": "The workflow is current", "run": "imagekit ci github --check"},
+                      {"name": "The plan", "run": "imagekit plan"}],
+        },
+    }
+    for image in built:
+        jobs[job_id(image.name)] = _image_job(plan, image, install)
+    jobs["catalog"] = {
+        "name": "publish the catalog and the exports",
+        "if": ON_MAIN,
+        "needs": [job_id(i.name) for i in built],
+        "runs-on": RUNNER,
+        "timeout-minutes": 30,
+        "permissions": {"contents": "read"},
+        "steps": [
+            *_setup(install),
+            {"name": "Publish what the registry holds for this commit (nothing is built)",
+             "run": "imagekit publish --from-registry", "env": _credentials()},
+            {"uses": UPLOAD, "with": {"name": "catalog", "path": "dist/",
+                                      "retention-days": 30}},
+        ],
+    }
+    document = {
+        "name": "images",
+        "on": {"push": {"branches": ["main"]}, "pull_request": {}, "workflow_dispatch": {}},
+        "permissions": {},
+        "concurrency": {"group": "images-${{ github.ref }}", "cancel-in-progress": True},
+        "jobs": jobs,
+    }
+    text = yaml.safe_dump(document, sort_keys=False, width=100, default_flow_style=False)
+    for action, release in RELEASES.items():
+        text = text.replace(f"uses: {action}\n", f"uses: {action} # {release}\n")
+    return HEADER.format(images=len(built), waves=len(plan.waves)) + text
