@@ -24,8 +24,18 @@ if ! docker info >/dev/null 2>&1; then
         echo "engine: dockerd is not installed (run scripts/setup.sh)" >&2
         exit 2
     fi
-    echo "engine: starting dockerd (log: $log)"
-    dockerd >"$log" 2>&1 &
+    # BuildKit's default garbage collection keeps the build cache under 10 % of the disk,
+    # and a small disk then drops the cache mounts that hold the downloaded packages
+    # (pytorch-cuda's are 6 GB): the next build downloads them again. This engine keeps up
+    # to 40 % of the disk; its policy drops the least used records first, and the cache
+    # mounts are used by every build.
+    config="${TMPDIR:-/tmp}/imagekit-dockerd.json"
+    disk_gb="$(df --output=size -B1G /var/lib 2>/dev/null | tail -1 | tr -d ' ')"
+    keep_gb=$(( ${disk_gb:-100} * 40 / 100 ))
+    printf '{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "%sGB"}}}\n' \
+        "$keep_gb" > "$config"
+    echo "engine: starting dockerd (log: $log; build cache kept up to ${keep_gb} GB)"
+    dockerd --config-file "$config" >"$log" 2>&1 &
     echo $! > "${TMPDIR:-/tmp}/imagekit-dockerd.pid"
     started=1
     for _ in $(seq 1 120); do
