@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 from imagekit import __version__
 from imagekit.credentials import SiteUrl, redact, secret_words, site_urls
@@ -28,6 +29,7 @@ from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.model import Catalog, Image
 
 CACHE_LABEL = "io.imagekit.cache-key"
+TREE_LABEL = "io.imagekit.tree-key"  # the checkout's key of the image (TreeInputs)
 
 StepProgress = Callable[[str, str], None]  # image, log line
 
@@ -72,6 +74,37 @@ class KeyInputs:
 
 
 @dataclass(frozen=True)
+class TreeInputs:
+    """What an image's tree key is the digest of: its key as a checkout alone determines it.
+
+    Unlike the cache key, which names the parent's image ID and so exists only once the
+    parent is built, the tree key names the parent's tree key (the base image's reference
+    for the root): CI runners share images through the registry under it (`tree-<key>`).
+    """
+
+    context: str  # the build context's digest (BuildContext.digest)
+    parent: str  # the parent's tree key, or the base image's reference for the root
+    imagekit: str
+    build_args: tuple[tuple[str, str], ...]  # without credentials
+    site: tuple[tuple[str, str], ...]  # the site's package sources, without credentials
+
+    def digest(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def tree_inputs(catalog: Catalog, context: BuildContext, parent: str) -> TreeInputs:
+    args = build_args(catalog)
+    return TreeInputs(
+        context=context.digest(),
+        parent=parent,
+        imagekit=__version__,
+        build_args=tuple((name, public_url(args[name])) for name in sorted(args)),
+        site=site_sources(catalog),
+    )
+
+
+@dataclass(frozen=True)
 class PlannedBuild:
     image: Image
     ref: str
@@ -79,6 +112,7 @@ class PlannedBuild:
     context: BuildContext
     parent: ImageInfo | None  # None: the parent is not built yet
     inputs: KeyInputs | None  # None: not knowable before the parent exists
+    tree_key: str = ""
 
     @property
     def cache_key(self) -> str | None:
@@ -153,12 +187,25 @@ def key_inputs(catalog: Catalog, context: BuildContext, parent_id: str,
     )
 
 
-def plan_one(catalog: Catalog, engine: Engine, builder: str, image: Image) -> PlannedBuild:
-    context = assemble(catalog, image)
+def plan_one(catalog: Catalog, engine: Engine, builder: str, image: Image,
+             context: BuildContext, tree_key: str) -> PlannedBuild:
     parent = engine.image(catalog.parent_ref(image))
     inputs = key_inputs(catalog, context, parent.id, builder) if parent is not None else None
     refs = tuple(catalog.ref(image.name, tag) for tag in image.tags)
-    return PlannedBuild(image, catalog.ref(image.name), refs, context, parent, inputs)
+    return PlannedBuild(image, catalog.ref(image.name), refs, context, parent, inputs,
+                        tree_key)
+
+
+def tree_keys(catalog: Catalog, images: list[Image]
+              ) -> tuple[dict[str, str], dict[str, BuildContext]]:
+    """The tree key and build context of each image (a closure: parents first)."""
+    keys: dict[str, str] = {}
+    contexts: dict[str, BuildContext] = {}
+    for image in images:
+        contexts[image.name] = assemble(catalog, image)
+        parent = catalog.base.image if image.parent is None else keys[image.parent]
+        keys[image.name] = tree_inputs(catalog, contexts[image.name], parent).digest()
+    return keys, contexts
 
 
 def cached(engine: Engine, build: PlannedBuild) -> ImageInfo | None:
@@ -171,7 +218,8 @@ def cached(engine: Engine, build: PlannedBuild) -> ImageInfo | None:
         return None
     for ref in build.refs:
         existing = engine.image(ref)
-        if existing is not None and existing.labels.get(CACHE_LABEL) == build.cache_key:
+        if (existing is not None and existing.labels.get(CACHE_LABEL) == build.cache_key
+                and existing.labels.get(TREE_LABEL) == build.tree_key):
             return existing
     return None
 
@@ -185,6 +233,7 @@ def build_labels(build: PlannedBuild, created: dt.datetime) -> dict[str, str]:
     assert build.inputs is not None
     return {
         CACHE_LABEL: build.inputs.digest(),
+        TREE_LABEL: build.tree_key,
         "io.imagekit.parent-digest": build.inputs.parent_id,
         "io.imagekit.recipe-hash": hashlib.sha256(build.context.files["Dockerfile"]).hexdigest(),
         "io.imagekit.version": build.inputs.imagekit,
@@ -195,11 +244,29 @@ def build_labels(build: PlannedBuild, created: dt.datetime) -> dict[str, str]:
 def dry_run(catalog: Catalog, engine: Engine, builder: Builder,
             names: list[str]) -> list[Outcome]:
     outcomes = []
-    for image in catalog.closure(names):
-        build = plan_one(catalog, engine, builder.name, image)
+    closure = catalog.closure(names)
+    keys, contexts = tree_keys(catalog, closure)
+    for image in closure:
+        build = plan_one(catalog, engine, builder.name, image, contexts[image.name],
+                         keys[image.name])
         status = "cached" if cached(engine, build) is not None else "planned"
         outcomes.append(Outcome(image.name, build.ref, status))
     return outcomes
+
+
+class Shared(Protocol):
+    """Where CI runners share images: the registry, under each image's tree tag."""
+
+    def has(self, image: Image, tree_key: str) -> bool:
+        """The registry holds this image built from these very inputs."""
+
+    def fetch(self, image: Image, tree_key: str) -> tuple[ImageInfo, str]:
+        """The image for this tree key, from the engine (loaded from a CI artifact, say) or
+        pulled from the registry by digest: (its info, "present" or "pulled"). Raises
+        BuildFailed when neither has it."""
+
+    def cache_from(self, image: Image) -> list[str]:
+        """Registry references whose inline layer cache a build of the image may reuse."""
 
 
 def run_builds(
@@ -211,45 +278,77 @@ def run_builds(
     force: bool = False,
     on_line: StepProgress,
     on_status: Callable[[Outcome], None],
+    ensure_root: Callable[[], object] = lambda: None,
+    shared: Shared | None = None,
 ) -> list[Outcome]:
+    """Build the named images and what they need, parents first.
+
+    With `shared` (`--from-registry`), nothing but the named images is built: an ancestor a
+    named image builds on is taken from the engine or pulled from the registry by its tree
+    tag, and a named image the registry already holds for this checkout is pulled (unless
+    `force`) rather than built.
+    """
     outcomes: dict[str, Outcome] = {}
     args = build_args(catalog)
     build_secrets = secrets(catalog)
     # A tool inside the build may echo a URL it was given: no credential reaches a log line.
     hidden = secret_words(catalog.site)
+    closure = catalog.closure(names)
+    keys, contexts = tree_keys(catalog, closure)
+    fetched: set[str] = set()
+    if shared is not None:
+        unchanged = {n for n in names if not force and shared.has(catalog.images[n], keys[n])}
+        parents = {catalog.images[n].parent for n in names if n not in unchanged}
+        fetched = unchanged | {p for p in parents if p is not None and p not in names}
+        closure = [i for i in closure if i.name in names or i.name in fetched]
 
     def line(image: str, text: str) -> None:
         on_line(image, redact(text, hidden))
 
-    for image in catalog.closure(names):
+    root_ready = False
+    for image in closure:
         ref = catalog.ref(image.name)
         outcome = Outcome(image.name, ref, "building")
         outcomes[image.name] = outcome
-        if image.parent is not None and outcomes[image.parent].status in ("failed", "skipped"):
+        parent = outcomes.get(image.parent or "")
+        if parent is not None and parent.status in ("failed", "skipped"):
             outcome.status, outcome.error = "skipped", f"parent {image.parent} did not build"
             on_status(outcome)
             continue
         on_status(outcome)
         started = time.monotonic()
         try:
-            build = plan_one(catalog, engine, builder.name, image)
-            if build.inputs is None:
-                raise ImagekitError(f"{image.name}: parent image {catalog.parent_ref(image)} "
-                                    "is missing (run `imagekit base`)")
-            # --force rebuilds what was asked for; parents still come from the cache.
-            existing = None if force and image.name in names else cached(engine, build)
-            if existing is not None:
-                outcome.status, outcome.image_id = "cached", existing.id
-                outcome.size = existing.size
-                outcome.tags, outcome.retagged = retag(catalog, engine, image, existing)
+            if shared is not None and image.name in fetched:
+                got, how = shared.fetch(image, keys[image.name])
+                outcome.status, outcome.image_id, outcome.size = how, got.id, got.size
+                outcome.tags, outcome.retagged = retag(catalog, engine, image, got)
             else:
-                request = BuildRequest(image.name, build.context, build_labels(build, _now()),
-                                       args, build_secrets)
-                image_id = builder.build(request, functools.partial(line, image.name))
-                outcome.tags = tag_image(catalog, engine, image, image_id)
-                info = engine.image(image_id)
-                outcome.status, outcome.image_id = "built", image_id
-                outcome.size = info.size if info else 0
+                if image.parent is None and not root_ready:
+                    ensure_root()
+                    root_ready = True
+                build = plan_one(catalog, engine, builder.name, image, contexts[image.name],
+                                 keys[image.name])
+                if build.inputs is None:
+                    raise ImagekitError(f"{image.name}: parent image "
+                                        f"{catalog.parent_ref(image)} is missing (run "
+                                        "`imagekit base`)")
+                # --force rebuilds what was asked for; parents still come from the cache.
+                existing = None if force and image.name in names else cached(engine, build)
+                if existing is not None:
+                    outcome.status, outcome.image_id = "cached", existing.id
+                    outcome.size = existing.size
+                    outcome.tags, outcome.retagged = retag(catalog, engine, image, existing)
+                else:
+                    request = BuildRequest(
+                        image.name, build.context, build_labels(build, _now()), args,
+                        build_secrets,
+                        cache_from=tuple(shared.cache_from(image)) if shared else (),
+                        inline_cache=shared is not None)
+                    image_id = builder.build(request, functools.partial(line, image.name))
+                    outcome.tags = tag_image(catalog, engine, image, image_id)
+                    info = engine.image(image_id)
+                    outcome.status, outcome.image_id = "built", image_id
+                    outcome.size = info.size if info else 0
         except ImagekitError as exc:
             outcome.status, outcome.error = "failed", redact(str(exc), hidden)
         outcome.seconds = round(time.monotonic() - started, 1)

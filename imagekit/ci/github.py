@@ -30,14 +30,37 @@ CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"  # v4.2.2
 SETUP_PYTHON = "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065"  # v5.6.0
 UPLOAD = "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02"  # v4.6.2
 DOWNLOAD = "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093"  # v4.3.0
-RELEASES = {CHECKOUT: "v4.2.2", SETUP_PYTHON: "v5.6.0", UPLOAD: "v4.6.2", DOWNLOAD: "v4.3.0"}
+COSIGN = "sigstore/cosign-installer@d7543c93d881b35a8faa02e8e3605f69b7a1ce62"  # v3.10.0
+RELEASES = {CHECKOUT: "v4.2.2", SETUP_PYTHON: "v5.6.0", UPLOAD: "v4.6.2", DOWNLOAD: "v4.3.0",
+            COSIGN: "v3.10.0"}
+# The site's cosign key, when the repository has one as a secret: written to a file only
+# the job's user reads, named to imagekit by path (never on a command line).
+SIGNING = """\
+if [ -n "$COSIGN_KEY_PEM" ]; then
+  umask 077 && printf '%s\\n' "$COSIGN_KEY_PEM" > "$RUNNER_TEMP/cosign.key"
+  export IMAGEKIT_COSIGN_KEY="$RUNNER_TEMP/cosign.key"
+fi
+"""
 ON_MAIN = "github.event_name != 'pull_request' && github.ref == 'refs/heads/main'"
 ON_PR = "github.event_name == 'pull_request'"
 HEADER = """\
 # Written by `imagekit ci github` from the stack tree ({images} images in {waves} waves):
 # do not edit. `imagekit ci github --check` fails when it no longer matches the tree.
-# Secrets used on the main branch only: IMAGEKIT_REGISTRY_USERNAME, IMAGEKIT_REGISTRY_PASSWORD.
+# Secrets: IMAGEKIT_REGISTRY_USERNAME and IMAGEKIT_REGISTRY_PASSWORD (the registry);
+# on the main branch, IMAGEKIT_COSIGN_KEY and IMAGEKIT_COSIGN_PASSWORD sign the images.
 """
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line shell steps as literal blocks, the way people write them."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
 
 
 def job_id(image: str) -> str:
@@ -98,9 +121,14 @@ def _image_job(plan: Plan, image: PlannedImage, install: str) -> dict[str, Any]:
                       "path": f"${{{{ runner.temp }}}}/{image.name}.tar",
                       "retention-days": 1, "compression-level": 0}},
         ]
-    steps.append({"name": f"Push {image.name}" + (" and its SIF" if sif else "")
-                  + " by digest, with its test record", "if": ON_MAIN,
-                  "run": f"imagekit push {image.name}", "env": _credentials()})
+    steps += [
+        {"uses": COSIGN, "if": ON_MAIN},
+        {"name": f"Push {image.name}" + (" and its SIF" if sif else "")
+                 + " by digest, signed, with its SBOM and test record", "if": ON_MAIN,
+         "run": f"{SIGNING}imagekit push {image.name}\n",
+         "env": {**_credentials(), "COSIGN_KEY_PEM": "${{ secrets.IMAGEKIT_COSIGN_KEY }}",
+                 "IMAGEKIT_COSIGN_PASSWORD": "${{ secrets.IMAGEKIT_COSIGN_PASSWORD }}"}},
+    ]
     return {
         "name": image.name,
         "needs": [job_id(image.parent) if image.parent else "plan"],
@@ -142,7 +170,7 @@ def workflow(plan: Plan, root: Path) -> str:
         "steps": [
             *_setup(install),
             {"name": "Publish what the registry holds for this commit (nothing is built)",
-             "run": "imagekit publish --from-registry", "env": _credentials()},
+             "run": "imagekit publish --from-registry --all", "env": _credentials()},
             {"uses": UPLOAD, "with": {"name": "catalog", "path": "dist/",
                                       "retention-days": 30}},
         ],
@@ -154,7 +182,8 @@ def workflow(plan: Plan, root: Path) -> str:
         "concurrency": {"group": "images-${{ github.ref }}", "cancel-in-progress": True},
         "jobs": jobs,
     }
-    text = yaml.safe_dump(document, sort_keys=False, width=100, default_flow_style=False)
+    text = yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=100,
+                     default_flow_style=False)
     for action, release in RELEASES.items():
         text = text.replace(f"uses: {action}\n", f"uses: {action} # {release}\n")
     return HEADER.format(images=len(built), waves=len(plan.waves)) + text

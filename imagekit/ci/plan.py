@@ -22,18 +22,14 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imagekit import __version__
-from imagekit.build import build_args, public_url, site_sources
-from imagekit.engine.context import assemble
+from imagekit.build import tree_inputs, tree_keys
 from imagekit.model import Catalog, Image, Stack
-
-TREE_TAG = "tree-"  # the registry tag prefix of an image built from a given tree key
-KEY_CHARS = 32  # of the key's hex in the tag: 128 bits, well inside a tag's 128 characters
+from imagekit.publish.shared import tree_tag
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """What an image's tree key is the digest of."""
+    """What an image's tree key is the digest of (build.TreeInputs), each file shown."""
 
     context: str  # sha256 of the build context, as the engine would get it
     files: dict[str, str]  # each context file's sha256
@@ -41,12 +37,6 @@ class Inputs:
     imagekit: str
     build_args: dict[str, str]  # without credentials
     site: dict[str, str]  # the site's package sources, without credentials
-
-    def key(self) -> str:
-        text = json.dumps({"context": self.context, "parent": self.parent,
-                           "imagekit": self.imagekit, "build_args": self.build_args,
-                           "site": self.site}, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -140,25 +130,15 @@ def _stack_lineage(catalog: Catalog, name: str) -> list[Stack]:
 
 
 def make_plan(catalog: Catalog) -> Plan:
-    args = build_args(catalog)
-    public_args = {name: public_url(args[name]) for name in sorted(args)}
-    site = dict(site_sources(catalog))
-    keys: dict[str, str] = {}
+    images = list(catalog.images.values())  # parents first
+    keys, contexts = tree_keys(catalog, images)
     levels: dict[str, int] = {}
     planned: list[PlannedImage] = []
-    for image in catalog.images.values():  # parents first
-        context = assemble(catalog, image)
+    for image in images:
+        context = contexts[image.name]
         parent = catalog.base.image if image.parent is None else keys[image.parent]
-        inputs = Inputs(
-            context=context.digest(),
-            files={p: hashlib.sha256(d).hexdigest() for p, d in sorted(context.files.items())},
-            parent=parent,
-            imagekit=__version__,
-            build_args=public_args,
-            site=site,
-        )
-        key = inputs.key()
-        keys[image.name] = key
+        tree = tree_inputs(catalog, context, parent)
+        assert tree.digest() == keys[image.name]
         levels[image.name] = 0 if image.parent is None else levels[image.parent] + 1
         planned.append(PlannedImage(
             name=image.name,
@@ -175,9 +155,17 @@ def make_plan(catalog: Catalog) -> Plan:
             ref=catalog.ref(image.name),
             level=levels[image.name],
             children=list(catalog.children.get(image.name, ())),
-            key=key,
-            tag=f"{TREE_TAG}{key[:KEY_CHARS]}",
-            inputs=inputs,
+            key=keys[image.name],
+            tag=tree_tag(keys[image.name]),
+            inputs=Inputs(
+                context=tree.context,
+                files={p: hashlib.sha256(d).hexdigest()
+                       for p, d in sorted(context.files.items())},
+                parent=tree.parent,
+                imagekit=tree.imagekit,
+                build_args=dict(tree.build_args),
+                site=dict(tree.site),
+            ),
             sources=own_sources(catalog, image),
         ))
     waves = [[i.name for i in planned if i.level == n]

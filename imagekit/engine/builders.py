@@ -38,6 +38,9 @@ class BuildRequest:
     labels: Mapping[str, str]
     build_args: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)  # id -> value
+    # Registry images whose inline cache the build may reuse (CI runners with empty engines)
+    cache_from: tuple[str, ...] = ()
+    inline_cache: bool = False  # write the layer cache into the image's config for others
 
 
 class Builder(ABC):
@@ -67,15 +70,20 @@ class BuildKitBuilder(Builder):
                 argv += ["--label", f"{key}={value}"]
             # By name only: the CLI reads each value from its environment, so a proxy's
             # credentials never show on a command line.
-            for key in sorted(request.build_args):
+            build_args = dict(request.build_args)
+            if request.inline_cache:
+                build_args["BUILDKIT_INLINE_CACHE"] = "1"
+            for key in sorted(build_args):
                 argv += ["--build-arg", key]
+            for ref in request.cache_from:
+                argv += ["--cache-from", ref]
             for secret_id, value in sorted(request.secrets.items()):
                 secret_file = Path(tmp) / secret_id
                 secret_file.touch(mode=0o600)
                 secret_file.write_text(value)
                 argv += ["--secret", f"id={secret_id},src={secret_file}"]
             argv.append("-")
-            env = {**os.environ, **request.build_args, "DOCKER_BUILDKIT": "1"}
+            env = {**os.environ, **build_args, "DOCKER_BUILDKIT": "1"}
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, env=env)
             assert proc.stdin is not None and proc.stdout is not None
@@ -138,6 +146,7 @@ class ClassicBuilder(Builder):
         stream = self.client.api.build(
             fileobj=io.BytesIO(context.tar()), custom_context=True, rm=True, forcerm=True,
             decode=True, labels=dict(request.labels), buildargs=dict(request.build_args),
+            cache_from=list(request.cache_from) or None,
         )
         for chunk in stream:
             if "stream" in chunk:

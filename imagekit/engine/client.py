@@ -86,6 +86,19 @@ class Engine:
             return False
         return True
 
+    def pull_digest(self, repository: str, digest: str,
+                    auth: dict[str, str] | None = None) -> ImageInfo:
+        """Pull REPOSITORY@DIGEST; the image as the engine then holds it."""
+        try:
+            self.client.api.pull(repository, tag=digest, auth_config=auth)
+        except docker.errors.DockerException as exc:
+            raise BuildFailed(f"pulling {repository}@{digest} failed: "
+                              f"{str(exc).strip()[:300]}") from None
+        info = self.image(f"{repository}@{digest}")
+        if info is None:
+            raise BuildFailed(f"the engine does not hold {repository}@{digest} after pulling it")
+        return info
+
     def output_of(self, ref: str, command: str, timeout: int = 120) -> str:
         """stdout of a shell command run in a throwaway container of the image."""
         container = self.client.containers.run(

@@ -105,3 +105,11 @@ def docker_compose_project_name() -> str:
 
 def failed(report: dict[str, Any]) -> list[str]:
     return [f"{r['name']}: {r['evidence']}" for r in report["results"] if not r["ok"]]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.integration.runners import TIMES, summary
+
+    if TIMES:
+        terminalreporter.section("CI runners (s)")
+        summary(terminalreporter.write_line)

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from imagekit import build
-from imagekit.build import CACHE_LABEL, KeyInputs, PlannedBuild, build_labels, key_inputs
+from imagekit.build import (
+    CACHE_LABEL,
+    TREE_LABEL,
+    KeyInputs,
+    PlannedBuild,
+    build_labels,
+    key_inputs,
+)
+from imagekit.ci.plan import make_plan
 from imagekit.engine.context import assemble
 from imagekit.model import Catalog
 from imagekit.resolve import load_catalog
@@ -249,12 +257,16 @@ def test_adding_an_image_tag_does_not_change_its_key(project: Path) -> None:
 
 def test_build_labels_are_the_key_the_time_and_functions_of_the_inputs(cat: Catalog) -> None:
     found = inputs(cat)
-    planned = PlannedBuild(cat.images["scipy"], "ref", ("ref",),
-                           assemble(cat, cat.images["scipy"]), None, found)
+    keys, contexts = build.tree_keys(cat, cat.closure(["scipy"]))
+    planned = PlannedBuild(cat.images["scipy"], "ref", ("ref",), contexts["scipy"], None,
+                           found, keys["scipy"])
     labels = build_labels(planned, build._now())
-    assert set(labels) == {CACHE_LABEL, "io.imagekit.parent-digest", "io.imagekit.recipe-hash",
-                           "io.imagekit.version", "org.opencontainers.image.created"}
+    assert set(labels) == {CACHE_LABEL, TREE_LABEL, "io.imagekit.parent-digest",
+                           "io.imagekit.recipe-hash", "io.imagekit.version",
+                           "org.opencontainers.image.created"}
     assert labels[CACHE_LABEL] == found.digest()
+    # The tree key a runner shares the image under is the one `imagekit plan` names.
+    assert labels[TREE_LABEL] == keys["scipy"] == make_plan(cat).image("scipy").key
     assert labels["io.imagekit.parent-digest"] == found.parent_id
     assert labels["io.imagekit.version"] == found.imagekit
     # A tag is not content: the image carries none (tags move without a rebuild).

@@ -1,0 +1,117 @@
+"""CI runners for the tests: each one a Docker engine of its own on this machine.
+
+Every runner is a real `dockerd` with its own data root, exec root (and so its own
+containerd), socket and bridge, started empty: what a fresh CI runner has. Its bridge is
+masqueraded by hand (`--iptables=false`, so that it leaves the main engine's rules alone)
+for the builds' network access; it reaches the registry on loopback from the daemon itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+
+
+def _ip(*argv: str, check: bool = True) -> None:
+    subprocess.run(argv, check=check, capture_output=True, text=True, timeout=30)
+
+
+@dataclass
+class Runner:
+    name: str
+    folder: Path
+    subnet: int  # 172.30.<subnet>.0/24
+    process: subprocess.Popen[bytes] | None = None
+    client: Any = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def socket(self) -> Path:
+        return self.folder / "docker.sock"
+
+    @property
+    def bridge(self) -> str:
+        return f"br-ikrun-{self.name}"  # br-: left out of bench.host.rx_bytes like dockerd's
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment a command on this runner runs with."""
+        return {"DOCKER_HOST": f"unix://{self.socket}"}
+
+    def _rules(self, verb: str) -> list[list[str]]:
+        net = f"172.30.{self.subnet}.0/24"
+        return [
+            ["iptables", "-t", "nat", verb, "POSTROUTING", "-s", net, "!", "-o", self.bridge,
+             "-j", "MASQUERADE"],
+            ["iptables", verb, "FORWARD", "-i", self.bridge, "-j", "ACCEPT"],
+            ["iptables", verb, "FORWARD", "-o", self.bridge, "-j", "ACCEPT"],
+        ]
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _ip("ip", "link", "add", self.bridge, "type", "bridge")
+        _ip("ip", "addr", "add", f"172.30.{self.subnet}.1/24", "dev", self.bridge)
+        _ip("ip", "link", "set", self.bridge, "up")
+        for rule in self._rules("-I"):
+            _ip(*rule)
+        log = (self.folder / "dockerd.log").open("wb")
+        self.process = subprocess.Popen(
+            ["dockerd", "--data-root", str(self.folder / "data"),
+             "--exec-root", str(self.folder / "exec"), "--pidfile",
+             str(self.folder / "dockerd.pid"), "--host", f"unix://{self.socket}",
+             "--bridge", self.bridge, "--iptables=false", "--ip-masq=false"],
+            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with contextlib.suppress(docker.errors.DockerException):
+                self.client = docker.DockerClient(base_url=f"unix://{self.socket}",
+                                                  timeout=900)
+                self.client.ping()
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"runner {self.name}'s dockerd did not come up:\n"
+                             + (self.folder / "dockerd.log").read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for rule in self._rules("-D"):
+            _ip(*rule, check=False)
+        _ip("ip", "link", "delete", self.bridge, check=False)
+        # Overlay mounts of a stopped engine's containers are gone with it; its files go too.
+        subprocess.run(["umount", "-R", str(self.folder / "exec")], capture_output=True,
+                       check=False)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def images(self) -> dict[str, str]:
+        """Every tag this engine holds -> image ID."""
+        return {tag: image.id for image in self.client.images.list() for tag in image.tags}
+
+TIMES: dict[str, float] = {}  # step -> seconds, for the session's summary
+
+
+def summary(write: Callable[[str], None]) -> None:
+    """The wall times of the two runners and of the single engine, side by side."""
+    for step, seconds in TIMES.items():
+        write(f"{step}: {seconds}")
+    two = sum(s for k, s in TIMES.items() if k.startswith(("a:", "b:"))
+              and "unchanged" not in k and "--force" not in k)
+    one = sum(s for k, s in TIMES.items() if k.startswith("c:"))
+    if two and one:
+        write(f"two runners, one after the other: {two:.1f} s; one engine: {one:.1f} s "
+              f"({two / one:.2f}x)")
