@@ -2,15 +2,16 @@
 # Install what imagekit needs on a fresh Debian bookworm machine (run as root):
 # the Docker engine (Debian's docker.io: its /usr/bin/docker 20.10 client has BuildKit
 # built in), debootstrap for the base image, squashfs-tools and siftool for SIFs,
-# docker-compose for pytest-docker, and imagekit itself with its test dependencies. The
-# end-to-end tests (tests/integration/e2e/) also need Slurm and munge, an SSH server
-# for the "login node", and configurable-http-proxy (from npm) for JupyterHub; none of their
-# services is started here: the tests start and stop their own.
+# docker-compose for pytest-docker, Chromium to check the catalog site (`imagekit site`),
+# and imagekit itself with its test dependencies. The end-to-end tests
+# (tests/integration/e2e/) also need Slurm and munge, an SSH server for the "login node",
+# and configurable-http-proxy (from npm) for JupyterHub; none of their services is started
+# here: the tests start and stop their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(docker.io debootstrap squashfs-tools siftool bubblewrap docker-compose openssl procps
-          docker-registry ca-certificates curl
+          docker-registry ca-certificates curl chromium fonts-dejavu-core
           slurmctld slurmd slurm-client munge openssh-server openssh-client)
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,121 @@
+"""The pages of the catalog site, from the published catalog alone."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from imagekit.errors import BuildFailed
+from imagekit.publish.catalog import PublishedCatalog, PublishedImage
+
+TEMPLATES = Path(__file__).parent / "templates"
+TYPE_NAMES = {"jupyter": "JupyterLab", "code-server": "VS Code (code-server)",
+              "rstudio": "RStudio Server"}
+CONSUMER_NAMES = {
+    "kubespawner": ("JupyterHub with KubeSpawner (z2jh)", ["kubespawner.yaml",
+                                                           "kubespawner.py"]),
+    "dockerspawner": ("JupyterHub with DockerSpawner", ["dockerspawner.py"]),
+    "kubeflow": ("Kubeflow Notebooks (spawner UI)", ["kubeflow.yaml"]),
+    "workspacekind": ("Kubeflow Workspaces (WorkspaceKind)", ["workspacekind.yaml"]),
+    "setting": ("Harvester/LLMOS notebook-default-images", ["setting.yaml"]),
+    "armada": ("Armada", ["armada.yaml", "armada-submit.yaml"]),
+    "batchspawner": ("JupyterHub with batchspawner on Slurm", ["batchspawner.py",
+                                                              "optionsformspawner.py"]),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    title: str
+    text: str
+    note: str = ""
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def commands(catalog: PublishedCatalog, image: PublishedImage) -> list[Command]:
+    """Copy-paste commands that run this very image (by digest)."""
+    gpu = " --gpus all" if image.gpu else ""
+    port = image.port
+    out = [Command("Docker", f"docker run --rm{gpu} -p {port}:{port} {image.reference}",
+                   f"then open the URL with the token the server prints (port {port})")]
+    if image.sif is not None:
+        nv = " --nv" if image.gpu else ""
+        binds = "".join(f" --bind {b}" for b in image.binds)
+        https = " --no-https" if catalog.registry_insecure else ""
+        where = image.sif.path or image.sif.filename
+        if image.sif.path is None:
+            out.append(Command("Apptainer / Singularity: fetch the SIF",
+                               f"apptainer pull{https} {image.sif.filename} "
+                               f"{image.sif.reference}",
+                               f"sha256 {image.sif.sha256}"))
+        out += [
+            Command("Apptainer / Singularity: run the server",
+                    f"apptainer run{nv}{binds} {where}",
+                    "`singularity` takes the same arguments"),
+            Command("Apptainer / Singularity: one command in the image",
+                    f"apptainer exec{nv}{binds} {where} python3 --version"),
+            Command("Slurm, through an SSH tunnel",
+                    f"imagekit tunnel {image.name} --sif {where} --submit",
+                    "writes and submits the batch job; its log says which tunnel to open"),
+        ]
+    return out
+
+
+def hubs(image: PublishedImage) -> list[tuple[str, list[str]]]:
+    return [CONSUMER_NAMES[c] for c in image.consumers if c in CONSUMER_NAMES]
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             undefined=jinja2.StrictUndefined, autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["size"] = human_size
+    env.globals.update(TYPE_NAMES=TYPE_NAMES)
+    return env
+
+
+def pages(catalog: PublishedCatalog) -> dict[str, str]:
+    """File name -> HTML text, for the index and every image."""
+    env = _environment()
+    context = {"catalog": catalog, "commands": commands, "hubs": hubs}
+    files = {"index.html": env.get_template("index.html.j2").render(**context)}
+    for image in catalog.images:
+        files[f"{image.name}.html"] = env.get_template("image.html.j2").render(
+            image=image, **context)
+    files["style.css"] = (TEMPLATES / "style.css").read_text()
+    return files
+
+
+def write_site(catalog: PublishedCatalog, folder: Path) -> list[Path]:
+    """Replace FOLDER with the site, whole: a failure leaves the old one."""
+    files = pages(catalog)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".site-", dir=folder.parent))
+    try:
+        stage.chmod(0o755)  # served by a web server as any other user
+        for name, text in files.items():
+            (stage / name).write_text(text)
+        old = folder.parent / f".{folder.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        stage.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise BuildFailed(f"{folder}: cannot write the site: {exc.strerror or exc}") from None
+    return [folder / name for name in files]
