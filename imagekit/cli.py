@@ -342,6 +342,12 @@ def build(
                                            help="gzip level of the SIF's squashfs")] = 5,
     sif_method: Annotated[str, typer.Option(
         "--sif-method", help="auto (apptainer when on PATH), native or apptainer")] = "auto",
+    from_registry: Annotated[bool, typer.Option(
+        "--from-registry", help="a CI runner: build only the named images; each one's parent "
+                                "is taken from the engine or pulled by the digest of its tree "
+                                "tag, never built, and a named image the registry already "
+                                "holds for this checkout is pulled (see `imagekit plan`)")
+    ] = False,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """Build images (parents first, each once, unchanged ones from cache); SIFs into dist/."""
@@ -364,6 +370,10 @@ def build(
         selected = _select(cat, images or [], all_)
         names = [i.name for i in selected]
         wants_sif = [i for i in selected if "sif" in (formats or i.formats)]
+        if wants_sif:
+            from imagekit.publish.signing import sif_key
+
+            sif_key()  # a signing key set but unusable: said before anything is built
         stale = _stale_locks(cat, names)
         if stale:
             raise ImagekitError(stale)
@@ -382,14 +392,24 @@ def build(
                     out.print(f"{i:2}. {o.image:<16} FROM {parent:<24} {o.status}")
             return
         log.print(f"builder: {chosen.description}", markup=False)
-        ensure_base(cat, engine, lambda text: log.print(text, markup=False))
+        say = lambda text: log.print(text, markup=False)  # noqa: E731
+        shared = None
+        if from_registry:
+            from imagekit.publish.shared import RegistryShare
+
+            shared = RegistryShare(cat, engine, say)
+        else:
+            ensure_base(cat, engine, say)
         order = [i.name for i in cat.closure(names)]
-        live = log.is_terminal and not plain and not as_json
+        live = log.is_terminal and not plain and not as_json and not from_registry
         display = LiveDisplay(log, order) if live else PlainDisplay(log)
         with display:
             outcomes = builds.run_builds(cat, engine, chosen, names, force=force,
-                                         on_line=display.line, on_status=display.status)
-        ok = {o.image for o in outcomes if o.status in ("built", "cached")}
+                                         on_line=display.line, on_status=display.status,
+                                         ensure_root=lambda: ensure_base(cat, engine, say),
+                                         shared=shared)
+        ok = {o.image for o in outcomes if o.status in ("built", "cached", "pulled",
+                                                          "present")}
         sifs = []
         for image in wants_sif:
             if image.name not in ok:
@@ -479,6 +499,13 @@ def publish(
         "--skip-tests", help="publish images that did not pass `imagekit test` (no moving "
                              "tag is pushed for them)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+    from_registry: Annotated[bool, typer.Option(
+        "--from-registry", help="CI's last job: publish what CI runners pushed for this "
+                                "checkout (`imagekit push`), moving tags in the registry; "
+                                "nothing is built or pushed again")] = False,
+    pins: Annotated[list[str] | None, typer.Option(
+        "--pin", help="IMAGE=DIGEST (repeatable): roll IMAGE back to a digest an earlier "
+                      "catalog published; its tags and every export follow")] = None,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """Push tested images and SIFs by digest, then write dist/catalog.json and the exports."""
@@ -489,13 +516,28 @@ def publish(
     log = err if as_json else out
     with _user_errors():
         cat = _load(catalog)
-        names = None if all_ else [i.name for i in _select(cat, images or [], False)]
+        names = None if all_ or pins else [i.name for i in _select(cat, images or [], False)]
         if skip_tests:
             err.print("[bold yellow]WARNING: --skip-tests: images that did not pass `imagekit "
                       "test` are published, under an untested-<id> tag only, and marked "
                       "untested in the catalog[/]")
-        report = run_publish(cat, Engine(), names, skip_tests=skip_tests,
-                             log=lambda text: log.print(text, markup=False))
+        say = lambda text: log.print(text, markup=False)  # noqa: E731
+        if pins:
+            from imagekit.publish.retention import pin
+
+            if images or all_ or from_registry or skip_tests:
+                raise ImagekitError("--pin republishes the catalog with earlier digests: "
+                                    "name no image and pass no other option")
+            report = pin(cat, pins, say)
+        elif from_registry:
+            from imagekit.publish.shared import publish_from_registry
+
+            if skip_tests:
+                raise ImagekitError("--skip-tests: the registry holds tested images only "
+                                    "(`imagekit push` refuses untested ones)")
+            report = publish_from_registry(cat, names, say)
+        else:
+            report = run_publish(cat, Engine(), names, skip_tests=skip_tests, log=say)
     if as_json:
         out.print_json(json.dumps(report.as_dict()))
         return
@@ -549,6 +591,28 @@ def plan(
               "rebuilds.", markup=False)
 
 
+@app.command()
+def site(
+    published: Annotated[Path | None, typer.Option(
+        "--published", help="the published catalog; default: dist/catalog.json")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", help="the site's folder; default: dist/site")] = None,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Write the static HTML catalog (an index and a page per image) from the published
+    catalog: what is in each image, how it was tested, and how to run it."""
+    from imagekit.publish.catalog import read
+    from imagekit.site.build import write_site
+
+    with _user_errors():
+        dist = catalog.resolve().parent / "dist"
+        doc = read(published if published is not None else dist / "catalog.json")
+        folder = output if output is not None else dist / "site"
+        written = write_site(doc, folder)
+    size = sum(p.stat().st_size for p in written)
+    out.print(f"wrote {folder}: {len(written)} files, {size / 1000:.0f} kB", markup=False)
+
+
 ci_app = typer.Typer(help="CI workflows derived from the stack tree.", no_args_is_help=True)
 app.add_typer(ci_app, name="ci")
 
@@ -581,6 +645,88 @@ def ci_github(
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, text.encode())
     out.print(f"wrote {path}", markup=False)
+
+
+@app.command()
+def prune(
+    keep: Annotated[int, typer.Option("--keep", min=1,
+                                      help="the last N published catalogs keep what they name")
+                    ] = 5,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would go")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Delete from the registry what imagekit pushed that none of the last N published
+    catalogs names (never a digest a kept catalog names, nor one a followed tag points at),
+    and the catalogs older than those N. The registry frees the blobs at its next garbage
+    collection."""
+    from imagekit.publish.retention import prune as run_prune
+
+    log = err if as_json else out
+    with _user_errors():
+        cat = _load(catalog)
+        report = run_prune(cat, keep, lambda text: log.print(text, markup=False),
+                           dry_run=dry_run)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    out.print(f"kept {len(report.kept_catalogs)} catalogs and the {report.kept} manifests they "
+              f"name; {verb} {len(report.deleted)} manifests and "
+              f"{len(report.deleted_catalogs)} older catalogs", markup=False)
+
+
+@app.command()
+def verify(
+    ref: Annotated[str, typer.Argument(help="an image of the published catalog: its name, "
+                                            "or REPOSITORY@DIGEST")],
+    key: Annotated[Path | None, typer.Option(
+        "--key", help="the site's cosign public key, to check the image's signature")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the findings as JSON")
+                       ] = False,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """Check a published image against the catalog the registry holds: digest and tags,
+    cosign signature, SBOM, test record and SIF."""
+    from imagekit.publish.verify import as_dicts
+    from imagekit.publish.verify import verify as run_verify
+
+    with _user_errors():
+        cat = _load(catalog)
+        image, findings = run_verify(cat, ref, key)
+    if as_json:
+        out.print_json(json.dumps({"image": image.name, "reference": image.reference,
+                                   "findings": as_dicts(findings)}))
+    else:
+        out.print(f"{image.name}: {image.reference}", markup=False)
+        for f in findings:
+            mark = "[green]PASS[/]" if f.ok else "[red]FAIL[/]"
+            out.print(f"{mark} {f.check}: {escape(f.evidence)}")
+    if not all(f.ok for f in findings):
+        raise typer.Exit(1)
+
+
+@app.command()
+def push(
+    images: Annotated[list[str], typer.Argument(help="images to push")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+    catalog: CatalogOpt = Path("catalog.yaml"),
+) -> None:
+    """A CI runner's share: a tested image and its SIF to the registry under its tree tag,
+    with the record `publish --from-registry` reads. Moves no tag users follow."""
+    from imagekit.engine.client import Engine
+    from imagekit.publish.shared import push as run_push
+
+    log = err if as_json else out
+    with _user_errors():
+        cat = _load(catalog)
+        names = [i.name for i in _select(cat, images, False)]
+        lines = run_push(cat, Engine(), names, lambda text: log.print(text, markup=False))
+    if as_json:
+        out.print_json(json.dumps({"images": [asdict(line) for line in lines]}))
+        return
+    for line in lines:
+        out.print(f"{line.image}: {line.reference}", markup=False)
 
 
 @app.command("export")

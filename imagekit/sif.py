@@ -31,6 +31,7 @@ from imagekit.engine.client import Engine, ImageInfo
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.files import temporary_beside, write_atomically
 from imagekit.model import Catalog, Image
+from imagekit.publish.signing import sif_key, sign_sif
 from imagekit.render.singularity import SingularityRenderer
 from imagekit.run import run
 
@@ -55,6 +56,7 @@ class SifResult:
     size: int
     sha256: str
     recipe: str = ""  # hash of the definition file and conversion settings
+    signed_by: str = ""  # the fingerprint of the PGP key `apptainer sign` used, if any
     export_s: float = 0.0
     squashfs_s: float = 0.0
     assemble_s: float = 0.0
@@ -91,7 +93,10 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     deffile = SingularityRenderer(converted_from=ref, converted_id=info.id).render(
         catalog, image)["Singularity.def"]
     how = tool or f"native gzip-{level}"
-    recipe = hashlib.sha256(f"{deffile}\0{how}".encode()).hexdigest()
+    signing_key = sif_key()
+    # A new signing key signs again; the key itself reaches no file, only a digest of it.
+    signer = hashlib.sha256(signing_key.read_bytes()).hexdigest() if signing_key else ""
+    recipe = hashlib.sha256(f"{deffile}\0{how}\0{SBOM_OBJECT}\0{signer}".encode()).hexdigest()
     previous = read_sidecar(out) if not force and out.is_file() else None
     if (previous is not None and previous.get("image_id") == info.id
             and previous.get("recipe") == recipe and previous.get("size") == out.stat().st_size):
@@ -114,6 +119,9 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
             result = SifResult(image.name, str(out), tool, "built", info.id, 0, "")
         else:
             result = _native(engine, image, info, deffile, partial, level)
+        add_sbom(partial, image_sbom(catalog, engine, image, info))
+        if signing_key is not None:
+            result.signed_by = sign_sif(partial, signing_key)
         partial.replace(out)  # a failed conversion leaves the previous SIF in place
         result.path = str(out)
         result.recipe = recipe
@@ -293,6 +301,7 @@ def make_squashfs(rootfs: Path, out: Path, level: int) -> None:
 
 
 LAUNCH = b"#!/usr/bin/env run-singularity\n"
+SBOM_OBJECT = "sbom.cdx.json"  # the SIF SBOM object's file name
 
 
 def assemble(out: Path, deffile: Path, labels_json: Path, config_json: Path, squashfs: Path,
@@ -310,6 +319,29 @@ def assemble(out: Path, deffile: Path, labels_json: Path, config_json: Path, squ
          str(out), str(config_json)])
     run(["siftool", "add", "--datatype", "4", "--parttype", "2", "--partfs", "1",
          "--partarch", str(arch), "--groupid", "1", str(out), str(squashfs)], timeout=600)
+
+
+def image_sbom(catalog: Catalog, engine: Engine, image: Image, info: ImageInfo) -> str:
+    """The image's SBOM, from the packages read out of the image itself."""
+    from imagekit.publish.packages import read_packages
+    from imagekit.publish.sbom import make_sbom
+
+    packages = read_packages(engine, info.id, image.runtime.venv)
+    return make_sbom(image.name, info.id, catalog.repository(image.name), packages,
+                     architecture=info.architecture,
+                     created=info.labels.get("org.opencontainers.image.created", ""))
+
+
+def add_sbom(sif: Path, sbom: str) -> None:
+    """The SBOM as the SIF's own SBOM object (SIF data type 9, CycloneDX JSON), in the
+    image's object group, which `apptainer sign` signs with the rest."""
+    from imagekit.publish.sbom import SIF_FORMAT
+
+    with tempfile.TemporaryDirectory(prefix="imagekit-sbom-") as tmp:
+        path = Path(tmp) / SBOM_OBJECT
+        path.write_text(sbom)
+        run(["siftool", "add", "--datatype", "9", "--sbomformat", SIF_FORMAT, "--groupid",
+             "1", "--filename", SBOM_OBJECT, str(sif), str(path)])
 
 
 def sha256_file(path: Path) -> str:

@@ -45,6 +45,9 @@ class TestSummary(Doc):
     failed: int = 0
     checks: list[str] = []
     tested_at: str | None = None
+    record: str | None = Field(
+        None, description="digest of the test record in the registry, an OCI referrer of "
+                          "the image (`imagekit verify` reads it back)")
 
 
 class Packages(Doc):
@@ -65,6 +68,28 @@ class Sif(Doc):
     path: str | None = Field(
         None, description="where the cluster sees the file when the site uses a shared "
                           "SIF directory; None when jobs pull the oras:// reference")
+    signed_by: str | None = Field(
+        None, description="fingerprint of the PGP key the SIF was signed with (`apptainer "
+                          "verify` checks it); None: not signed")
+
+
+class Sbom(Doc):
+    """The image's SBOM, an OCI artifact in the image's repository that refers to it."""
+
+    reference: str = Field(description="REPOSITORY@sha256:... of the SBOM artifact, whose "
+                                       "subject is the image's manifest")
+    digest: str = Field(description="digest of the artifact's manifest")
+    sha256: str = Field(description="sha256 of the SBOM document itself")
+    media_type: str = Field(description="the SBOM's format, e.g. application/vnd.cyclonedx+json")
+    path: str = Field(description="the document beside the catalog, e.g. sbom/scipy.cdx.json")
+
+
+class Signature(Doc):
+    """How the image's manifest digest was signed: a cosign signature, an OCI referrer of
+    the image in its registry."""
+
+    tool: Literal["cosign"] = "cosign"
+    public_key_sha256: str = Field(description="sha256 of the PEM public key that verifies it")
 
 
 class Previous(Doc):
@@ -97,6 +122,8 @@ class PublishedImage(Doc):
     tested: TestSummary
     sif: Sif | None = None
     packages: Packages = Packages()
+    sbom: Sbom | None = None
+    signature: Signature | None = None
     history: list[Previous] = []
 
 

@@ -10,6 +10,8 @@ dist/exports/ replaced. A failure anywhere before that last step leaves both as 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import tempfile
 import time
@@ -28,7 +30,9 @@ from imagekit.publish.catalog import (
     PublishedCatalog,
     PublishedImage,
     Resources,
+    Sbom,
     Sif,
+    Signature,
     TestSummary,
     parse,
 )
@@ -41,10 +45,16 @@ from imagekit.publish.registry import (
     Pushed,
     Registry,
 )
+from imagekit.publish.sbom import MEDIA_TYPE as SBOM_TYPE
+from imagekit.publish.sbom import make_sbom
+from imagekit.publish.signing import cosign_key, public_key_sha256, sign_image
 from imagekit.sif import read_sidecar, sif_path
+from imagekit.site.build import write_site
 
 Log = Callable[[str], None]
 CATALOG_REPOSITORY, CATALOG_TAG = "catalog", "latest"
+HISTORY = "history-"  # the tag of each catalog published, numbered
+TEST_RECORD_TYPE = "application/vnd.imagekit.test-record.v1+json"
 EPOCH = "1970-01-01T00:00:00Z"
 UNTESTED = "untested-"  # the one tag of an image published with --skip-tests
 IMMUTABLE = "id-"  # the tag named for a tested image's ID; moving tags follow it
@@ -56,6 +66,7 @@ class Candidate:
     info: ImageInfo
     tested: record.TestRecord | None  # None: published with --skip-tests
     sif: Path | None
+    signing_key: Path | None = None  # the site's cosign key: the image is signed
 
 
 @dataclass
@@ -91,25 +102,36 @@ def publish(catalog: Catalog, engine: Engine, names: list[str] | None, *, skip_t
     """Publish the named images (None: every listed image built here) and the catalog."""
     started = time.monotonic()
     registry = Registry(catalog)
-    candidates = _preflight(catalog, engine, names, skip_tests)
+    candidates = preflight(catalog, engine, names, skip_tests)
     registry.check()
-    previous = _previous(catalog, registry)
+    previous = previous_catalog(catalog, registry)
     report = PublishReport()
     entries: dict[str, PublishedImage] = {}
     for candidate in candidates:
-        entry, line = _publish_one(catalog, engine, registry, candidate,
-                                   _entry_of(previous, candidate.image.name), log)
+        entry, line = publish_one(catalog, engine, registry, candidate,
+                                   entry_of(previous, candidate.image.name), log)
         entries[candidate.image.name] = entry
         report.images.append(line)
+    return finish(catalog, registry, previous, entries, report, started, log)
+
+
+def finish(catalog: Catalog, registry: Registry, previous: PublishedCatalog | None,
+           entries: dict[str, PublishedImage], report: PublishReport, started: float,
+           log: Log) -> PublishReport:
+    """The catalog from the fresh entries and the previous catalog, its exports, the
+    catalog artifact pushed, and only then dist/ replaced."""
     new = compose(catalog, previous, entries, log)
     exports = export_all(new)
     text = new.to_json()
     pushed = _push_catalog(catalog, registry, new, text)
     report.sent = sum(i.sent + i.sif_sent for i in report.images) + pushed.sent
     dist = catalog.dist
-    report.changed = not _same(dist, text, exports)
+    sboms = _sboms(registry, new)
+    report.changed = not _same(dist, text, exports, sboms)
     if report.changed:
-        write_dist(dist, text, exports)
+        write_dist(dist, text, exports, sboms)
+    if report.changed or not (dist / "site" / "index.html").is_file():
+        write_site(new, dist / "site")  # people read it: it follows the catalog
     report.catalog = str(dist / "catalog.json")
     report.catalog_digest = pushed.reference
     report.exports = [str(dist / "exports" / f.name) for f in exports]
@@ -120,7 +142,7 @@ def publish(catalog: Catalog, engine: Engine, names: list[str] | None, *, skip_t
 
 # -- before anything is pushed --
 
-def _preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
+def preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
                skip_tests: bool) -> list[Candidate]:
     """Everything to push, checked first; images not built are left out under --all only."""
     explicit = names is not None
@@ -128,6 +150,7 @@ def _preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
         i for i in catalog.images.values() if i.listed and i.publish]
     problems: list[Problem] = []
     candidates: list[Candidate] = []
+    key = cosign_key()  # a key set but unusable is said before anything is pushed
     for image in wanted:
         field_ = f"images.{image.name}"
         if not image.publish:
@@ -159,7 +182,8 @@ def _preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
                                         f"made from another image: run `imagekit build "
                                         f"{image.name} --format sif`"))
                 continue
-        candidates.append(Candidate(image, info, tested if tested and tested.ok else None, sif))
+        candidates.append(Candidate(image, info, tested if tested and tested.ok else None, sif,
+                                    key))
     if problems:
         raise ImagekitError(problems)
     if not candidates:
@@ -167,13 +191,13 @@ def _preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
     return candidates
 
 
-def _previous(catalog: Catalog, registry: Registry) -> PublishedCatalog | None:
+def previous_catalog(catalog: Catalog, registry: Registry) -> PublishedCatalog | None:
     repository = catalog.repository(CATALOG_REPOSITORY)
     data = registry.pull_artifact(repository, CATALOG_TAG, CATALOG_LAYER_TYPE)
     return None if data is None else parse(data.decode(), f"{repository}:{CATALOG_TAG}")
 
 
-def _entry_of(previous: PublishedCatalog | None, name: str) -> PublishedImage | None:
+def entry_of(previous: PublishedCatalog | None, name: str) -> PublishedImage | None:
     if previous is None:
         return None
     try:
@@ -196,22 +220,29 @@ def _tags(catalog: Catalog, candidate: Candidate) -> tuple[str, list[str]]:
     return f"{IMMUTABLE}{short}", first + sorted(t for t in local if t not in first)
 
 
-def _publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate: Candidate,
-                 before: PublishedImage | None, log: Log) -> tuple[PublishedImage, ImageReport]:
+def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate: Candidate,
+                before: PublishedImage | None, log: Log, *,
+                registry_tags: list[str] | None = None) -> tuple[PublishedImage, ImageReport]:
+    """Push one image and its SIF; the entry the catalog gets for it.
+
+    `registry_tags`: push under the immutable tag and these (a CI runner's tree tag) instead
+    of the moving tags, which `publish --from-registry` moves later; the entry still names
+    the tags the image is published under."""
     image, info = candidate.image, candidate.info
     packages = read_packages(engine, info.id, image.runtime.venv)
     immutable, moving = _tags(catalog, candidate)
     tags = [*moving, immutable]
-    log(f"[{image.name}] pushing {catalog.repository(image.name)} ({', '.join(tags)})")
+    pushed_tags = tags if registry_tags is None else [*registry_tags, immutable]
+    log(f"[{image.name}] pushing {catalog.repository(image.name)} ({', '.join(pushed_tags)})")
     pushed = registry.push_image(engine, info.id, catalog.repository(image.name), immutable,
-                                 moving)
+                                 pushed_tags[:-1])
     log(f"[{image.name}] pushed {pushed.reference} ({_mb(pushed.sent)} sent, "
         f"{pushed.seconds} s)")
+    created = info.labels.get("org.opencontainers.image.created", EPOCH)
     sif: Sif | None = None
     sif_pushed: Pushed | None = None
     if candidate.sif is not None:
-        created = info.labels.get("org.opencontainers.image.created", EPOCH)
-        sif_pushed = registry.push_artifact(catalog.sif_repository(image.name), tags,
+        sif_pushed = registry.push_artifact(catalog.sif_repository(image.name), pushed_tags,
                                             candidate.sif, SIF_LAYER_TYPE, SIF_CONFIG_TYPE,
                                             created)
         sif = Sif(
@@ -227,15 +258,36 @@ def _publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate
             path=(f"{catalog.sif_directory.rstrip('/')}/{image.name}_"
                   f"{sif_pushed.content.removeprefix('sha256:')[:12]}.sif"
                   if catalog.sif_directory else None),
+            signed_by=(read_sidecar(candidate.sif) or {}).get("signed_by") or None,
         )
         log(f"[{image.name}] pushed SIF {sif.reference} ({_mb(sif_pushed.sent)} sent, "
             f"{sif_pushed.seconds} s)")
+    sbom_text = make_sbom(image.name, info.id, pushed.repository, packages,
+                          architecture=info.architecture, created=created)
+    sbom_pushed = registry.push_referrer(pushed.repository, pushed.digest, sbom_text.encode(),
+                                         SBOM_TYPE, f"{image.name}.cdx.json", created)
+    sbom = Sbom(reference=f"{pushed.repository}@{sbom_pushed.digest}",
+                digest=sbom_pushed.digest, sha256=sbom_pushed.content.removeprefix("sha256:"),
+                media_type=SBOM_TYPE, path=f"sbom/{image.name}.cdx.json")
+    log(f"[{image.name}] pushed its SBOM {sbom.reference} (refers to {pushed.digest[:19]}…)")
+    signature = None
+    if candidate.signing_key is not None:
+        sign_image(pushed.reference, candidate.signing_key, insecure=catalog.insecure_registry,
+                   ca_bundle=catalog.site.ca_bundle, credentials=registry.credentials)
+        signature = Signature(public_key_sha256=public_key_sha256(candidate.signing_key))
+        log(f"[{image.name}] signed {pushed.reference} with cosign")
     tested = candidate.tested
-    summary = (TestSummary(status="passed", passed=tested.passed, failed=tested.failed,
-                           checks=tested.checks, tested_at=tested.tested_at)
-               if tested is not None else TestSummary(status="skipped"))
+    summary = TestSummary(status="skipped")
+    if tested is not None:
+        kept = registry.push_referrer(pushed.repository, pushed.digest,
+                                      (json.dumps(asdict(tested), indent=2, sort_keys=True)
+                                       + "\n").encode(),
+                                      TEST_RECORD_TYPE, f"{image.name}.test.json", created)
+        summary = TestSummary(status="passed", passed=tested.passed, failed=tested.failed,
+                              checks=tested.checks, tested_at=tested.tested_at,
+                              record=kept.digest)
     entry = PublishedImage(
-        **_metadata(catalog, image, default=False),
+        **catalog_metadata(catalog, image, default=False),
         repository=pushed.repository,
         digest=pushed.digest,
         reference=pushed.reference,
@@ -245,6 +297,8 @@ def _publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate
         tested=summary,
         sif=sif,
         packages=packages,
+        sbom=sbom,
+        signature=signature,
         history=history(before, pushed.digest),
     )
     line = ImageReport(image.name, pushed.reference, tags, summary.status, pushed.sent,
@@ -253,7 +307,7 @@ def _publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate
     return entry, line
 
 
-def _metadata(catalog: Catalog, image: Image, *, default: bool) -> dict[str, object]:
+def catalog_metadata(catalog: Catalog, image: Image, *, default: bool) -> dict[str, object]:
     """What the catalog says of an image, apart from what the registry holds."""
     return {
         "name": image.name,
@@ -289,15 +343,31 @@ def history(before: PublishedImage | None, digest: str) -> list[Previous]:
     return kept
 
 
+def history_tags(registry: Registry, repository: str) -> list[str]:
+    """The catalog's history tags, oldest first: one per catalog ever published."""
+    return sorted(t for t in registry.tags(repository)
+                  if t.startswith(HISTORY) and t[len(HISTORY):].isdigit())
+
+
 def _push_catalog(catalog: Catalog, registry: Registry, new: PublishedCatalog,
                   text: str) -> Pushed:
+    """The catalog under `latest` and under a history tag of its own (history-000042), so
+    that a rollback (`publish --pin`) and retention (`prune --keep N`) can read the catalogs
+    published before. Publishing the same catalog again adds no history."""
     stamps = [i.tested.tested_at for i in new.images if i.tested.tested_at]
+    repository = catalog.repository(CATALOG_REPOSITORY)
+    history = history_tags(registry, repository)
+    sha = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    last = registry.manifest(repository, history[-1]) if history else None
+    same = last is not None and any(layer.get("digest") == sha
+                                    for layer in last[1].get("layers", []))
+    tags = [CATALOG_TAG, history[-1] if same else
+            f"{HISTORY}{int(history[-1][len(HISTORY):]) + 1 if history else 1:06d}"]
     with tempfile.TemporaryDirectory(prefix="imagekit-catalog-") as tmp:
         path = Path(tmp) / "catalog.json"
         path.write_text(text)
-        return registry.push_artifact(
-            catalog.repository(CATALOG_REPOSITORY), [CATALOG_TAG],
-            path, CATALOG_LAYER_TYPE, CATALOG_CONFIG_TYPE, max(stamps, default=EPOCH))
+        return registry.push_artifact(repository, tags, path, CATALOG_LAYER_TYPE,
+                                      CATALOG_CONFIG_TYPE, max(stamps, default=EPOCH))
 
 
 # -- the catalog --
@@ -311,12 +381,12 @@ def compose(catalog: Catalog, previous: PublishedCatalog | None,
     for image in catalog.images.values():
         if not image.listed or not image.publish:
             continue
-        entry = fresh.get(image.name) or _entry_of(previous, image.name)
+        entry = fresh.get(image.name) or entry_of(previous, image.name)
         if entry is None:
             left_out.append(LeftOut(name=image.name, reason="never published"))
             continue
         if image.name not in fresh:
-            entry = entry.model_copy(update=_metadata(catalog, image, default=False))
+            entry = entry.model_copy(update=catalog_metadata(catalog, image, default=False))
         entries.append(entry)
     defaults: dict[str, str] = {}
     for ntype in ("jupyter", "code-server", "rstudio"):
@@ -349,29 +419,52 @@ def compose(catalog: Catalog, previous: PublishedCatalog | None,
 
 # -- dist/ --
 
-def _same(dist: Path, text: str, exports: list[ExportFile]) -> bool:
+def _sboms(registry: Registry, catalog: PublishedCatalog) -> list[ExportFile]:
+    """Each image's SBOM document, read back from the registry (what consumers fetch)."""
+    found = []
+    for image in catalog.images:
+        if image.sbom is None:
+            continue
+        data = registry.blob(image.repository, f"sha256:{image.sbom.sha256}")
+        if hashlib.sha256(data).hexdigest() != image.sbom.sha256:
+            raise BuildFailed(f"{image.sbom.reference}: the SBOM does not match its digest")
+        found.append(ExportFile(Path(image.sbom.path).name, data.decode()))
+    return found
+
+
+def _same(dist: Path, text: str, exports: list[ExportFile], sboms: list[ExportFile]) -> bool:
     current = dist / "catalog.json"
     if not current.is_file() or current.read_text() != text:
         return False
-    folder = dist / "exports"
-    names = {f.name for f in exports}
-    on_disk = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-    return on_disk == names and all((folder / f.name).read_text() == f.text for f in exports)
+    for name, files in (("exports", exports), ("sbom", sboms)):
+        folder = dist / name
+        names = {f.name for f in files}
+        on_disk = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        if on_disk != names or any((folder / f.name).read_text() != f.text for f in files):
+            return False
+    return True
 
 
-def write_dist(dist: Path, text: str, exports: list[ExportFile]) -> None:
-    """Replace dist/catalog.json and dist/exports/ by renames: never a half-written file."""
+def write_dist(dist: Path, text: str, exports: list[ExportFile],
+               sboms: list[ExportFile] | None = None) -> None:
+    """Replace dist/catalog.json, dist/exports/ and dist/sbom/ by renames: never a
+    half-written file."""
     dist.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".publish-", dir=dist))
     try:
-        (stage / "exports").mkdir()
-        for f in exports:
-            (stage / "exports" / f.name).write_text(f.text)
+        folders = {"exports": exports, "sbom": sboms or []}
+        for name, files in folders.items():
+            if name == "exports" or files:
+                (stage / name).mkdir()
+            for f in files:
+                (stage / name / f.name).write_text(f.text)
         (stage / "catalog.json").write_text(text)
-        target = dist / "exports"
-        if target.exists():
-            target.rename(stage / "exports.old")
-        (stage / "exports").rename(target)
+        for name in folders:
+            target = dist / name
+            if target.exists():
+                target.rename(stage / f"{name}.old")
+            if (stage / name).is_dir():
+                (stage / name).rename(target)
         (stage / "catalog.json").replace(dist / "catalog.json")
     except OSError as exc:  # a full disk: the old files stay, the rerun converges
         raise BuildFailed(f"{dist}: cannot write the catalog and exports: "

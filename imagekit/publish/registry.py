@@ -14,6 +14,7 @@ from IMAGEKIT_REGISTRY_USERNAME / IMAGEKIT_REGISTRY_PASSWORD; they are never pri
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -36,6 +37,10 @@ CATALOG_CONFIG_TYPE = "application/vnd.imagekit.catalog.config.v1+json"
 CATALOG_LAYER_TYPE = "application/vnd.imagekit.catalog.v1+json"
 TITLE = "org.opencontainers.image.title"
 CREATED = "org.opencontainers.image.created"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"  # OCI 1.1's config of an artifact
+EMPTY_JSON = b"{}"
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -119,6 +124,11 @@ class Registry:
         self.client = self._client("token")
 
     @property
+    def credentials(self) -> tuple[str, str] | None:
+        """The environment's registry credentials, for tools that take a Docker config."""
+        return self._credentials
+
+    @property
     def engine_auth(self) -> dict[str, str] | None:
         """The same credentials for the engine's push (its registry-auth header)."""
         if self._credentials is None:
@@ -192,6 +202,29 @@ class Registry:
             "sha256:" + hashlib.sha256(response.content).hexdigest())
         return digest, response.json()
 
+    def tags(self, repository: str) -> list[str]:
+        """Every tag of a repository (none when the repository does not exist)."""
+        url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/tags/list?n=10000"
+        answer = self.client.do_request(url, "GET")
+        if answer.status_code == 404:
+            return []
+        if answer.status_code != 200:
+            raise BuildFailed(f"registry {self.host}: listing the tags of {repository} "
+                              f"answered {answer.status_code}")
+        return sorted(answer.json().get("tags") or [])
+
+    def delete(self, repository: str, digest: str) -> bool:
+        """Delete a manifest (and so every tag naming it); False when it was not there.
+        Its blobs go at the registry's next garbage collection."""
+        answer = self.client.do_request(self._manifest_url(repository, digest), "DELETE")
+        if answer.status_code == 404:
+            return False
+        if answer.status_code not in (200, 202):
+            raise BuildFailed(f"registry {self.host}: deleting {repository}@{digest} answered "
+                              f"{answer.status_code} (is deleting enabled in its "
+                              "configuration, storage.delete.enabled?)")
+        return True
+
     def blob(self, repository: str, digest: str) -> bytes:
         response = self.client.get_blob(self.client.get_container(repository), digest)
         if response.status_code != 200:
@@ -245,8 +278,28 @@ class Registry:
             raise BuildFailed(f"{repository}@{digest} holds config {config.get('digest')}, "
                               f"not the tested image {image_id}")
         # The very bytes read back, so every moving tag names the digest just checked.
+        self._put_tags(repository, digest, fetched, moving)
+        layers = manifest.get("layers", [])
+        sent = sum(int(layer["size"]) for layer, diff in zip(layers, diff_ids, strict=False)
+                   if diff.removeprefix("sha256:")[:12] in pushed_layers)
+        size = int(config.get("size", 0)) + sum(int(layer["size"]) for layer in layers)
+        return Pushed(repository, digest, [*moving, immutable], size, sent,
+                      round(time.monotonic() - started, 1))
+
+    def retag(self, repository: str, digest: str, tags: list[str]) -> None:
+        """Point tags at a manifest the registry holds, through the registry API alone: no
+        blob is sent, nothing is pulled."""
+        fetched = self._fetch_manifest(repository, digest)
+        if fetched is None:
+            raise BuildFailed(f"registry {self.host} does not hold {repository}@{digest}")
+        if "sha256:" + hashlib.sha256(fetched.content).hexdigest() != digest:
+            raise BuildFailed(f"{repository}@{digest}: the manifest does not match its digest")
+        self._put_tags(repository, digest, fetched, tags)
+
+    def _put_tags(self, repository: str, digest: str, fetched: requests.Response,
+                  tags: list[str]) -> None:
         headers = {"Content-Type": str(fetched.headers.get("Content-Type"))}
-        for tag in moving:
+        for tag in tags:
             answer = self.client.do_request(self._manifest_url(repository, tag), "PUT",
                                             data=fetched.content, headers=headers)
             if answer.status_code not in (200, 201):
@@ -254,12 +307,6 @@ class Registry:
                                   f"{answer.status_code}")
             if self._read_back(repository, tag)[0] != digest:
                 raise BuildFailed(f"{repository}:{tag} does not point at {digest} after the push")
-        layers = manifest.get("layers", [])
-        sent = sum(int(layer["size"]) for layer, diff in zip(layers, diff_ids, strict=False)
-                   if diff.removeprefix("sha256:")[:12] in pushed_layers)
-        size = int(config.get("size", 0)) + sum(int(layer["size"]) for layer in layers)
-        return Pushed(repository, digest, [*moving, immutable], size, sent,
-                      round(time.monotonic() - started, 1))
 
     # -- ORAS artifacts (SIFs, the catalog) -------------------------------------------------------
 
@@ -306,6 +353,95 @@ class Registry:
         return Pushed(repository, digest, tags, size, sent, round(time.monotonic() - started, 1),
                       content=sha)
 
+    # -- referrers (an SBOM that refers to its image) ---------------------------------------------
+
+    def _put_blob(self, repository: str, data: bytes) -> tuple[str, int]:
+        """Upload one blob unless the registry has it: (its digest, bytes sent)."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.has_blob(repository, digest):
+            return digest, 0
+        base = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/uploads/"
+        started = self.client.do_request(base, "POST")
+        location = started.headers.get("Location", "")
+        if started.status_code != 202 or not location:
+            raise BuildFailed(f"registry {self.host}: starting an upload to {repository} "
+                              f"answered {started.status_code}")
+        if location.startswith("/"):
+            location = f"{self.scheme}://{self.host}{location}"
+        joiner = "&" if "?" in location else "?"
+        done = self.client.do_request(f"{location}{joiner}digest={digest}", "PUT", data=data,
+                                      headers={"Content-Type": "application/octet-stream"})
+        if done.status_code != 201:
+            raise BuildFailed(f"registry {self.host}: uploading a blob to {repository} "
+                              f"answered {done.status_code}")
+        return digest, len(data)
+
+    def _put_manifest(self, repository: str, reference: str, body: bytes,
+                      media_type: str) -> None:
+        answer = self.client.do_request(self._manifest_url(repository, reference), "PUT",
+                                        data=body, headers={"Content-Type": media_type})
+        if answer.status_code not in (200, 201):
+            raise BuildFailed(f"registry {self.host}: manifest {repository}:{reference} "
+                              f"answered {answer.status_code}: {answer.text[:200]}")
+
+    def push_referrer(self, repository: str, subject_digest: str, data: bytes,
+                      artifact_type: str, title: str, created: str) -> Pushed:
+        """Push DATA as an OCI 1.1 artifact whose `subject` is the manifest SUBJECT_DIGEST,
+        and list it where clients look for what refers to that manifest: the registry's
+        referrers API when it has one, else the referrers tag `sha256-<hex>` (the OCI
+        distribution spec's fallback, which Debian's registry 2.8 needs)."""
+        started = time.monotonic()
+        fetched = self._fetch_manifest(repository, subject_digest)
+        if fetched is None:
+            raise BuildFailed(f"registry {self.host} does not hold {repository}@"
+                              f"{subject_digest}")
+        subject = {"mediaType": str(fetched.headers.get("Content-Type")).split(";")[0],
+                   "digest": subject_digest, "size": len(fetched.content)}
+        config_digest, sent = self._put_blob(repository, EMPTY_JSON)
+        layer_digest, sent_layer = self._put_blob(repository, data)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": EMPTY_TYPE, "digest": config_digest,
+                       "size": len(EMPTY_JSON)},
+            "layers": [{"mediaType": artifact_type, "digest": layer_digest,
+                        "size": len(data), "annotations": {TITLE: title}}],
+            "subject": subject,
+            "annotations": {CREATED: created},
+        }
+        body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        self._put_manifest(repository, digest, body, OCI_MANIFEST)
+        descriptor = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
+                      "artifactType": artifact_type, "annotations": {CREATED: created}}
+        if digest not in {d["digest"] for d in self.referrers(repository, subject_digest)}:
+            tag = referrers_tag(subject_digest)
+            current = self.manifest(repository, tag)
+            listed = [d for d in (current[1].get("manifests", []) if current else [])
+                      if d.get("digest") != digest]
+            index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                     "manifests": [*listed, descriptor]}
+            self._put_manifest(repository, tag,
+                               json.dumps(index, sort_keys=True,
+                                          separators=(",", ":")).encode(), OCI_INDEX)
+        return Pushed(repository, digest, [], len(data), sent + sent_layer,
+                      round(time.monotonic() - started, 1),
+                      content=layer_digest)
+
+    def referrers(self, repository: str, subject_digest: str) -> list[dict[str, Any]]:
+        """Descriptors of the artifacts that refer to a manifest: from the referrers API,
+        or from the referrers tag where the registry has no such API."""
+        url = (f"{self.scheme}://{self.host}/v2/{self._path(repository)}/referrers/"
+               f"{subject_digest}")
+        answer = self.client.do_request(url, "GET", headers={"Accept": OCI_INDEX})
+        if answer.status_code == 200 and answer.headers.get(
+                "Content-Type", "").startswith(OCI_INDEX):
+            found: list[dict[str, Any]] = answer.json().get("manifests", [])
+            return found
+        current = self.manifest(repository, referrers_tag(subject_digest))
+        return list(current[1].get("manifests", [])) if current else []
+
     def pull_artifact(self, repository: str, tag: str, layer_type: str) -> bytes | None:
         found = self.manifest(repository, tag)
         if found is None:
@@ -317,6 +453,12 @@ class Registry:
         if "sha256:" + hashlib.sha256(data).hexdigest() != layers[0]["digest"]:
             raise BuildFailed(f"{repository}:{tag}: the blob does not match its digest")
         return data
+
+
+def referrers_tag(digest: str) -> str:
+    """The OCI referrers tag schema: `<alg>-<hex>`, cut to a tag's 128 characters."""
+    algorithm, _, hex_ = digest.partition(":")
+    return f"{algorithm}-{hex_}"[:128]
 
 
 def _is_artifact(manifest: dict[str, Any], sha: str, title: str, layer_type: str,

@@ -32,9 +32,21 @@ def _run(argv: Sequence[str], timeout: float = 1800) -> None:
         raise Unavailable(f"{' '.join(argv[:4])}...: {result.stderr.strip()[-800:]}")
 
 
+PACKAGES = "apptainer squashfuse fuse2fs cosign"  # cosign: Debian packages it in sid only
+
+
+def _bwrap_root(root: Path) -> list[str]:
+    return ["bwrap", "--bind", str(root), "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/run", "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+
+
 def ensure_root() -> Path:
-    """The sid root with apptainer, made once and kept (a few hundred MB)."""
+    """The sid root with apptainer and cosign, made once and kept (a few hundred MB)."""
     if (ROOT / "usr/bin/apptainer").exists():
+        if not (ROOT / "usr/bin/cosign").exists():  # a root made before cosign was needed
+            _run([*_bwrap_root(ROOT), "sh", "-c",
+                  f"apt-get {' '.join(APT)} update -qq && DEBIAN_FRONTEND=noninteractive "
+                  f"apt-get {' '.join(APT)} install -y -qq {PACKAGES}"])
         _add_user(ROOT)
         return ROOT
     for tool in ("debootstrap", "bwrap"):
@@ -44,10 +56,9 @@ def ensure_root() -> Path:
     shutil.rmtree(work, ignore_errors=True)
     work.parent.mkdir(parents=True, exist_ok=True)
     _run(["debootstrap", "--variant=minbase", "sid", str(work), MIRROR])
-    _run(["bwrap", "--bind", str(work), "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc",
-          "--tmpfs", "/run", "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf",
-          "sh", "-c", f"apt-get {' '.join(APT)} update -qq && DEBIAN_FRONTEND=noninteractive "
-                      f"apt-get {' '.join(APT)} install -y -qq apptainer squashfuse fuse2fs"])
+    _run([*_bwrap_root(work), "sh", "-c",
+          f"apt-get {' '.join(APT)} update -qq && DEBIAN_FRONTEND=noninteractive "
+          f"apt-get {' '.join(APT)} install -y -qq {PACKAGES}"])
     work.rename(ROOT)
     _add_user(ROOT)
     return ROOT
@@ -133,3 +144,22 @@ class Apptainer:
     def start(self, *args: str, cwd: str | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(self.argv(args, cwd), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def host_tools(root: Path, folder: Path) -> Path:
+    """A folder to put first on PATH: `cosign` (sid's build runs on the host as it is) and
+    `apptainer`, which runs the sid root's real apptainer as the caller, with the host's
+    /tmp and working directory bound in at the same paths (what `imagekit` signs and
+    verifies lives there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cosign = folder / "cosign"
+    if not cosign.exists():
+        cosign.symlink_to(root / "usr/bin/cosign")
+    wrapper = folder / "apptainer"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'exec bwrap --bind {root} / --dev-bind /dev /dev --proc /proc --tmpfs /run '
+        '--bind /tmp /tmp --bind "$PWD" "$PWD" --chdir "$PWD" '
+        '--setenv PATH /usr/bin:/bin -- /usr/bin/apptainer "$@"\n')
+    wrapper.chmod(0o755)
+    return folder

@@ -1,0 +1,235 @@
+"""Rollback and retention, from the catalogs the registry keeps (`history-NNNNNN` tags).
+
+`imagekit publish --pin IMAGE=DIGEST` republishes the catalog with an earlier tested
+digest of an image: its entry is taken whole from the catalog that published it (test
+results, packages, SIF and SBOM included), the image's tags move back to it in the registry,
+and every export follows. `imagekit prune --keep N` deletes from the registry what imagekit
+pushed (its own `id-`, `tree-` and `untested-` tags, their SIFs, SBOMs and records) that
+none of the last N published catalogs names, and the catalogs older than those N.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from imagekit.errors import ImagekitError, Problem
+from imagekit.model import Catalog
+from imagekit.publish.catalog import PublishedCatalog, PublishedImage, parse
+from imagekit.publish.pipeline import (
+    CATALOG_REPOSITORY,
+    IMMUTABLE,
+    UNTESTED,
+    ImageReport,
+    Log,
+    PublishReport,
+    catalog_metadata,
+    entry_of,
+    finish,
+    history,
+    history_tags,
+    previous_catalog,
+)
+from imagekit.publish.registry import CATALOG_LAYER_TYPE, Registry, referrers_tag
+from imagekit.publish.shared import RECORD_LAYER_TYPE, TREE_TAG, records_repository
+
+OURS = (IMMUTABLE, TREE_TAG, UNTESTED)  # the tags imagekit itself gives what it pushes
+
+
+def published_catalogs(catalog: Catalog, registry: Registry) -> list[PublishedCatalog]:
+    """Every catalog published, newest first."""
+    repository = catalog.repository(CATALOG_REPOSITORY)
+    found = []
+    for tag in reversed(history_tags(registry, repository)):
+        data = registry.pull_artifact(repository, tag, CATALOG_LAYER_TYPE)
+        if data is not None:
+            found.append(parse(data.decode(), f"{repository}:{tag}"))
+    return found
+
+
+def parse_pins(catalog: Catalog, pins: list[str]) -> dict[str, str]:
+    """IMAGE=DIGEST pairs; bad input is said before anything is touched."""
+    found: dict[str, str] = {}
+    problems = []
+    for pin in pins:
+        name, sep, digest = pin.partition("=")
+        if not sep or name not in catalog.images:
+            problems.append(Problem(None, "--pin", f"{pin!r}: expected IMAGE=DIGEST with an "
+                                                   "image of the catalog"))
+            continue
+        digest = digest if digest.startswith("sha256:") else f"sha256:{digest}"
+        if not 19 <= len(digest) <= 71 or not all(c in "0123456789abcdef"
+                                                  for c in digest[7:]):
+            problems.append(Problem(None, "--pin", f"{pin!r}: the digest must be sha256: "
+                                                   "and at least 12 hex digits"))
+            continue
+        found[name] = digest
+    if problems:
+        raise ImagekitError(problems)
+    return found
+
+
+def _published_entry(catalogs: list[PublishedCatalog], name: str,
+                     digest: str) -> PublishedImage | None:
+    for published in catalogs:
+        entry = entry_of(published, name)
+        if entry is not None and entry.digest.startswith(digest):
+            return entry
+    return None
+
+
+def pin(catalog: Catalog, pins: list[str], log: Log) -> PublishReport:
+    """Republish the catalog with these images rolled back to earlier published digests."""
+    started = time.monotonic()
+    wanted = parse_pins(catalog, pins)
+    registry = Registry(catalog)
+    registry.check()
+    catalogs = published_catalogs(catalog, registry)
+    previous = previous_catalog(catalog, registry)
+    problems = []
+    entries: dict[str, PublishedImage] = {}
+    for name, digest in wanted.items():
+        entry = _published_entry(catalogs, name, digest)
+        if entry is None:
+            problems.append(Problem(None, "--pin", f"{name}={digest}: no published catalog "
+                                                   "names this digest for this image"))
+        elif entry.tested.status != "passed":
+            problems.append(Problem(None, "--pin", f"{name}={digest}: was published untested;"
+                                                   " only a tested image can be pinned"))
+        elif registry.manifest(entry.repository, entry.digest) is None:
+            problems.append(Problem(None, "--pin", f"{entry.reference} is no longer in the "
+                                                   "registry (pruned?)"))
+        else:
+            entries[name] = entry
+    if problems:
+        raise ImagekitError(problems)
+    report = PublishReport()
+    for name, entry in entries.items():
+        moving = [t for t in entry.tags if not t.startswith(IMMUTABLE)]
+        registry.retag(entry.repository, entry.digest, moving)
+        if entry.sif is not None:
+            registry.retag(entry.sif.repository, entry.sif.digest, moving)
+        log(f"[{name}] pinned: {', '.join(moving)} -> {entry.reference}")
+        entries[name] = entry.model_copy(update={
+            **catalog_metadata(catalog, catalog.images[name], default=False),
+            "history": history(entry_of(previous, name), entry.digest)})
+        report.images.append(ImageReport(name, entry.reference, entry.tags,
+                                         entry.tested.status, 0, entry.size, 0.0,
+                                         entry.sif.reference if entry.sif else ""))
+    return finish(catalog, registry, previous, entries, report, started, log)
+
+
+@dataclass
+class PruneReport:
+    kept_catalogs: list[str] = field(default_factory=list)
+    deleted_catalogs: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # REPOSITORY@DIGEST
+    kept: int = 0  # manifests imagekit pushed that a kept catalog still names
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _named(catalogs: Iterable[PublishedCatalog]) -> set[str]:
+    """Every manifest digest these catalogs name: images, their history, SIFs, SBOMs."""
+    names: set[str] = set()
+    for published in catalogs:
+        for image in published.images:
+            names.add(image.digest)
+            names.update(p.digest for p in image.history)
+            if image.sif is not None:
+                names.add(image.sif.digest)
+            if image.sbom is not None:
+                names.add(image.sbom.digest)
+    return names
+
+
+def prune(catalog: Catalog, keep: int, log: Log, *, dry_run: bool = False) -> PruneReport:
+    if keep < 1:
+        raise ImagekitError(Problem(None, "--keep", "keep at least the last published catalog"))
+    registry = Registry(catalog)
+    registry.check()
+    report = PruneReport()
+    repository = catalog.repository(CATALOG_REPOSITORY)
+    tags = history_tags(registry, repository)
+    if not tags:
+        raise ImagekitError("nothing was published to this registry yet: nothing to prune")
+    kept_tags, old_tags = tags[-keep:], tags[:-keep]
+    catalogs = published_catalogs(catalog, registry)[:keep]
+    named = _named(catalogs)
+    # The catalogs' own manifests: the kept ones are named by their tags.
+    kept_digests = {found[0] for t in kept_tags
+                    if (found := registry.manifest(repository, t)) is not None}
+    report.kept_catalogs = kept_tags
+    for tag in old_tags:
+        found = registry.manifest(repository, tag)
+        if found is None or found[0] in kept_digests:
+            continue
+        report.deleted_catalogs.append(tag)
+        if not dry_run:
+            registry.delete(repository, found[0])
+    for name in catalog.images:
+        kept = _prune_repository(registry, catalog.repository(name), named, report, dry_run,
+                                 log)
+        _prune_repository(registry, catalog.sif_repository(name), named, report, dry_run, log)
+        _prune_records(registry, records_repository(catalog, name), kept, report, dry_run,
+                       log)
+    return report
+
+
+def _prune_repository(registry: Registry, repository: str, named: set[str],
+                      report: PruneReport, dry_run: bool, log: Log) -> set[str]:
+    """Delete what imagekit pushed here that nothing kept names; the digests kept."""
+    tags = registry.tags(repository)
+    # What a tag users follow (latest, a version) names stays, whatever imagekit's tags say.
+    followed = {found[0] for t in tags if not t.startswith((*OURS, "sha256-"))
+                and (found := registry.manifest(repository, t)) is not None}
+    kept = set(followed)
+    seen: set[str] = set()
+    for tag in tags:
+        if not tag.startswith(OURS):
+            continue
+        found = registry.manifest(repository, tag)
+        if found is None or found[0] in seen:
+            continue
+        digest = found[0]
+        seen.add(digest)
+        if digest in named or digest in followed:
+            kept.add(digest)
+            report.kept += 1
+            continue
+        _delete(registry, repository, digest, tag, report, dry_run, log)
+    return kept
+
+
+def _prune_records(registry: Registry, repository: str, kept: set[str], report: PruneReport,
+                   dry_run: bool, log: Log) -> None:
+    """A runner's record stays while the image it records stays."""
+    for tag in registry.tags(repository):
+        data = registry.pull_artifact(repository, tag, RECORD_LAYER_TYPE)
+        if data is None:
+            continue
+        try:
+            digest = PublishedImage.model_validate_json(data).digest
+        except ValueError:
+            digest = ""
+        if digest in kept:
+            continue
+        found = registry.manifest(repository, tag)
+        if found is not None:
+            _delete(registry, repository, found[0], tag, report, dry_run, log)
+
+
+def _delete(registry: Registry, repository: str, digest: str, tag: str, report: PruneReport,
+            dry_run: bool, log: Log) -> None:
+    report.deleted.append(f"{repository}@{digest}")
+    log(f"{'would delete' if dry_run else 'deleting'} {repository}@{digest} ({tag})")
+    if dry_run:
+        return
+    for referrer in registry.referrers(repository, digest):  # its SBOM
+        registry.delete(repository, str(referrer["digest"]))
+    registry.delete(repository, digest)
+    index = registry.manifest(repository, referrers_tag(digest))
+    if index is not None:
+        registry.delete(repository, index[0])

@@ -1,0 +1,252 @@
+"""A release as a site runs it: images signed with the site's cosign key and SIFs with its
+PGP key, an SBOM and a test record next to each image in the registry, the SBOM inside the
+SIF, the catalog site, `imagekit verify`, a rollback with `publish --pin`, and retention
+with `prune --keep`. Checked with the verifiers' own tools: cosign, Apptainer 1.4.5 (sid),
+headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from imagekit.publish.catalog import PublishedCatalog, read
+from tests.browser import check_site
+from tests.integration import apptainer as ap
+from tests.integration.conftest import ROOT, imagekit
+from tests.integration.registry import LocalRegistry, fresh_registry
+
+pytestmark = pytest.mark.integration
+
+NS = "release"
+ARTIFACTS = ROOT / "artifacts" / "site"
+
+
+@dataclass
+class Release:
+    registry: LocalRegistry
+    catalog: Path
+    env: dict[str, str]
+    cosign_pub: Path
+    pgp_pub: Path
+    first: PublishedCatalog
+
+    @property
+    def dist(self) -> Path:
+        return self.catalog.parent / "dist"
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return imagekit(*args, catalog=self.catalog, env=self.env, check=check)
+
+    def published(self) -> PublishedCatalog:
+        return read(self.dist / "catalog.json")
+
+
+def _keys(folder: Path, tools: Path) -> tuple[dict[str, str], Path, Path]:
+    """The site's keys: a cosign pair (with a password) and an OpenPGP key for SIFs."""
+    password = "site-cosign-password"
+    subprocess.run([str(tools / "cosign"), "generate-key-pair"], cwd=folder, check=True,
+                   capture_output=True, env={**os.environ, "COSIGN_PASSWORD": password})
+    gnupg = folder / "gnupg"
+    gnupg.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(gnupg), "--batch"]
+    subprocess.run([*gpg, "--passphrase", "", "--quick-gen-key",
+                    "imagekit test site <sif-signing@example.org>", "rsa3072", "sign",
+                    "never"], check=True, capture_output=True)
+    secret = subprocess.run([*gpg, "--armor", "--export-secret-keys"], check=True,
+                            capture_output=True).stdout
+    public = subprocess.run([*gpg, "--armor", "--export"], check=True,
+                            capture_output=True).stdout
+    (folder / "sif-signing.asc").write_bytes(secret)
+    (folder / "sif-signing.pub.asc").write_bytes(public)
+    env = {"IMAGEKIT_COSIGN_KEY": str(folder / "cosign.key"),
+           "IMAGEKIT_COSIGN_PASSWORD": password,
+           "IMAGEKIT_SIF_SIGNING_KEY": str(folder / "sif-signing.asc")}
+    return env, folder / "cosign.pub", folder / "sif-signing.pub.asc"
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[Release]:
+    root = tmp_path_factory.mktemp("release")
+    registries = fresh_registry(root / "registry")
+    registry = next(registries)
+    try:
+        tools = ap.host_tools(ap.ensure_root(), root / "bin")
+        env, cosign_pub, pgp_pub = _keys(root, tools)
+        env["PATH"] = f"{tools}:{os.environ['PATH']}"
+        project = root / "project"
+        for name in ("stacks", "profiles"):
+            shutil.copytree(ROOT / name, project / name)
+        catalog = project / "catalog.yaml"
+        catalog.write_text((ROOT / "catalog.yaml").read_text()
+                           .replace("namespace: imagekit", f"namespace: {NS}"))
+        imagekit("build", "scipy", "--format", "docker", "--format", "sif", "--sif-method",
+                 "native", "--plain", catalog=catalog, env=env)
+        imagekit("test", "base", "scipy", catalog=catalog, env=env)
+        imagekit("publish", "base", "scipy", catalog=catalog, env=env)
+        yield Release(registry, catalog, env, cosign_pub, pgp_pub,
+                      read(project / "dist" / "catalog.json"))
+    finally:
+        next(registries, None)
+
+
+def _referrers(release: Release, repository: str, digest: str) -> dict[str, str]:
+    """artifactType -> digest of what refers to a manifest (the referrers tag's index)."""
+    index = release.registry.get(
+        f"{repository}/manifests/sha256-{digest.removeprefix('sha256:')}",
+        Accept="application/vnd.oci.image.index.v1+json").json()
+    return {m.get("artifactType", ""): m["digest"] for m in index["manifests"]}
+
+
+def test_the_registry_holds_a_signature_an_sbom_and_a_test_record_for_each_image(
+        release: Release) -> None:
+    for image in release.first.images:
+        found = _referrers(release, f"{NS}/{image.name}", image.digest)
+        assert image.sbom is not None and image.signature is not None
+        assert found["application/vnd.cyclonedx+json"] == image.sbom.digest
+        assert found["application/vnd.imagekit.test-record.v1+json"] == image.tested.record
+        assert any("sigstore" in kind or kind.endswith("empty.v1+json") for kind in found)
+        # The real verifier, as a cluster admission policy would run it.
+        checked = subprocess.run(
+            [shutil.which("cosign", path=release.env["PATH"]) or "cosign", "verify", "--key",
+             str(release.cosign_pub), "--insecure-ignore-tlog=true", "--allow-http-registry",
+             image.reference], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        assert json.loads(checked.stdout)[0]["critical"]["image"][
+            "docker-manifest-digest"] == image.digest
+        # The SBOM beside the catalog is the one in the registry, and lists what is inside.
+        sbom = json.loads((release.dist / image.sbom.path).read_text())
+        assert sbom["metadata"]["component"]["version"] == image.image_id
+        purls = {c["purl"] for c in sbom["components"]}
+        assert any(p.startswith("pkg:deb/debian/python3@") for p in purls)
+        assert any(p.startswith("pkg:pypi/jupyterlab@") for p in purls)
+
+
+def test_the_sif_carries_its_sbom_and_apptainer_verifies_its_signature(
+        release: Release) -> None:
+    scipy = release.first.image("scipy")
+    assert scipy.sif is not None and scipy.sif.signed_by
+    sif = release.dist / scipy.sif.filename
+    runner = ap.Apptainer(ap.ensure_root())
+    inside = _give(runner, sif)
+    listing = runner.run("apptainer", "sif", "list", inside).stdout
+    [row] = [line for line in listing.splitlines() if "SBOM" in line.upper()]
+    dumped = runner.run("apptainer", "sif", "dump", row.split("|")[0].strip(), inside).stdout
+    assert json.loads(dumped)["metadata"]["component"]["version"] == scipy.image_id
+    runner.env["APPTAINER_KEYSDIR"] = "/home/aptest/site-keys"
+    key = _give(runner, release.pgp_pub)
+    runner.run("apptainer", "key", "import", key)
+    verified = runner.run("apptainer", "verify", inside)
+    assert scipy.sif.signed_by in verified.stdout + verified.stderr
+    # Another key does not verify it.
+    runner.env["APPTAINER_KEYSDIR"] = "/home/aptest/other-keys"
+    refused = runner.run("apptainer", "verify", inside, check=False)
+    assert refused.returncode != 0
+
+
+def _give(runner: ap.Apptainer, path: Path) -> str:
+    """A copy of a file in the unprivileged user's home (pytest's folders are root's)."""
+    copy = runner.home / path.name
+    shutil.copy(path, copy)
+    os.chown(copy, ap.UID, ap.GID)
+    return f"/home/{ap.USER}/{path.name}"
+
+
+def test_verify_passes_then_catches_a_moved_tag_and_a_wrong_key(release: Release) -> None:
+    ok = release.run("verify", "scipy", "--key", str(release.cosign_pub), "--json")
+    findings = {f["check"]: f for f in json.loads(ok.stdout)["findings"]}
+    assert set(findings) == {"digest", "signature", "sbom", "test record", "sif"}
+    assert all(f["ok"] for f in findings.values()), findings
+    # latest moved by hand to another image: verify says so and fails.
+    scipy, base = release.first.image("scipy"), release.first.image("base")
+    _, manifest = release.registry.manifest(f"{NS}/base", base.digest)
+    url = f"http://127.0.0.1:5055/v2/{NS}/scipy/manifests/latest"
+    base_bytes = release.registry.get(f"{NS}/base/manifests/{base.digest}",
+                                      Accept=manifest["mediaType"]).content
+    # The blobs must exist in scipy's repository for the registry to take the manifest:
+    # base's layers are scipy's first layers, and its config is mounted across.
+    requests.post(f"http://127.0.0.1:5055/v2/{NS}/scipy/blobs/uploads/?mount="
+                  f"{manifest['config']['digest']}&from={NS}/base", timeout=30)
+    assert requests.put(url, data=base_bytes, timeout=30,
+                        headers={"Content-Type": manifest["mediaType"]}).status_code == 201
+    moved = release.run("verify", "scipy", "--key", str(release.cosign_pub), check=False)
+    assert moved.returncode == 1 and "latest" in moved.stdout and "point elsewhere" in moved.stdout
+    scipy_bytes = release.registry.get(f"{NS}/scipy/manifests/{scipy.digest}",
+                                       Accept=manifest["mediaType"]).content
+    assert requests.put(url, data=scipy_bytes, timeout=30,
+                        headers={"Content-Type": manifest["mediaType"]}).status_code == 201
+    wrong = release.cosign_pub.parent / "other"
+    wrong.mkdir(exist_ok=True)
+    subprocess.run([str(Path(release.env["PATH"].split(":")[0]) / "cosign"),
+                    "generate-key-pair"], cwd=wrong, check=True, capture_output=True,
+                   env={**os.environ, "COSIGN_PASSWORD": ""})
+    refused = release.run("verify", "scipy", "--key", str(wrong / "cosign.pub"), check=False)
+    assert refused.returncode == 1 and "FAIL signature" in refused.stdout
+
+
+def test_the_site_renders_every_page_and_links_the_sboms(release: Release) -> None:
+    seen = check_site(release.dist, ARTIFACTS)
+    assert set(seen) == {"index.html", "base.html", "scipy.html"}
+    assert any(link.endswith("/sbom/scipy.cdx.json") for link in seen["scipy.html"]["links"])
+    assert (ARTIFACTS / "index-1280.png").is_file() and (ARTIFACTS / "scipy-390.png").is_file()
+
+
+def test_pin_rolls_back_and_prune_keeps_what_a_catalog_names(release: Release) -> None:
+    first = release.first.image("scipy")
+    # A new scipy (a rebuild is a new image: its build time is a label), tested, published.
+    release.run("build", "scipy", "--force", "--format", "docker", "--format", "sif",
+                "--sif-method", "native", "--plain")
+    release.run("test", "scipy")
+    release.run("publish", "base", "scipy")
+    second = release.published().image("scipy")
+    assert second.digest != first.digest
+    # The rollback: one command, the tags and every export follow.
+    pinned = release.run("publish", "--pin", f"scipy={first.digest}", "--json")
+    assert json.loads(pinned.stdout)["images"][0]["reference"] == first.reference
+    now = release.published().image("scipy")
+    assert now.digest == first.digest and now.tested == first.tested
+    assert [p.digest for p in now.history] == [second.digest]
+    assert release.registry.manifest(f"{NS}/scipy", "latest")[0] == first.digest
+    spawner = (release.dist / "exports" / "kubespawner.yaml").read_text()
+    assert first.reference in spawner and second.reference not in spawner
+    # A third scipy pushed by a runner, never published: no catalog names it.
+    release.run("build", "scipy", "--force", "--format", "docker", "--format", "sif",
+                "--sif-method", "native", "--plain")
+    release.run("test", "scipy")
+    [staged] = json.loads(release.run("push", "scipy", "--json").stdout)["images"]
+    third = staged["reference"].rpartition("@")[2]
+    dry = json.loads(release.run("prune", "--keep", "1", "--dry-run", "--json").stdout)
+    assert f"127.0.0.1:5055/{NS}/scipy@{third}" in dry["deleted"]
+    assert release.registry.manifest(f"{NS}/scipy", third)  # a dry run deletes nothing
+    report = json.loads(release.run("prune", "--keep", "1", "--json").stdout)
+    assert report["kept_catalogs"] == ["history-000003"]
+    assert report["deleted_catalogs"] == ["history-000001", "history-000002"]
+    assert f"127.0.0.1:5055/{NS}/scipy@{third}" in report["deleted"]
+    gone = release.registry.get(f"{NS}/scipy/manifests/{third}")
+    assert gone.status_code == 404
+    # What the kept catalog names stays: the pinned image, its history, base.
+    for digest in (first.digest, second.digest):
+        assert release.registry.get(f"{NS}/scipy/manifests/{digest}").status_code == 200
+    verified = release.run("verify", "scipy", "--key", str(release.cosign_pub))
+    assert verified.returncode == 0
+
+
+def test_bad_pins_and_keeps_are_refused_before_anything_moves(release: Release) -> None:
+    before = release.registry.manifest(f"{NS}/catalog", "latest")[0]
+    for args, words in ((["publish", "--pin", "scipy"], "expected IMAGE=DIGEST"),
+                        (["publish", "--pin", "nope=sha256:" + "0" * 64], "IMAGE=DIGEST"),
+                        (["publish", "--pin", "scipy=sha256:" + "0" * 64],
+                         "no published catalog names this digest")):
+        refused = release.run(*args, check=False)
+        assert refused.returncode == 2 and words in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert release.registry.manifest(f"{NS}/catalog", "latest")[0] == before
+    refused = release.run("prune", "--keep", "0", check=False)
+    assert refused.returncode == 2
