@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(docker.io debootstrap squashfs-tools siftool bubblewrap docker-compose openssl procps
-          docker-registry ca-certificates curl chromium fonts-dejavu-core
+          docker-registry ca-certificates curl chromium fonts-dejavu-core gnupg
           slurmctld slurmd slurm-client munge openssh-server openssh-client)
 missing=()
 for p in "${packages[@]}"; do
