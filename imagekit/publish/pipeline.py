@@ -115,6 +115,30 @@ def publish(catalog: Catalog, engine: Engine, names: list[str] | None, *, skip_t
     return finish(catalog, registry, previous, entries, report, started, log)
 
 
+def reinstate(catalog: Catalog, registry: Registry, previous: PublishedCatalog | None,
+              found: dict[str, PublishedImage], started: float, log: Log,
+              how: str) -> PublishReport:
+    """Publish entries whose images the registry already holds (a runner's push, an earlier
+    catalog's): their tags moved to them through the registry API, nothing pulled or sent,
+    then the catalog, exports and site as `publish` writes them."""
+    report = PublishReport()
+    entries: dict[str, PublishedImage] = {}
+    for name, entry in found.items():
+        moved = time.monotonic()
+        moving = [t for t in entry.tags if not t.startswith(IMMUTABLE)]
+        registry.retag(entry.repository, entry.digest, moving)
+        if entry.sif is not None:
+            registry.retag(entry.sif.repository, entry.sif.digest, moving)
+        log(f"[{name}] {how}: {', '.join(moving)} -> {entry.reference}")
+        entries[name] = entry.model_copy(update={
+            **catalog_metadata(catalog, catalog.images[name], default=False),
+            "history": history(entry_of(previous, name), entry.digest)})
+        report.images.append(ImageReport(
+            name, entry.reference, entry.tags, entry.tested.status, 0, entry.size,
+            round(time.monotonic() - moved, 1), entry.sif.reference if entry.sif else ""))
+    return finish(catalog, registry, previous, entries, report, started, log)
+
+
 def finish(catalog: Catalog, registry: Registry, previous: PublishedCatalog | None,
            entries: dict[str, PublishedImage], report: PublishReport, started: float,
            log: Log) -> PublishReport:

@@ -21,15 +21,12 @@ from imagekit.publish.pipeline import (
     CATALOG_REPOSITORY,
     IMMUTABLE,
     UNTESTED,
-    ImageReport,
     Log,
     PublishReport,
-    catalog_metadata,
     entry_of,
-    finish,
-    history,
     history_tags,
     previous_catalog,
+    reinstate,
 )
 from imagekit.publish.registry import CATALOG_LAYER_TYPE, Registry, referrers_tag
 from imagekit.publish.shared import RECORD_LAYER_TYPE, TREE_TAG, records_repository
@@ -104,20 +101,7 @@ def pin(catalog: Catalog, pins: list[str], log: Log) -> PublishReport:
             entries[name] = entry
     if problems:
         raise ImagekitError(problems)
-    report = PublishReport()
-    for name, entry in entries.items():
-        moving = [t for t in entry.tags if not t.startswith(IMMUTABLE)]
-        registry.retag(entry.repository, entry.digest, moving)
-        if entry.sif is not None:
-            registry.retag(entry.sif.repository, entry.sif.digest, moving)
-        log(f"[{name}] pinned: {', '.join(moving)} -> {entry.reference}")
-        entries[name] = entry.model_copy(update={
-            **catalog_metadata(catalog, catalog.images[name], default=False),
-            "history": history(entry_of(previous, name), entry.digest)})
-        report.images.append(ImageReport(name, entry.reference, entry.tags,
-                                         entry.tested.status, 0, entry.size, 0.0,
-                                         entry.sif.reference if entry.sif else ""))
-    return finish(catalog, registry, previous, entries, report, started, log)
+    return reinstate(catalog, registry, previous, entries, started, log, "pinned")
 
 
 @dataclass

@@ -22,17 +22,13 @@ from imagekit.model import Catalog, Image
 from imagekit.publish.catalog import PublishedImage
 from imagekit.publish.pipeline import (
     EPOCH,
-    IMMUTABLE,
     ImageReport,
     Log,
     PublishReport,
-    catalog_metadata,
-    entry_of,
-    finish,
-    history,
     preflight,
     previous_catalog,
     publish_one,
+    reinstate,
 )
 from imagekit.publish.registry import Registry
 
@@ -182,19 +178,4 @@ def publish_from_registry(catalog: Catalog, names: list[str] | None,
     if not found:
         raise ImagekitError("nothing to publish: the registry holds no image for this checkout")
     previous = previous_catalog(catalog, registry)
-    report = PublishReport()
-    entries: dict[str, PublishedImage] = {}
-    for name, record in found.items():
-        moved = time.monotonic()
-        moving = [t for t in record.tags if not t.startswith(IMMUTABLE)]
-        registry.retag(record.repository, record.digest, moving)
-        if record.sif is not None:
-            registry.retag(record.sif.repository, record.sif.digest, moving)
-        log(f"[{name}] {', '.join(moving)} -> {record.reference}")
-        entries[name] = record.model_copy(update={
-            **catalog_metadata(catalog, catalog.images[name], default=False),
-            "history": history(entry_of(previous, name), record.digest)})
-        report.images.append(ImageReport(
-            name, record.reference, record.tags, record.tested.status, 0, record.size,
-            round(time.monotonic() - moved, 1), record.sif.reference if record.sif else ""))
-    return finish(catalog, registry, previous, entries, report, started, log)
+    return reinstate(catalog, registry, previous, found, started, log, "from the registry")
