@@ -108,8 +108,10 @@ def test_layout_is_the_one_apptainer_build_writes(hpc_sif: dict[str, Any]) -> No
     listing = subprocess.run(["siftool", "list", str(SIF)], capture_output=True, text=True,
                              check=True).stdout
     objects = parse_list(listing)
+    # What apptainer build writes, then the image's SBOM as the SIF's own SBOM object.
     assert [o.kind for o in objects] == ["Def.FILE", "JSON.Generic", "JSON.Generic",
-                                         "FS (Squashfs/*System/amd64)"]
+                                         "FS (Squashfs/*System/amd64)",
+                                         "SBOM (cyclonedx-json)"]
     assert {o.group for o in objects} == {"1"}
     header = subprocess.run(["siftool", "header", str(SIF)], capture_output=True, text=True,
                             check=True).stdout
