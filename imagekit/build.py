@@ -30,6 +30,8 @@ from imagekit.model import Catalog, Image
 
 CACHE_LABEL = "io.imagekit.cache-key"
 TREE_LABEL = "io.imagekit.tree-key"  # the checkout's key of the image (TreeInputs)
+TREE_TAG = "tree-"  # the registry tag CI runners share an image under: tree-<key>
+KEY_CHARS = 32  # of the key's hex in that tag: 128 bits
 
 StepProgress = Callable[[str, str], None]  # image, log line
 
@@ -94,14 +96,17 @@ class TreeInputs:
 
 
 def tree_inputs(catalog: Catalog, context: BuildContext, parent: str) -> TreeInputs:
-    args = build_args(catalog)
     return TreeInputs(
         context=context.digest(),
         parent=parent,
         imagekit=__version__,
-        build_args=tuple((name, public_url(args[name])) for name in sorted(args)),
+        build_args=public_build_args(catalog),
         site=site_sources(catalog),
     )
+
+
+def tree_tag(key: str) -> str:
+    return f"{TREE_TAG}{key[:KEY_CHARS]}"
 
 
 @dataclass(frozen=True)
@@ -174,15 +179,20 @@ def site_sources(catalog: Catalog) -> tuple[tuple[str, str], ...]:
             ("proxy.no_proxy", proxy.no_proxy if proxy else ""))
 
 
+def public_build_args(catalog: Catalog) -> tuple[tuple[str, str], ...]:
+    """The build arguments as the builder gets them, without credentials, sorted."""
+    args = build_args(catalog)
+    return tuple((name, public_url(args[name])) for name in sorted(args))
+
+
 def key_inputs(catalog: Catalog, context: BuildContext, parent_id: str,
                builder: str) -> KeyInputs:
-    args = build_args(catalog)
     return KeyInputs(
         context=context.digest(),
         parent_id=parent_id,
         builder=builder,
         imagekit=__version__,
-        build_args=tuple((name, public_url(args[name])) for name in sorted(args)),
+        build_args=public_build_args(catalog),
         site=site_sources(catalog),
     )
 
@@ -196,16 +206,25 @@ def plan_one(catalog: Catalog, engine: Engine, builder: str, image: Image,
                         tree_key)
 
 
-def tree_keys(catalog: Catalog, images: list[Image]
-              ) -> tuple[dict[str, str], dict[str, BuildContext]]:
-    """The tree key and build context of each image (a closure: parents first)."""
-    keys: dict[str, str] = {}
+def tree_inputs_of(catalog: Catalog, images: list[Image]
+                   ) -> tuple[dict[str, TreeInputs], dict[str, BuildContext]]:
+    """The tree key's inputs and the build context of each image (a closure: parents
+    first), each context assembled once."""
+    inputs: dict[str, TreeInputs] = {}
     contexts: dict[str, BuildContext] = {}
     for image in images:
         contexts[image.name] = assemble(catalog, image)
-        parent = catalog.base.image if image.parent is None else keys[image.parent]
-        keys[image.name] = tree_inputs(catalog, contexts[image.name], parent).digest()
-    return keys, contexts
+        parent = (catalog.base.image if image.parent is None
+                  else inputs[image.parent].digest())
+        inputs[image.name] = tree_inputs(catalog, contexts[image.name], parent)
+    return inputs, contexts
+
+
+def tree_keys(catalog: Catalog, images: list[Image]
+              ) -> tuple[dict[str, str], dict[str, BuildContext]]:
+    """The tree key and build context of each image (a closure: parents first)."""
+    inputs, contexts = tree_inputs_of(catalog, images)
+    return {name: found.digest() for name, found in inputs.items()}, contexts
 
 
 def cached(engine: Engine, build: PlannedBuild) -> ImageInfo | None:

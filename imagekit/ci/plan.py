@@ -22,9 +22,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from imagekit.build import tree_inputs, tree_keys
+from imagekit.build import tree_inputs_of, tree_tag
 from imagekit.model import Catalog, Image, Stack
-from imagekit.publish.shared import tree_tag
 
 
 @dataclass(frozen=True)
@@ -131,14 +130,12 @@ def _stack_lineage(catalog: Catalog, name: str) -> list[Stack]:
 
 def make_plan(catalog: Catalog) -> Plan:
     images = list(catalog.images.values())  # parents first
-    keys, contexts = tree_keys(catalog, images)
+    trees, contexts = tree_inputs_of(catalog, images)
     levels: dict[str, int] = {}
     planned: list[PlannedImage] = []
     for image in images:
-        context = contexts[image.name]
-        parent = catalog.base.image if image.parent is None else keys[image.parent]
-        tree = tree_inputs(catalog, context, parent)
-        assert tree.digest() == keys[image.name]
+        context, tree = contexts[image.name], trees[image.name]
+        key = tree.digest()
         levels[image.name] = 0 if image.parent is None else levels[image.parent] + 1
         planned.append(PlannedImage(
             name=image.name,
@@ -155,8 +152,8 @@ def make_plan(catalog: Catalog) -> Plan:
             ref=catalog.ref(image.name),
             level=levels[image.name],
             children=list(catalog.children.get(image.name, ())),
-            key=keys[image.name],
-            tag=tree_tag(keys[image.name]),
+            key=key,
+            tag=tree_tag(key),
             inputs=Inputs(
                 context=tree.context,
                 files={p: hashlib.sha256(d).hexdigest()

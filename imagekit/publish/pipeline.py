@@ -150,7 +150,7 @@ def finish(catalog: Catalog, registry: Registry, previous: PublishedCatalog | No
     pushed = _push_catalog(catalog, registry, new, text)
     report.sent = sum(i.sent + i.sif_sent for i in report.images) + pushed.sent
     dist = catalog.dist
-    sboms = _sboms(registry, new)
+    sboms = _sboms(registry, new, dist)
     report.changed = not _same(dist, text, exports, sboms)
     if report.changed:
         write_dist(dist, text, exports, sboms)
@@ -443,13 +443,17 @@ def compose(catalog: Catalog, previous: PublishedCatalog | None,
 
 # -- dist/ --
 
-def _sboms(registry: Registry, catalog: PublishedCatalog) -> list[ExportFile]:
-    """Each image's SBOM document, read back from the registry (what consumers fetch)."""
+def _sboms(registry: Registry, catalog: PublishedCatalog, dist: Path) -> list[ExportFile]:
+    """Each image's SBOM document: the copy in dist/ when it is the one the catalog names,
+    else read back from the registry (what consumers fetch)."""
     found = []
     for image in catalog.images:
         if image.sbom is None:
             continue
-        data = registry.blob(image.repository, f"sha256:{image.sbom.sha256}")
+        local = dist / image.sbom.path
+        data = local.read_bytes() if local.is_file() else b""
+        if hashlib.sha256(data).hexdigest() != image.sbom.sha256:
+            data = registry.blob(image.repository, f"sha256:{image.sbom.sha256}")
         if hashlib.sha256(data).hexdigest() != image.sbom.sha256:
             raise BuildFailed(f"{image.sbom.reference}: the SBOM does not match its digest")
         found.append(ExportFile(Path(image.sbom.path).name, data.decode()))

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
+from imagekit.build import TREE_TAG
 from imagekit.errors import ImagekitError, Problem
 from imagekit.model import Catalog
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage, parse
@@ -29,16 +30,17 @@ from imagekit.publish.pipeline import (
     reinstate,
 )
 from imagekit.publish.registry import CATALOG_LAYER_TYPE, Registry, referrers_tag
-from imagekit.publish.shared import RECORD_LAYER_TYPE, TREE_TAG, records_repository
+from imagekit.publish.shared import RECORD_LAYER_TYPE, records_repository
 
 OURS = (IMMUTABLE, TREE_TAG, UNTESTED)  # the tags imagekit itself gives what it pushes
 
 
-def published_catalogs(catalog: Catalog, registry: Registry) -> list[PublishedCatalog]:
-    """Every catalog published, newest first."""
+def published_catalogs(catalog: Catalog, registry: Registry,
+                       tags: list[str] | None = None) -> list[PublishedCatalog]:
+    """The catalogs published under these history tags (default: all), newest first."""
     repository = catalog.repository(CATALOG_REPOSITORY)
     found = []
-    for tag in reversed(history_tags(registry, repository)):
+    for tag in reversed(history_tags(registry, repository) if tags is None else tags):
         data = registry.pull_artifact(repository, tag, CATALOG_LAYER_TYPE)
         if data is not None:
             found.append(parse(data.decode(), f"{repository}:{tag}"))
@@ -140,7 +142,7 @@ def prune(catalog: Catalog, keep: int, log: Log, *, dry_run: bool = False) -> Pr
     if not tags:
         raise ImagekitError("nothing was published to this registry yet: nothing to prune")
     kept_tags, old_tags = tags[-keep:], tags[:-keep]
-    catalogs = published_catalogs(catalog, registry)[:keep]
+    catalogs = published_catalogs(catalog, registry, kept_tags)  # only the kept ones pulled
     named = _named(catalogs)
     # The catalogs' own manifests: the kept ones are named by their tags.
     kept_digests = {found[0] for t in kept_tags

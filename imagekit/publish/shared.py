@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from imagekit.build import TREE_LABEL, tree_keys
+from imagekit.build import TREE_LABEL, tree_keys, tree_tag
 from imagekit.engine.client import Engine, ImageInfo
 from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.model import Catalog, Image
@@ -32,14 +32,8 @@ from imagekit.publish.pipeline import (
 )
 from imagekit.publish.registry import Registry
 
-TREE_TAG = "tree-"
-KEY_CHARS = 32  # of the key's hex in a tag: 128 bits
 RECORD_CONFIG_TYPE = "application/vnd.imagekit.record.config.v1+json"
 RECORD_LAYER_TYPE = "application/vnd.imagekit.record.v1+json"
-
-
-def tree_tag(key: str) -> str:
-    return f"{TREE_TAG}{key[:KEY_CHARS]}"
 
 
 def records_repository(catalog: Catalog, image: str) -> str:

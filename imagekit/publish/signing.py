@@ -19,13 +19,13 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from imagekit.errors import BuildFailed, ImagekitError, Problem
+from imagekit.run import run
 
 COSIGN_KEY, COSIGN_PASSWORD = "IMAGEKIT_COSIGN_KEY", "IMAGEKIT_COSIGN_PASSWORD"
 SIF_KEY = "IMAGEKIT_SIF_SIGNING_KEY"
@@ -61,12 +61,10 @@ def sif_key() -> Path | None:
     return key
 
 
-def _run(argv: list[str], env: dict[str, str], what: str, timeout: int = 600) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
-    if result.returncode != 0:
-        last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["?"]
-        raise BuildFailed(f"{what} failed: {last[0][:300]}")
-    return result.stdout
+def _output(argv: list[str], env: dict[str, str], timeout: int = 600) -> str:
+    """imagekit's one way of running a program (run.run: logged, failing with the tail of
+    its stderr), with this module's environment."""
+    return run(argv, env=env, timeout=timeout).stdout.decode()
 
 
 @contextmanager
@@ -93,7 +91,7 @@ def _registry_flags(insecure: bool, ca_bundle: str | None) -> list[str]:
 def public_key_sha256(key: Path) -> str:
     """sha256 of the public half of a cosign key: what the catalog says it was signed with."""
     env = {**os.environ, "COSIGN_PASSWORD": os.environ.get(COSIGN_PASSWORD, "")}
-    text = _run(["cosign", "public-key", "--key", str(key)], env, "cosign public-key")
+    text = _output(["cosign", "public-key", "--key", str(key)], env)
     return hashlib.sha256(text.strip().encode()).hexdigest()
 
 
@@ -102,8 +100,8 @@ def sign_image(reference: str, key: Path, *, insecure: bool, ca_bundle: str | No
     """Sign REPOSITORY@DIGEST with the site's cosign key; the signature goes next to it."""
     registry = reference.split("/", 1)[0]
     with _cosign_env(registry, credentials) as env:
-        _run(["cosign", "sign", "--key", str(key), *COSIGN_OFFLINE,
-              *_registry_flags(insecure, ca_bundle), reference], env, f"signing {reference}")
+        _output(["cosign", "sign", "--key", str(key), *COSIGN_OFFLINE,
+                 *_registry_flags(insecure, ca_bundle), reference], env)
 
 
 def verify_image(reference: str, public_key: Path, *, insecure: bool, ca_bundle: str | None,
@@ -111,9 +109,9 @@ def verify_image(reference: str, public_key: Path, *, insecure: bool, ca_bundle:
     """`cosign verify` of REPOSITORY@DIGEST against a public key: the payload it checked."""
     registry = reference.split("/", 1)[0]
     with _cosign_env(registry, credentials) as env:
-        return _run(["cosign", "verify", "--key", str(public_key),
-                     "--insecure-ignore-tlog=true", *_registry_flags(insecure, ca_bundle),
-                     reference], env, f"verifying the signature of {reference}")
+        return _output(["cosign", "verify", "--key", str(public_key),
+                        "--insecure-ignore-tlog=true", *_registry_flags(insecure, ca_bundle),
+                        reference], env)
 
 
 def _apptainer() -> str:
@@ -129,10 +127,9 @@ def sign_sif(sif: Path, key: Path) -> str:
     with tempfile.TemporaryDirectory(prefix="imagekit-keys-") as keys:
         os.chmod(keys, 0o700)
         env = {**os.environ, "APPTAINER_KEYSDIR": keys, "SINGULARITY_KEYSDIR": keys}
-        _run([tool, "key", "import", str(key)], env, "importing the SIF signing key")
-        listing = _run([tool, "key", "list", "--secret"], env, "listing the SIF signing key")
-        _run([tool, "sign", "--keyidx", "0", str(sif)], env, f"signing {sif.name}",
-             timeout=1800)
+        _output([tool, "key", "import", str(key)], env)
+        listing = _output([tool, "key", "list", "--secret"], env)
+        _output([tool, "sign", "--keyidx", "0", str(sif)], env, timeout=1800)
     return _fingerprint(listing)
 
 

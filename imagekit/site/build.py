@@ -11,6 +11,7 @@ from pathlib import Path
 import jinja2
 
 from imagekit.errors import BuildFailed
+from imagekit.progress import human_size
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -34,15 +35,6 @@ class Command:
     title: str
     text: str
     note: str = ""
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
 
 
 def commands(catalog: PublishedCatalog, image: PublishedImage) -> list[Command]:
