@@ -288,7 +288,13 @@ def schema(
 
 
 BuilderOpt = Annotated[
-    str, typer.Option("--builder", help="auto, buildkit or classic (the docker SDK's)")
+    str, typer.Option("--builder", help="auto, buildkit or classic (the docker SDK's) with "
+                                        "Docker; auto or podman with Podman")
+]
+EngineOpt = Annotated[
+    str | None, typer.Option("--engine", envvar="IMAGEKIT_ENGINE",
+                             help="docker, podman or auto (Docker when it answers, else "
+                                  "Podman); default: the catalog's engine")
 ]
 
 
@@ -297,15 +303,16 @@ def base(
     refresh: Annotated[bool, typer.Option(
         "--refresh", help="pull or bootstrap it again even when present (Debian's updates); "
                           "the images built on it then rebuild")] = False,
+    engine: EngineOpt = None,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """Make the catalog's base image exist: present, pulled, or bootstrapped."""
     from imagekit.engine.base import ensure_base
-    from imagekit.engine.client import Engine
+    from imagekit.engine.choice import connect
 
     with _user_errors():
         cat = _load(catalog)
-        how = ensure_base(cat, Engine(), lambda text: out.print(text, markup=False),
+        how = ensure_base(cat, connect(cat, engine), lambda text: out.print(text, markup=False),
                           refresh=refresh)
     out.print(f"{cat.base.image}: {how}")
 
@@ -348,13 +355,13 @@ def build(
                                 "tag, never built, and a named image the registry already "
                                 "holds for this checkout is pulled (see `imagekit plan`)")
     ] = False,
+    engine_choice: EngineOpt = None,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """Build images (parents first, each once, unchanged ones from cache); SIFs into dist/."""
     from imagekit import build as builds
     from imagekit.engine.base import ensure_base
-    from imagekit.engine.builders import choose
-    from imagekit.engine.client import Engine
+    from imagekit.engine.choice import connect
     from imagekit.progress import LiveDisplay, PlainDisplay, human_size, summary
     from imagekit.sif import build_sif
 
@@ -365,8 +372,9 @@ def build(
                 raise ImagekitError(f"--format: {f!r} is not one of docker, sif")
         if sif_method not in ("auto", "native", "apptainer"):
             raise ImagekitError(f"--sif-method: {sif_method!r} is not auto, native or apptainer")
-        if builder not in ("auto", "buildkit", "classic"):
-            raise ImagekitError(f"--builder: {builder!r} is not one of auto, buildkit, classic")
+        if builder not in ("auto", "buildkit", "classic", "podman"):
+            raise ImagekitError(f"--builder: {builder!r} is not one of auto, buildkit, "
+                                "classic, podman")
         selected = _select(cat, images or [], all_)
         names = [i.name for i in selected]
         wants_sif = [i for i in selected if "sif" in (formats or i.formats)]
@@ -377,8 +385,8 @@ def build(
         stale = _stale_locks(cat, names)
         if stale:
             raise ImagekitError(stale)
-        engine = Engine()
-        chosen = choose(builder, engine.client)
+        engine = connect(cat, engine_choice)
+        chosen = engine.builder(builder)
         builds.check_builder(cat, chosen)
         log = err if as_json else out
         if dry_run:
@@ -447,19 +455,20 @@ def test_(
     images: Annotated[list[str] | None, typer.Argument(help="images to test")] = None,
     all_: Annotated[bool, typer.Option("--all", help="every buildable image")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+    engine_choice: EngineOpt = None,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """Smoke-test built images: their checks, then their consumers' runtime contract."""
     from imagekit.checks import record
     from imagekit.checks.runner import test_image
-    from imagekit.engine.client import Engine
+    from imagekit.engine.choice import connect
 
     results = []
     latencies: dict[str, dict[str, float]] = {}
     with _user_errors():
         cat = _load(catalog)
         selected = _select(cat, images or [], all_)
-        engine = Engine()
+        engine = connect(cat, engine_choice)
         log = err if as_json else out
 
         def show(result: CheckResult) -> None:
@@ -476,7 +485,7 @@ def test_(
                 log.print(f"[yellow]SKIP[/] {name}: not built ({cat.ref(name)})")
         # Interrupted, main() removes what this process started.
         for image in selected:
-            target = test_image(engine.client, cat, image, show)
+            target = test_image(engine, cat, image, show)
             results += target.results
             latencies[image.name] = target.latencies
             record.save(cat, image.name, target.ref, target.results)
@@ -506,10 +515,11 @@ def publish(
     pins: Annotated[list[str] | None, typer.Option(
         "--pin", help="IMAGE=DIGEST (repeatable): roll IMAGE back to a digest an earlier "
                       "catalog published; its tags and every export follow")] = None,
+    engine_choice: EngineOpt = None,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """Push tested images and SIFs by digest, then write dist/catalog.json and the exports."""
-    from imagekit.engine.client import Engine
+    from imagekit.engine.choice import connect
     from imagekit.progress import human_size
     from imagekit.publish.pipeline import publish as run_publish
 
@@ -537,7 +547,8 @@ def publish(
                                     "(`imagekit push` refuses untested ones)")
             report = publish_from_registry(cat, names, say)
         else:
-            report = run_publish(cat, Engine(), names, skip_tests=skip_tests, log=say)
+            report = run_publish(cat, connect(cat, engine_choice), names,
+                                 skip_tests=skip_tests, log=say)
     if as_json:
         out.print_json(json.dumps(report.as_dict()))
         return
@@ -710,18 +721,20 @@ def verify(
 def push(
     images: Annotated[list[str], typer.Argument(help="images to push")],
     as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+    engine_choice: EngineOpt = None,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """A CI runner's share: a tested image and its SIF to the registry under its tree tag,
     with the record `publish --from-registry` reads. Moves no tag users follow."""
-    from imagekit.engine.client import Engine
+    from imagekit.engine.choice import connect
     from imagekit.publish.shared import push as run_push
 
     log = err if as_json else out
     with _user_errors():
         cat = _load(catalog)
         names = [i.name for i in _select(cat, images, False)]
-        lines = run_push(cat, Engine(), names, lambda text: log.print(text, markup=False))
+        lines = run_push(cat, connect(cat, engine_choice), names,
+                         lambda text: log.print(text, markup=False))
     if as_json:
         out.print_json(json.dumps({"images": [asdict(line) for line in lines]}))
         return

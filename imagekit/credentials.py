@@ -11,9 +11,12 @@ NAME` without a value, which reads it from the environment).
 
 from __future__ import annotations
 
+import base64
+import json
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from imagekit.schema import SiteSettings
 
@@ -84,3 +87,13 @@ def redact(text: str, words: Iterable[str]) -> str:
     for word in words:
         text = text.replace(word, "***")
     return text
+
+
+def registry_auth_file(folder: Path, host: str, username: str, password: str) -> Path:
+    """A Docker config (`config.json`, 0600) holding one registry's credentials, in a folder
+    the caller owns and removes: what cosign and podman read instead of a command line."""
+    config = folder / "config.json"
+    config.touch(mode=0o600)
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    config.write_text(json.dumps({"auths": {host: {"auth": auth}}}))
+    return config

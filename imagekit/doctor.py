@@ -25,12 +25,14 @@ def _tool(name: str, package: str, optional: bool = False, why: str = "") -> Fin
 
 def diagnose(catalog: Path) -> list[Finding]:
     findings: list[Finding] = []
+    engines = 0
     try:
         from imagekit.engine.client import Engine
 
         engine = Engine()
         version = engine.client.version().get("Version", "?")
-        findings.append(Finding("docker engine", True, f"dockerd {version}"))
+        findings.append(Finding("docker engine", True, f"dockerd {version}", optional=True))
+        engines += 1
         from imagekit.engine.builders import find_buildkit
 
         buildkit = find_buildkit()
@@ -43,7 +45,18 @@ def diagnose(catalog: Path) -> list[Finding]:
         ))
     except Exception as exc:
         findings.append(Finding("docker engine", False,
-                                f"{exc}; apt-get install docker.io && dockerd &"))
+                                f"{exc}; apt-get install docker.io && dockerd &", optional=True))
+    try:
+        from imagekit.engine.podman import PodmanEngine
+
+        podman = PodmanEngine()
+        findings.append(Finding("podman engine", True, podman.description, optional=True))
+        podman.close()
+        engines += 1
+    except Exception as exc:
+        findings.append(Finding("podman engine", False, f"{exc}", optional=True))
+    findings.append(Finding("an engine", engines > 0, f"{engines} of docker, podman answer"
+                            if engines else "neither Docker nor Podman answers"))
     findings += [
         _tool("debootstrap", "debootstrap", why="to bootstrap the base image"),
         _tool("mksquashfs", "squashfs-tools", why="for SIF images"),

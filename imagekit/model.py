@@ -183,6 +183,7 @@ class Catalog:
     children: dict[str, tuple[str, ...]] = field(default_factory=dict)
     insecure_registry: bool = False
     sif_directory: str | None = None
+    engine: str = "auto"
 
     @property
     def dist(self) -> Path:

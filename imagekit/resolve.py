@@ -208,6 +208,7 @@ def load_catalog(path: Path) -> Catalog:
         vendor=spec.vendor,
         children={k: tuple(v) for k, v in children.items()},
         insecure_registry=spec.insecure_registry,
+        engine=spec.engine,
         sif_directory=spec.sif.directory,
     )
 

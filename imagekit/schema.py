@@ -389,6 +389,10 @@ class CatalogSpec(Spec):
                            "IMAGEKIT_REGISTRY_USERNAME/IMAGEKIT_REGISTRY_PASSWORD, never here")
     resources: dict[NotebookType, ResourcesSpec] = Field(
         {}, description="default resources per notebook type")
+    engine: Literal["auto", "docker", "podman"] = Field(
+        "auto", description="the container engine that builds, tests and pushes: auto takes "
+                            "Docker when it answers, else Podman (--engine and IMAGEKIT_ENGINE "
+                            "say otherwise for one run)")
     sif: SifSpec = SifSpec()
     namespace: Name
     base: BaseImage

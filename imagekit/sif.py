@@ -110,6 +110,13 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
         if tool is not None:
             with tempfile.TemporaryDirectory(prefix="imagekit-def-") as tmp:
                 definition = Path(tmp) / "Singularity.def"
+                # The engine says how Apptainer reaches the image: Docker's daemon, or an
+                # archive Podman saved.
+                bootstrap, source = engine.apptainer_source(ref, Path(tmp))
+                if source != ref:
+                    deffile = SingularityRenderer(
+                        bootstrap=bootstrap, converted_from=source, converted_id=info.id,
+                    ).render(catalog, image)["Singularity.def"]
                 definition.write_text(deffile)
                 # --notest: %test runs where users run it (`apptainer test`, unprivileged),
                 # not as the builder's root with /root as HOME; `imagekit test` checks the

@@ -3,7 +3,8 @@
 # the Docker engine (Debian's docker.io: its /usr/bin/docker 20.10 client has BuildKit
 # built in), debootstrap for the base image, squashfs-tools and siftool for SIFs,
 # docker-compose for pytest-docker, Chromium to check the catalog site (`imagekit site`),
-# and imagekit itself with its test dependencies. The end-to-end tests
+# Podman (the other engine, rootful and rootless: uidmap, slirp4netns, runc) and imagekit
+# itself with its test dependencies. The end-to-end tests
 # (tests/integration/e2e/) also need Slurm and munge, an SSH server for the "login node",
 # and configurable-http-proxy (from npm) for JupyterHub; none of their services is started
 # here: the tests start and stop their own.
@@ -12,7 +13,8 @@ cd "$(dirname "$0")/.."
 
 packages=(docker.io debootstrap squashfs-tools siftool bubblewrap docker-compose openssl procps
           docker-registry ca-certificates curl chromium fonts-dejavu-core gnupg
-          slurmctld slurmd slurm-client munge openssh-server openssh-client)
+          slurmctld slurmd slurm-client munge openssh-server openssh-client
+          podman uidmap slirp4netns runc fuse-overlayfs catatonit mmdebstrap)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,5 +40,6 @@ chp=/var/cache/imagekit/chp
 if [ ! -x "$chp/node_modules/.bin/configurable-http-proxy" ]; then
     npm install --silent --no-audit --no-fund --prefix "$chp" configurable-http-proxy@4 >/dev/null
 fi
+scripts/podman-host.sh
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 echo "setup: done"

@@ -14,12 +14,14 @@ import requests
 
 from imagekit.checks import CheckFailed
 from imagekit.engine import temporary
+from imagekit.engine.client import Engine
 
 LABEL = "io.imagekit.check"
 
 
 @dataclass
 class Running:
+    engine: Engine
     container: Any
     port: int
     token: str
@@ -62,21 +64,21 @@ def _tail(text: str, lines: int = 15) -> str:
 
 
 @contextlib.contextmanager
-def started(client: Any, ref: str, *, port: int = 8888, env: dict[str, str] | None = None,
+def started(engine: Engine, ref: str, *, port: int = 8888, env: dict[str, str] | None = None,
             token: str | None = None, **options: Any) -> Iterator[Running]:
     """Run the image detached with its port on 127.0.0.1; remove it whatever happens."""
     token = token if token is not None else secrets.token_hex(16)
     environment = dict(env or {})
     if token:
         environment.setdefault("JUPYTER_TOKEN", token)
-    container = client.containers.run(
+    container = engine.client.containers.run(
         ref, detach=True, environment=environment, ports={f"{port}/tcp": ("127.0.0.1", None)},
         labels=temporary.labels(**{LABEL: "1"}), **options,
     )
     try:
         container.reload()
         host_port = int(container.ports[f"{port}/tcp"][0]["HostPort"])
-        yield Running(container, host_port, token)
+        yield Running(engine, container, host_port, token)
     finally:
         with contextlib.suppress(docker.errors.DockerException):
             container.remove(force=True, v=True)

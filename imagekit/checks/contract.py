@@ -22,6 +22,7 @@ from imagekit.checks import CheckFailed, CheckResult
 from imagekit.checks.container import LABEL, Running, started
 from imagekit.checks.kernel import execute
 from imagekit.engine import temporary
+from imagekit.engine.client import Engine
 from imagekit.model import Image
 
 PREFIX = "/notebook/ns/name"
@@ -30,11 +31,15 @@ HUB_PREFIX = "/user/imagekit/"
 
 @dataclass
 class Target:
-    client: Any
+    engine: Engine
     ref: str
     image: Image
     results: list[CheckResult] = field(default_factory=list)
     latencies: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def client(self) -> Any:
+        return self.engine.client
 
     @property
     def port(self) -> int:
@@ -54,7 +59,7 @@ class Target:
 
     @contextmanager
     def run(self, **options: Any) -> Iterator[Running]:
-        with started(self.client, self.ref, port=self.port, **options) as running:
+        with started(self.engine, self.ref, port=self.port, **options) as running:
             yield running
 
 
@@ -244,10 +249,9 @@ def _healthy(server: Running, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     state: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        server.container.reload()
-        state = server.container.attrs["State"].get("Health") or {}
+        state = server.engine.health(server.container)
         if state.get("Status") == "healthy":
-            return "docker reports healthy"
+            return f"{server.engine.name} reports healthy"
         time.sleep(0.5)
     log = (state.get("Log") or [{}])[-1].get("Output", "")
     raise CheckFailed(f"health {state.get('Status')!r}: {log}")

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from imagekit.checks import CheckResult
 from imagekit.checks.contract import CONTRACTS, Target
 from imagekit.checks.static import run_static
+from imagekit.engine.client import Engine
 from imagekit.errors import ImagekitError
 from imagekit.model import Catalog, Image
 
 
-def test_image(client: Any, catalog: Catalog, image: Image,
+def test_image(engine: Engine, catalog: Catalog, image: Image,
                on_result: Callable[[CheckResult], None]) -> Target:
     ref = catalog.ref(image.name)
-    try:
-        image_id = client.images.get(ref).id
-    except Exception:
+    info = engine.image(ref)
+    if info is None:
         raise ImagekitError(f"{image.name}: {ref} is not built (run `imagekit build "
-                            f"{image.name}`)") from None
+                            f"{image.name}`)")
     # Every container runs the ID resolved here, so a build moving the tag meanwhile cannot
     # make the result describe another image.
-    target = Target(client, image_id, image)
+    target = Target(engine, info.id, image)
     seen = 0
 
     def flush() -> None:

@@ -14,10 +14,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from imagekit.engine.client import Engine, ImageInfo, split_reference
+from imagekit.engine.client import Engine, ImageInfo
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.model import Catalog
 from imagekit.run import run
+from imagekit.schema import Bootstrap
 
 Say = Callable[[str], None]
 
@@ -72,27 +73,49 @@ def staleness(catalog: Catalog, info: ImageInfo, now: dt.datetime | None = None)
 def bootstrap(catalog: Catalog, engine: Engine, say: Say) -> None:
     spec = catalog.base.bootstrap
     assert spec is not None
-    if shutil.which("debootstrap") is None:
-        raise ImagekitError("debootstrap is not installed (apt-get install debootstrap)")
     ref = catalog.base.image
     with tempfile.TemporaryDirectory(prefix="imagekit-rootfs-") as tmp:
-        root = Path(tmp) / "rootfs"
-        say(f"debootstrap --variant={spec.variant} {spec.suite} from {spec.mirror}")
-        run(["debootstrap", f"--variant={spec.variant}", spec.suite, str(root), spec.mirror],
-            timeout=1800)
-        # The downloaded .debs stay behind in the root: they are not part of the system.
-        for deb in (root / "var/cache/apt/archives").glob("*.deb"):
-            deb.unlink()
-        say(f"importing it as {ref}")
-        tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-c", "."],
-                               stdout=subprocess.PIPE)
-        assert tar.stdout is not None
-        repository, tag = split_reference(ref)
-        try:
-            engine.client.api.import_image_from_stream(tar.stdout, repository=repository, tag=tag)
-        finally:
-            tar.stdout.close()
-            if tar.wait() != 0:
-                raise BuildFailed(f"tar of {root} failed")
+        if engine.rootless:
+            tarball = _unprivileged(spec, Path(tmp), say)
+            say(f"importing it as {ref}")
+            with tarball.open("rb") as stream:
+                engine.import_tar(stream, ref)
+        else:
+            _as_root(spec, Path(tmp) / "rootfs", engine, ref, say)
     if engine.image(ref) is None:
         raise BuildFailed(f"importing the bootstrapped root as {ref} produced no image")
+
+
+def _as_root(spec: Bootstrap, root: Path, engine: Engine, ref: str, say: Say) -> None:
+    if shutil.which("debootstrap") is None:
+        raise ImagekitError("debootstrap is not installed (apt-get install debootstrap)")
+    say(f"debootstrap --variant={spec.variant} {spec.suite} from {spec.mirror}")
+    run(["debootstrap", f"--variant={spec.variant}", spec.suite, str(root), spec.mirror],
+        timeout=1800)
+    # The downloaded .debs stay behind in the root: they are not part of the system.
+    for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+    say(f"importing it as {ref}")
+    tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-c", "."],
+                           stdout=subprocess.PIPE)
+    assert tar.stdout is not None
+    try:
+        engine.import_tar(tar.stdout, ref)
+    finally:
+        tar.stdout.close()
+        if tar.wait() != 0:
+            raise BuildFailed(f"tar of {root} failed")
+
+
+def _unprivileged(spec: Bootstrap, folder: Path, say: Say) -> Path:
+    """A user without root (rootless Podman): debootstrap needs root, so mmdebstrap builds
+    the same system in a user namespace from the user's /etc/subuid range and writes it as
+    a tarball whose files belong to root (it also removes the downloaded .debs)."""
+    if shutil.which("mmdebstrap") is None:
+        raise ImagekitError("rootless Podman bootstraps the base with mmdebstrap, which is not "
+                            "installed (apt-get install mmdebstrap uidmap)")
+    out = folder / "rootfs.tar"
+    say(f"mmdebstrap --mode=unshare --variant={spec.variant} {spec.suite} from {spec.mirror}")
+    run(["mmdebstrap", "--mode=unshare", f"--variant={spec.variant}", "--format=tar",
+         spec.suite, str(out), spec.mirror], timeout=1800)
+    return out

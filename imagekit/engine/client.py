@@ -1,16 +1,26 @@
-"""The docker SDK behind the few calls imagekit needs."""
+"""The container engine: one interface, two engines (Docker here, Podman in podman.py).
+
+Both serve the Docker API (Podman through `podman system service`), so images and
+containers go through the docker SDK for both; what the engines do differently (building,
+importing a root file system, pushing, pulling, running a health check, handing an image to
+Apptainer) is a method each engine implements.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 
 from imagekit.engine import temporary
 from imagekit.errors import BuildFailed, ImagekitError
+
+if TYPE_CHECKING:
+    from imagekit.engine.builders import Builder
 
 
 def split_reference(ref: str) -> tuple[str, str]:
@@ -39,6 +49,10 @@ class ImageInfo:
 
 
 class Engine:
+    """Docker, and the part of the interface Podman shares with it (the Docker API)."""
+
+    name = "docker"
+
     def __init__(self, client: Any | None = None) -> None:
         try:
             self.client = client or docker.from_env(timeout=900)
@@ -48,6 +62,52 @@ class Engine:
                 f"cannot reach the Docker engine ({exc}); start dockerd or set DOCKER_HOST "
                 "(`imagekit doctor` lists what is missing)"
             ) from None
+        temporary.use(self.client)
+
+    @property
+    def description(self) -> str:
+        return f"docker {self.client.version().get('Version', '?')}"
+
+    def close(self) -> None:
+        """Let go of what connecting started (Podman's API service); Docker started nothing."""
+
+    # -- what differs between engines ------------------------------------------------------
+
+    def builder(self, preference: str) -> Builder:
+        from imagekit.engine.builders import choose
+
+        return choose(preference, self.client)
+
+    # Root owns the image's files: False for Docker (dockerd runs as root), True for
+    # Podman run by a user, whose files belong to the subordinate ids of /etc/subuid.
+    rootless = False
+
+    def import_tar(self, tar: IO[bytes], ref: str) -> None:
+        """Make a root file system, as a tar stream, an image tagged `ref`."""
+        repository, tag = split_reference(ref)
+        self.client.api.import_image_from_stream(tar, repository=repository, tag=tag)
+
+    def push(self, ref: str, auth: dict[str, str] | None) -> set[str]:
+        """Push `ref`; the short IDs of the layers the registry did not hold yet."""
+        repository, tag = split_reference(ref)
+        pushed: set[str] = set()
+        for event in self.client.api.push(repository, tag=tag, stream=True, decode=True,
+                                          auth_config=auth):
+            if "error" in event:
+                raise BuildFailed(f"pushing {ref} failed: {str(event['error'])[:300]}")
+            if event.get("status") == "Pushed":
+                pushed.add(str(event.get("id", "")))
+        return pushed
+
+    def health(self, container: Any) -> dict[str, Any]:
+        """The container's health as the engine reports it (`Status`, `Log`)."""
+        container.reload()
+        state: dict[str, Any] = container.attrs["State"].get("Health") or {}
+        return state
+
+    def apptainer_source(self, ref: str, folder: Path) -> tuple[str, str]:
+        """(Bootstrap, From) for an Apptainer definition that starts from the built image."""
+        return "docker-daemon", ref
 
     def image(self, ref: str) -> ImageInfo | None:
         try:
@@ -89,15 +149,19 @@ class Engine:
     def pull_digest(self, repository: str, digest: str,
                     auth: dict[str, str] | None = None) -> ImageInfo:
         """Pull REPOSITORY@DIGEST; the image as the engine then holds it."""
+        self._pull_exactly(repository, digest, auth)
+        info = self.image(f"{repository}@{digest}")
+        if info is None:
+            raise BuildFailed(f"the engine does not hold {repository}@{digest} after pulling it")
+        return info
+
+    def _pull_exactly(self, repository: str, digest: str,
+                      auth: dict[str, str] | None) -> None:
         try:
             self.client.api.pull(repository, tag=digest, auth_config=auth)
         except docker.errors.DockerException as exc:
             raise BuildFailed(f"pulling {repository}@{digest} failed: "
                               f"{str(exc).strip()[:300]}") from None
-        info = self.image(f"{repository}@{digest}")
-        if info is None:
-            raise BuildFailed(f"the engine does not hold {repository}@{digest} after pulling it")
-        return info
 
     def output_of(self, ref: str, command: str, timeout: int = 120) -> str:
         """stdout of a shell command run in a throwaway container of the image."""
@@ -114,3 +178,4 @@ class Engine:
             return output.decode(errors="replace")
         finally:
             container.remove(force=True)
+

@@ -20,6 +20,13 @@ SESSION = f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 _made = False
+_client: Any = None
+
+
+def use(client: Any) -> None:
+    """The engine this process talks to (Docker, or Podman's API): what clean_up reaches."""
+    global _client
+    _client = client
 
 
 def labels(**extra: str) -> dict[str, str]:
@@ -33,7 +40,7 @@ def clean_up() -> int:
     if not _made:
         return 0
     try:
-        client = docker.from_env(timeout=60)
+        client = _client or docker.from_env(timeout=60)
         containers, volumes = remove_session(client)
     except docker.errors.DockerException:
         return 0

@@ -254,17 +254,9 @@ class Registry:
         API. A moving tag therefore never reaches the registry for any other image."""
         started = time.monotonic()
         diff_ids = engine.client.api.inspect_image(image_id)["RootFS"]["Layers"]
-        pushed_layers: set[str] = set()
         engine.tag(image_id, f"{repository}:{immutable}")
         try:
-            stream = engine.client.api.push(repository, tag=immutable, stream=True,
-                                            decode=True, auth_config=self.engine_auth)
-            for event in stream:
-                if "error" in event:
-                    raise BuildFailed(f"pushing {repository}:{immutable} failed: "
-                                      f"{str(event['error'])[:300]}")
-                if event.get("status") == "Pushed":
-                    pushed_layers.add(str(event.get("id", "")))
+            pushed_layers = engine.push(f"{repository}:{immutable}", self.engine_auth)
         finally:
             engine.untag(f"{repository}:{immutable}")
         fetched = self._fetch_manifest(repository, immutable)

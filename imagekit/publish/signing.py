@@ -14,9 +14,7 @@ Registry credentials reach cosign through a throwaway Docker config, not its fla
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -24,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from imagekit.credentials import registry_auth_file
 from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.run import run
 
@@ -73,10 +72,7 @@ def _cosign_env(registry: str, credentials: tuple[str, str] | None) -> Iterator[
            "COSIGN_YES": "true"}
     with tempfile.TemporaryDirectory(prefix="imagekit-cosign-") as tmp:
         if credentials is not None:
-            auth = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
-            config = Path(tmp) / "config.json"
-            config.touch(mode=0o600)
-            config.write_text(json.dumps({"auths": {registry: {"auth": auth}}}))
+            registry_auth_file(Path(tmp), registry, *credentials)
             env["DOCKER_CONFIG"] = tmp
         yield env
 

@@ -1,0 +1,254 @@
+"""Podman as the engine, rootful or rootless, with no daemon of its own.
+
+Images and containers go through Podman's Docker-compatible API (`podman system service`):
+the socket a site already runs (CONTAINER_HOST, or Podman's default socket) or, when none
+answers, one started for this process in a private folder and stopped when it exits.
+Builds go through `podman build` (buildah), which reads the same `RUN --mount` cache, secret
+and bind mounts as BuildKit. Pushes, pulls and imports go through the podman CLI, which
+takes a registry's TLS setting and a credentials file (the compatible API takes neither).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import docker
+import docker.errors
+
+from imagekit.credentials import registry_auth_file
+from imagekit.engine.builders import Builder, BuildRequest, Progress
+from imagekit.engine.client import Engine
+from imagekit.errors import BuildFailed, ImagekitError
+from imagekit.run import run, tail
+
+
+def podman_cli() -> str | None:
+    return shutil.which("podman")
+
+
+class PodmanEngine(Engine):
+    name = "podman"
+
+    def __init__(self, insecure: frozenset[str] = frozenset()) -> None:
+        cli = podman_cli()
+        if cli is None:
+            raise ImagekitError("--engine podman: podman is not installed (apt-get install "
+                                "podman uidmap slirp4netns; `imagekit doctor` lists the rest)")
+        self.cli = cli
+        self.rootless = os.geteuid() != 0
+        # Registries spoken to over plain HTTP (the catalog's insecure_registry)
+        self.insecure = insecure
+        self._service: subprocess.Popen[bytes] | None = None
+        self._folder: str | None = None
+        super().__init__(self._connect())
+
+    # -- the API service -------------------------------------------------------------------
+
+    def _sockets(self) -> list[str]:
+        found = [os.environ["CONTAINER_HOST"]] if os.environ.get("CONTAINER_HOST") else []
+        if self.rootless:
+            runtime = os.environ.get("XDG_RUNTIME_DIR", f"/run/user/{os.geteuid()}")
+            found.append(f"unix://{runtime}/podman/podman.sock")
+        else:
+            found.append("unix:///run/podman/podman.sock")
+        return [url for url in found
+                if not url.startswith("unix://") or Path(url[7:]).is_socket()]
+
+    def _connect(self) -> Any:
+        for url in self._sockets():
+            with contextlib.suppress(docker.errors.DockerException):
+                client = docker.DockerClient(base_url=url, timeout=900)
+                client.ping()
+                return client
+        return self._start_service()
+
+    def _start_service(self) -> Any:
+        self._folder = tempfile.mkdtemp(prefix="imagekit-podman-")
+        socket = Path(self._folder) / "podman.sock"
+        log = Path(self._folder) / "service.log"
+        with log.open("wb") as sink:
+            # Its own session: Ctrl-C reaches imagekit, which still needs the service to
+            # remove what it started, and then stops it (close()).
+            self._service = subprocess.Popen(
+                [self.cli, "system", "service", "--time=0", f"unix://{socket}"],
+                stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, start_new_session=True)
+        atexit.register(self.close)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._service.poll() is not None:
+                break
+            if socket.is_socket():
+                with contextlib.suppress(docker.errors.DockerException):
+                    client = docker.DockerClient(base_url=f"unix://{socket}", timeout=900)
+                    client.ping()
+                    return client
+            time.sleep(0.1)
+        message = tail(log.read_text(errors="replace"), 5)
+        self.close()
+        raise ImagekitError(f"`podman system service` did not answer: {message}")
+
+    def close(self) -> None:
+        if self._service is not None and self._service.poll() is None:
+            self._service.terminate()
+            try:
+                self._service.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._service.kill()
+                self._service.wait()
+        self._service = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    @property
+    def description(self) -> str:
+        how = "rootless" if self.rootless else "rootful"
+        return f"podman {self.client.version().get('Version', '?')} ({how})"
+
+    # -- what Podman does its own way ------------------------------------------------------
+
+    def builder(self, preference: str) -> Builder:
+        if preference not in ("auto", "podman"):
+            raise ImagekitError(f"--builder {preference}: the Podman engine builds with "
+                                "`podman build` (--builder auto or podman)")
+        return PodmanBuilder(self.cli)
+
+    def import_tar(self, tar: IO[bytes], ref: str) -> None:
+        result = subprocess.run([self.cli, "import", "--quiet", "-", ref], stdin=tar,
+                                capture_output=True, timeout=1800, check=False)
+        if result.returncode != 0:
+            raise BuildFailed(f"podman import {ref} failed: "
+                              f"{result.stderr.decode(errors='replace').strip()[-300:]}")
+
+    def _registry_flags(self, ref: str, auth: dict[str, str] | None,
+                        folder: Path) -> list[str]:
+        host = ref.split("/", 1)[0]
+        flags = [f"--tls-verify={'false' if host in self.insecure else 'true'}"]
+        if auth is not None:
+            flags += ["--authfile", str(registry_auth_file(
+                folder, host, auth["username"], auth["password"]))]
+        return flags
+
+    def push(self, ref: str, auth: dict[str, str] | None) -> set[str]:
+        with tempfile.TemporaryDirectory(prefix="imagekit-push-") as tmp:
+            # Docker's manifest format (v2s2), as `docker push` sends: the image is built in
+            # it (podman build --format docker), so its config digest is the image ID.
+            result = run([self.cli, "push", "--format", "v2s2", "--digestfile",
+                          f"{tmp}/digest", *self._registry_flags(ref, auth, Path(tmp)),
+                          ref, f"docker://{ref}"], timeout=3600)
+        # "Copying blob 3f4ca61aafcd done"; a layer the registry holds is "skipped".
+        output = result.stderr.decode(errors="replace") + result.stdout.decode(errors="replace")
+        return {m.group(1) for m in re.finditer(r"Copying blob (?:sha256:)?([0-9a-f]{12})\S* "
+                                                r"(?!skipped)", output)}
+
+    def pull(self, ref: str) -> bool:
+        with tempfile.TemporaryDirectory(prefix="imagekit-pull-") as tmp:
+            result = run([self.cli, "pull", "--quiet",
+                          *self._registry_flags(ref, None, Path(tmp)), ref],
+                         timeout=3600, check=False)
+        return result.returncode == 0
+
+    def _pull_exactly(self, repository: str, digest: str,
+                      auth: dict[str, str] | None) -> None:
+        with tempfile.TemporaryDirectory(prefix="imagekit-pull-") as tmp:
+            ref = f"{repository}@{digest}"
+            run([self.cli, "pull", "--quiet", *self._registry_flags(ref, auth, Path(tmp)), ref],
+                timeout=3600)
+
+    def health(self, container: Any) -> dict[str, Any]:
+        # Podman schedules HEALTHCHECK runs with systemd timers; where there is no systemd
+        # (a container, a CI runner, this project's VM) nothing runs them, so run the image's
+        # own check the way the timer would, then read the state it recorded.
+        subprocess.run([self.cli, "healthcheck", "run", container.id], capture_output=True,
+                       timeout=120, check=False)
+        return super().health(container)
+
+    def apptainer_source(self, ref: str, folder: Path) -> tuple[str, str]:
+        # Apptainer reads Docker's daemon, not Podman's storage: hand it an archive.
+        archive = folder / "image.tar"
+        run([self.cli, "save", "--quiet", "--format", "docker-archive", "--output",
+             str(archive), ref], timeout=3600)
+        return "docker-archive", str(archive)
+
+
+class PodmanBuilder(Builder):
+    name = "podman"
+
+    def __init__(self, cli: str) -> None:
+        self.cli = cli
+        self.description = f"buildah via `{cli} build`"
+
+    def build(self, request: BuildRequest, progress: Progress) -> str:
+        with tempfile.TemporaryDirectory(prefix="imagekit-build-") as tmp:
+            context = Path(tmp) / "context"
+            for path, data in request.context.files.items():
+                target = context / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                target.chmod(request.context.modes[path])
+            iidfile = Path(tmp) / "iid"
+            # Docker's image format keeps HEALTHCHECK and SHELL, which OCI's drops;
+            # --http-proxy=false: proxies reach RUN only as the site's build arguments below,
+            # as under BuildKit, never from whatever the caller's environment holds.
+            argv = [self.cli, "build", "--format", "docker", "--layers", "--http-proxy=false",
+                    "--iidfile", str(iidfile), "--file", str(context / "Dockerfile")]
+            for key, value in sorted(request.labels.items()):
+                argv += ["--label", f"{key}={value}"]
+            # By name only: podman reads each value from its environment, so a proxy's
+            # credentials never show on a command line.
+            for key in sorted(request.build_args):
+                argv += ["--build-arg", key]
+            secrets = Path(tmp) / "secrets"
+            secrets.mkdir(mode=0o700)
+            for secret_id, value in sorted(request.secrets.items()):
+                secret_file = secrets / secret_id
+                secret_file.touch(mode=0o600)
+                secret_file.write_text(value)
+                argv += ["--secret", f"id={secret_id},src={secret_file}"]
+            # request.cache_from is not passed: buildah 1.28's --cache-from names a
+            # repository of cache images, not the inline cache BuildKit writes.
+            argv.append(str(context))
+            log = list(_stream(argv, {**os.environ, **request.build_args}, progress))
+            status = int(log.pop())
+            if status != 0 or not iidfile.is_file():
+                raise BuildFailed(f"{request.name}: build failed at {_failed_step(log)}\n"
+                                  f"{tail(chr(10).join(log), 30)}")
+            image_id = iidfile.read_text().strip()
+            return image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
+
+
+def _stream(argv: list[str], env: dict[str, str], progress: Progress) -> Iterator[str]:
+    """The command's output lines as they come, then its exit status."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env)
+    assert proc.stdout is not None
+    try:
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            progress(line)
+            yield line
+        yield str(proc.wait())
+    finally:
+        if proc.poll() is None:  # interrupted: stop the build, and buildah its container
+            proc.terminate()
+            proc.wait()
+
+
+def _failed_step(log: list[str]) -> str:
+    for line in reversed(log):
+        found = re.match(r'Error: building at STEP "(.*)": ', line)
+        if found:
+            return found.group(1)[:200]
+    step = next((line for line in reversed(log) if line.startswith("STEP ")), None)
+    return step or "an unknown step"
+
