@@ -2,7 +2,7 @@
 IMAGE ?= scipy
 PYTEST_ARGS ?=
 
-.PHONY: setup demo stop test test-unit e2e lint bench
+.PHONY: setup demo stop test test-unit test-podman test-all e2e lint bench
 
 setup:
 	scripts/setup.sh
@@ -33,6 +33,17 @@ test-unit: setup lint
 # Everything: lint, unit tests, and the integration tests on the real engine.
 test: setup lint
 	scripts/engine.sh python3 -m pytest $(PYTEST_ARGS)
+
+# The integration suite again with rootful Podman as the engine for every build, check, SIF
+# and publish (IMAGEKIT_ENGINE=podman), minus the tests whose subject is Docker itself
+# (marker docker_engine: its daemons as CI runners, its BuildKit cache mounts, reproducible
+# BuildKit builds) and the Podman tests, which `make test` runs.
+test-podman: setup
+	IMAGEKIT_ENGINE=podman python3 -m pytest -p no:cacheprovider \
+		-m "integration and not docker_engine and not podman" $(PYTEST_ARGS)
+
+# Both: the whole suite on Docker, then again on Podman.
+test-all: test test-podman
 
 # Real hubs spawn the published images: JupyterHub + DockerSpawner, JupyterHub + batchspawner
 # on a one-node Slurm (apptainer from Debian sid), and the same over SSH. Builds, tests and

@@ -224,6 +224,16 @@ def markdown(result: dict[str, Any], chart: str) -> str:
                 f"{_mb(csif.get('size', {}).get('bare'))}.",
                 f"- One pip package added to pytorch-cuda (above torch): rebuilt in "
                 f"{rebuild.get('seconds')} s, {_mb(rebuild.get('downloaded'))} received."]
+    eng = result.get("engines")
+    if eng:
+        out += ["", "## 9. The scipy image on three engines", "",
+                f"{eng['versions']['docker']} (BuildKit) and {eng['versions']['podman']} "
+                "(buildah), rootful and rootless (native overlay storage): scipy and its "
+                "parent built cold, then rebuilt after one pip package is added to scipy.", "",
+                "| engine | cold (base + scipy) | rebuild after one change |",
+                "| --- | --- | --- |"]
+        for way in eng["cold"]:
+            out.append(f"| {way} | {_s(eng['cold'][way])} | {_s(eng['rebuild'].get(way))} |")
     errors = result.get("errors", {})
     if errors:
         out += ["", "## Not measured in this run", ""]

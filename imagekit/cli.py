@@ -745,7 +745,10 @@ def push(
 @app.command("export")
 def export_(
     target: Annotated[str, typer.Argument(help="kubespawner, dockerspawner, kubeflow, "
-                                               "workspacekind, setting, batchspawner, armada")],
+                                               "workspacekind, setting, batchspawner, armada, "
+                                               "kube")],
+    image: Annotated[str | None, typer.Argument(
+        help="kube: the image whose Pod and PersistentVolumeClaim to write")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                 help="write here instead of stdout")] = None,
     file: Annotated[str | None, typer.Option(
@@ -770,10 +773,23 @@ def export_(
         login = _ssh_login(ssh, ssh_config)
         if login is not None and target != "batchspawner":
             raise ImagekitError(Problem(None, "--ssh", f"applies to batchspawner, not {target}"))
+        if (image is None) != (target != "kube"):
+            raise ImagekitError(Problem(None, "IMAGE", "kube writes one image's manifests: "
+                                        "name it (imagekit export kube scipy)" if image is None
+                                        else f"only kube takes an image, not {target}"))
         source = published or catalog.resolve().parent / "dist" / "catalog.json"
         files = (batchspawner.export(read(source), login) if login is not None
                  else known[target](read(source)))
         chosen = files[0]
+        if image is not None:
+            by_image = {f.name: f for f in files}
+            if f"kube-{image}.yaml" not in by_image:
+                published_names = [n.removeprefix("kube-").removesuffix(".yaml")
+                                   for n in by_image]
+                raise ImagekitError(Problem(source, "images", f"{image!r} is not published",
+                                            hint=did_you_mean(image, published_names) or
+                                            f"published: {', '.join(published_names)}"))
+            chosen = by_image[f"kube-{image}.yaml"]
         if file is not None:
             by_name = {f.name: f for f in files}
             if file not in by_name:

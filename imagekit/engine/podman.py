@@ -218,13 +218,29 @@ class PodmanBuilder(Builder):
             # request.cache_from is not passed: buildah 1.28's --cache-from names a
             # repository of cache images, not the inline cache BuildKit writes.
             argv.append(str(context))
-            log = list(_stream(argv, {**os.environ, **request.build_args}, progress))
+            env = {**os.environ, **request.build_args, "TMPDIR": str(build_folder())}
+            log = list(_stream(argv, env, progress))
             status = int(log.pop())
             if status != 0 or not iidfile.is_file():
                 raise BuildFailed(f"{request.name}: build failed at {_failed_step(log)}\n"
                                   f"{tail(chr(10).join(log), 30)}")
             image_id = iidfile.read_text().strip()
             return image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
+
+
+def build_folder() -> Path:
+    """The user's own folder for buildah's cache mounts (and its temporary files).
+
+    buildah 1.28 keeps every `RUN --mount=type=cache` under $TMPDIR/buildah-cache, with
+    /var/tmp as the default: one folder for every user of the machine, so whoever builds
+    first owns it (a rootless build then cannot write what root made) and any user could
+    plant files in another's apt or uv cache. Each user gets a folder only they can open.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = cache / "imagekit" / "podman-build"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    return folder
 
 
 def _stream(argv: list[str], env: dict[str, str], progress: Progress) -> Iterator[str]:

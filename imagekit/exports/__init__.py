@@ -27,6 +27,7 @@ def exporters() -> dict[str, Exporter]:
         armada,
         batchspawner,
         dockerspawner,
+        kube,
         kubeflow,
         kubespawner,
         setting,
@@ -41,6 +42,7 @@ def exporters() -> dict[str, Exporter]:
         "setting": setting.export,
         "batchspawner": batchspawner.export,
         "armada": armada.export,
+        "kube": kube.export,
     }
 
 

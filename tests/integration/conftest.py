@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,16 @@ def imagekit(*args: str, catalog: Path | None = None, check: bool = True,
 
 
 @pytest.fixture(scope="session")
-def client() -> Any:
+def client() -> Iterator[Any]:
+    """The engine's Docker API: Docker's, or Podman's when the suite runs under Podman
+    (IMAGEKIT_ENGINE=podman, `make test-podman`), which every CLI call then uses too."""
+    if os.environ.get("IMAGEKIT_ENGINE") == "podman":
+        from imagekit.engine.podman import PodmanEngine
+
+        podman = PodmanEngine()
+        yield podman.client
+        podman.close()
+        return
     try:
         engine = docker.from_env(timeout=900)
         engine.ping()
@@ -40,7 +49,7 @@ def client() -> Any:
         # Never pass silently: without an engine these tests fail, they do not skip.
         pytest.fail(f"no Docker engine ({exc}): run the tests with `make test`, which starts "
                     "dockerd, or deselect them with -m 'not integration'")
-    return engine
+    yield engine
 
 
 @pytest.fixture(scope="session")
@@ -108,8 +117,13 @@ def failed(report: dict[str, Any]) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.integration import podman
     from tests.integration.runners import TIMES, summary
 
     if TIMES:
         terminalreporter.section("CI runners (s)")
         summary(terminalreporter.write_line)
+    if podman.TIMES:
+        terminalreporter.section("Podman (s)")
+        for step, seconds in podman.TIMES.items():
+            terminalreporter.write_line(f"{step}: {seconds}")

@@ -16,7 +16,7 @@ import yaml
 from bench.host import rx_bytes
 from tests.integration.conftest import ROOT, failed, imagekit
 
-pytestmark = [pytest.mark.integration, pytest.mark.heavy]
+pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.docker_engine]
 
 REF = "127.0.0.1:5055/imagekit/pytorch-cuda"
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.conftest import ROOT, imagekit
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.docker_engine]
 
 REPRO = """\
 description: A small stack built twice from one lock.

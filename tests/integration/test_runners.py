@@ -25,7 +25,7 @@ from tests.integration.conftest import ROOT, imagekit
 from tests.integration.registry import LocalRegistry, fresh_registry
 from tests.integration.runners import TIMES, Runner
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.docker_engine]
 
 
 def checkout(folder: Path, namespace: str) -> Path:

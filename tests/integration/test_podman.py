@@ -1,0 +1,317 @@
+"""Podman as the engine: rootful (base, scipy and scipy-kubeflow built, tested, converted
+to SIF and published), rootless (a small stack on a base the user bootstraps), and the
+Kubernetes manifests of `imagekit export kube` run with `podman kube play` — the closest
+thing to a Kubernetes node this machine has."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from imagekit.checks.kernel import execute
+from tests.integration.conftest import ROOT, imagekit
+from tests.integration.podman import TIMES, Rootless, inspect, podman, rootless_user
+from tests.integration.registry import LocalRegistry, fresh_registry
+
+pytestmark = [pytest.mark.integration, pytest.mark.podman]
+
+ENGINE = {"IMAGEKIT_ENGINE": "podman"}
+NAMESPACE = "podman"
+TEMPORARY = "io.imagekit.temporary"
+TINY = """\
+description: A small stack for Podman's rootless tests.
+extends: base
+pip: [six]
+post:
+  - {post}
+checks:
+  imports: [six]
+"""
+
+
+def _catalog_text() -> str:
+    return ((ROOT / "catalog.yaml").read_text()
+            .replace("namespace: imagekit", f"namespace: {NAMESPACE}")
+            .replace("  - stack: pyspark\n", "  - stack: pyspark\n  - stack: tiny\n"
+                                             "    formats: [docker, sif]\n"))
+
+
+def _timed(step: str, *args: str, catalog: Path) -> Any:
+    started = time.monotonic()
+    result = imagekit(*args, catalog=catalog, env=ENGINE)
+    TIMES[f"podman rootful: {step}"] = round(time.monotonic() - started, 1)
+    return json.loads(result.stdout) if "--json" in args else result.stdout + result.stderr
+
+
+@dataclass
+class Rootful:
+    registry: LocalRegistry
+    catalog: Path
+    outcomes: dict[str, Any] = field(default_factory=dict)
+
+    def ref(self, image: str) -> str:
+        return f"127.0.0.1:5055/{NAMESPACE}/{image}:latest"
+
+
+def _remove_namespace() -> None:
+    for line in podman("images", "--format", "{{.ID}} {{.Repository}}").splitlines():
+        image_id, _, repository = line.partition(" ")
+        if f"/{NAMESPACE}/" in repository:
+            podman("rmi", "--force", image_id, check=False)
+
+
+@pytest.fixture(scope="module")
+def rootful(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rootful]:
+    root = tmp_path_factory.mktemp("podman")
+    for name in ("stacks", "profiles"):
+        shutil.copytree(ROOT / name, root / name)
+    (root / "stacks/tiny.yaml").write_text(TINY.format(post="echo tiny"))
+    catalog = root / "catalog.yaml"
+    catalog.write_text(_catalog_text())
+    registries = fresh_registry(root / "registry")
+    found = Rootful(next(registries), catalog)
+    o = found.outcomes
+    # Podman's own store, without the base (as on a fresh machine): bootstrapped.
+    podman("rmi", "--force", "imagekit/debian:bookworm", check=False)
+    try:
+        o["base"] = _timed("base (debootstrap)", "base", catalog=catalog)
+        o["build"] = _timed("build base scipy scipy-kubeflow (+ scipy's SIF)", "build", "scipy",
+                            "scipy-kubeflow", "--json", catalog=catalog)
+        o["again"] = _timed("build again", "build", "scipy", "--format", "docker", "--json",
+                            catalog=catalog)
+        o["test"] = _timed("test", "test", "base", "scipy", "scipy-kubeflow", "--json",
+                           catalog=catalog)
+        o["publish"] = _timed("publish", "publish", "base", "scipy", "scipy-kubeflow",
+                              "--json", catalog=catalog)
+        yield found
+    finally:
+        next(registries, None)
+        _remove_namespace()
+
+
+def test_podman_builds_with_its_own_builder_and_converts_to_sif(rootful: Rootful) -> None:
+    o = rootful.outcomes
+    assert "bootstrapped" in o["base"]
+    status = {b["image"]: b["status"] for b in o["build"]["images"]}
+    assert status == {"base": "built", "scipy": "built", "scipy-kubeflow": "built"}
+    # Unchanged inputs: the cache key on the image's label finds it again.
+    assert {b["image"]: b["status"] for b in o["again"]["images"]} == {
+        "base": "cached", "scipy": "cached"}
+    scipy = inspect(rootful.ref("scipy"))
+    # Docker's image format: the HEALTHCHECK survives (OCI's would drop it).
+    assert scipy["HealthCheck"]["Test"][0] == "CMD-SHELL", scipy.get("HealthCheck")
+    assert scipy["Config"]["Labels"]["io.imagekit.tree-key"]
+    [sif] = o["build"]["sif"]
+    listing = subprocess.run(["siftool", "list", sif["path"]], capture_output=True,
+                             text=True, check=True).stdout
+    assert "FS (Squashfs/*System/amd64)" in listing
+
+
+def test_podman_images_pass_the_smoke_and_contract_checks(rootful: Rootful) -> None:
+    results = rootful.outcomes["test"]["results"]
+    failed = [f"{r['image']}: {r['name']}: {r['evidence']}" for r in results if not r["ok"]]
+    assert not failed, failed
+    names = {r["name"] for r in results if r["image"] == "scipy"}
+    assert {"HEALTHCHECK turns healthy", "random uid 12345 with an empty volume as home",
+            "kubeflow: served under NB_PREFIX without token"} <= names
+    health = next(r for r in results if r["name"] == "HEALTHCHECK turns healthy")
+    assert health["evidence"] == "podman reports healthy"
+    # Nothing the checks started stays behind.
+    assert podman("ps", "--all", "--quiet", "--filter", f"label={TEMPORARY}").strip() == ""
+    assert podman("volume", "ls", "--quiet", "--filter", f"label={TEMPORARY}").strip() == ""
+
+
+def test_podman_publishes_the_tested_image_by_digest(rootful: Rootful) -> None:
+    lines = {line["image"]: line for line in rootful.outcomes["publish"]["images"]}
+    for name in ("base", "scipy", "scipy-kubeflow"):
+        repository, _, digest = lines[name]["reference"].partition("@")
+        found, manifest = rootful.registry.manifest(repository.split("/", 1)[1], digest)
+        assert found == digest
+        # The registry holds the very image Podman built and tested.
+        assert manifest["config"]["digest"] == inspect(rootful.ref(name))["Id"] or \
+            manifest["config"]["digest"] == "sha256:" + inspect(rootful.ref(name))["Id"]
+        assert "latest" in lines[name]["tags"]
+
+
+def test_a_failed_podman_build_moves_no_tag(rootful: Rootful) -> None:
+    catalog = rootful.catalog
+    imagekit("build", "tiny", "--format", "docker", catalog=catalog, env=ENGINE)
+    before = inspect(rootful.ref("tiny"))["Id"]
+    (catalog.parent / "stacks/tiny.yaml").write_text(TINY.format(post="exit 3"))
+    failed = imagekit("build", "tiny", "--format", "docker", catalog=catalog, env=ENGINE,
+                      check=False)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    said = failed.stdout + failed.stderr
+    assert "build failed at RUN bash /opt/imagekit/build/tiny-post.sh" in said, said[-2000:]
+    assert "exit status 3" in said
+    assert inspect(rootful.ref("tiny"))["Id"] == before
+    assert podman("ps", "--all", "--quiet", "--filter", f"label={TEMPORARY}").strip() == ""
+
+
+# --- podman kube play: the Kubernetes contract ------------------------------------------
+
+def _pod_address(pod: str) -> str:
+    infra = json.loads(podman("pod", "inspect", pod))
+    infra = infra[0] if isinstance(infra, list) else infra
+    container = json.loads(podman("inspect", infra["Containers"][-1]["Id"]))[0]
+    networks = container["NetworkSettings"]["Networks"]
+    return str(next(iter(networks.values()))["IPAddress"])
+
+
+def _wait(url: str, timeout: float = 120) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            answer = requests.get(url, timeout=5)
+            if answer.status_code == 200:
+                return answer
+            last = f"HTTP {answer.status_code}"
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        time.sleep(0.5)
+    raise AssertionError(f"{url}: {last} after {timeout} s")
+
+
+@dataclass
+class Played:
+    documents: list[dict[str, Any]]
+    pod_file: Path
+    name: str
+    address: str
+
+
+def _play(rootful: Rootful, image: str, tmp_path: Path, token: str = "") -> Iterator[Played]:
+    text = imagekit("export", "kube", image, catalog=rootful.catalog).stdout
+    documents = list(yaml.safe_load_all(text))
+    claim, pod = documents
+    name = pod["metadata"]["name"]
+    # A PersistentVolumeClaim becomes a Podman volume. Kubernetes gives a new claim empty,
+    # while Podman would copy the image's home into it (copy-up): create the claim's volume
+    # without copy-up, then play the Pod.
+    volume = claim["metadata"]["name"]
+    podman("volume", "create", "--opt", "nocopy", volume)
+    secret = f"{name}-token"
+    if token:
+        # Podman 4.3 reads a secretKeyRef from a Podman secret holding {key: base64 value}.
+        data = tmp_path / "secret.json"
+        data.write_text(json.dumps({"token": base64.b64encode(token.encode()).decode()}))
+        podman("secret", "create", secret, str(data))
+    pod_file = tmp_path / "pod.yaml"
+    pod_file.write_text(yaml.safe_dump(pod))
+    try:
+        started = time.monotonic()
+        podman("kube", "play", "--tls-verify=false", str(pod_file), timeout=900)
+        TIMES[f"kube play {image}"] = round(time.monotonic() - started, 1)
+        yield Played(documents, pod_file, name, _pod_address(name))
+    finally:
+        podman("kube", "down", str(pod_file), check=False)
+        podman("volume", "rm", "--force", volume, check=False)
+        if token:
+            podman("secret", "rm", secret, check=False)
+
+
+@pytest.fixture
+def kubeflow_pod(rootful: Rootful, tmp_path: Path) -> Iterator[Played]:
+    yield from _play(rootful, "scipy-kubeflow", tmp_path)
+
+
+def test_kube_play_runs_the_kubeflow_pod_as_kubernetes_would(rootful: Rootful,
+                                                             kubeflow_pod: Played) -> None:
+    played = kubeflow_pod
+    pod = played.documents[1]
+    [container] = pod["spec"]["containers"]
+    published = {line["image"]: line for line in rootful.outcomes["publish"]["images"]}
+    assert container["image"] == published["scipy-kubeflow"]["reference"]
+    assert container["resources"]["requests"] == container["resources"]["limits"]
+    prefix = f"/notebook/default/{played.name}"
+    base = f"http://{played.address}:8888{prefix}"
+    # From outside the pod, at its address, under its prefix, with no token.
+    status = _wait(f"{base}/api/status")
+    assert "started" in status.json()
+    assert requests.get(f"http://{played.address}:8888/api/status", timeout=10
+                        ).status_code == 404
+    box = f"{played.name}-{played.name}"
+    listing = podman("exec", box, "bash", "-c",
+                     "id -u; ls -A ~; stat -c '%U %a' ~; touch ~/probe && echo writable; "
+                     "findmnt -no FSTYPE,OPTIONS /dev/shm")
+    # The empty claim was seeded by imagekit's start script (its marker), not by Podman.
+    assert ".imagekit-seeded" in listing and "writable" in listing, listing
+    assert listing.splitlines()[0] == "1000"
+    # Podman 4.3 makes the Memory emptyDir a folder on disk, not a tmpfs: it exists.
+    assert listing.strip().splitlines()[-1], listing
+    output = execute(base, "", "python3", "import scipy; print(6 * 7, scipy.__name__)")
+    assert "42 scipy" in output
+
+
+def test_kube_play_runs_the_token_pod_and_kube_down_removes_it(rootful: Rootful,
+                                                               tmp_path: Path) -> None:
+    token = "c0ffee" * 8
+    player = _play(rootful, "base", tmp_path, token=token)
+    played = next(player)
+    try:
+        base = f"http://{played.address}:8888"
+        _wait(f"{base}/api?token={token}")
+        assert requests.get(f"{base}/api/status", timeout=10).status_code == 403
+        assert "42" in execute(base, token, "python3", "print(6 * 7)")
+    finally:
+        next(player, None)
+    assert played.name not in podman("pod", "ps", "--format", "{{.Name}}")
+    assert podman("ps", "--all", "--quiet", "--filter", f"pod={played.name}",
+                  check=False).strip() == ""
+
+
+# --- rootless ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rootless() -> Iterator[tuple[Rootless, dict[str, Any]]]:
+    files = [("catalog.yaml", _catalog_text()),
+             ("stacks/tiny.yaml", TINY.format(post="echo tiny"))]
+    with rootless_user(files) as user:
+        o: dict[str, Any] = {}
+        for step, args in (("base (mmdebstrap)", ("base",)),
+                           ("build tiny (+ SIF)", ("build", "tiny", "--json")),
+                           ("test tiny", ("test", "tiny", "--json"))):
+            started = time.monotonic()
+            result = user.imagekit(*args, "--engine", "podman", check=False)
+            TIMES[f"podman rootless: {step}"] = round(time.monotonic() - started, 1)
+            o[step.split(" (")[0]] = result
+        yield user, o
+
+
+def test_rootless_podman_bootstraps_builds_tests_and_converts(
+        rootless: tuple[Rootless, dict[str, Any]]) -> None:
+    user, o = rootless
+    for step, result in o.items():
+        assert result.returncode == 0, f"{step}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert "mmdebstrap" in o["base"].stdout and "bootstrapped" in o["base"].stdout
+    built = json.loads(o["build tiny"].stdout)
+    assert {b["image"]: b["status"] for b in built["images"]} == {"base": "built",
+                                                                  "tiny": "built"}
+    tested = json.loads(o["test tiny"].stdout)["results"]
+    assert tested and all(r["ok"] for r in tested), [r for r in tested if not r["ok"]]
+    # The user's own store, in its user namespace: root there is the user here.
+    info = json.loads(user.podman("info", "--format", "json"))
+    assert info["host"]["security"]["rootless"] is True
+    assert info["store"]["graphDriverName"] == "overlay"
+    [sif] = built["sif"]
+    assert Path(sif["path"]).stat().st_uid == user.uid
+    listing = subprocess.run(["siftool", "list", sif["path"]], capture_output=True, text=True,
+                             check=True).stdout
+    assert "FS (Squashfs/*System/amd64)" in listing
+    # The root Podman does not see the user's images.
+    assert f"{NAMESPACE}/tiny" not in podman("images", "--format", "{{.Repository}}") or \
+        inspect(f"127.0.0.1:5055/{NAMESPACE}/tiny:latest")["Id"] != inspect(
+            f"127.0.0.1:5055/{NAMESPACE}/tiny:latest", user)["Id"]
+
