@@ -1,2 +1,3 @@
-"""The container engine: the docker SDK for images and containers, two builders behind one
-interface (the SDK's classic builder and BuildKit through a docker CLI), and the base image."""
+"""The container engine: one interface (client.Engine) with two engines, Docker and Podman
+(podman.py), chosen per run (choice.py); the builders behind it (BuildKit and the SDK's
+classic builder for Docker, buildah for Podman), build contexts, and the base image."""

@@ -110,7 +110,8 @@ def test_podman_builds_with_its_own_builder_and_converts_to_sif(rootful: Rootful
         "base": "cached", "scipy": "cached"}
     scipy = inspect(rootful.ref("scipy"))
     # Docker's image format: the HEALTHCHECK survives (OCI's would drop it).
-    assert scipy["HealthCheck"]["Test"][0] == "CMD-SHELL", scipy.get("HealthCheck")
+    health = scipy.get("Healthcheck") or {}
+    assert health.get("Test", [])[:2] == ["CMD", "imagekit-healthcheck"], health
     assert scipy["Config"]["Labels"]["io.imagekit.tree-key"]
     [sif] = o["build"]["sif"]
     listing = subprocess.run(["siftool", "list", sif["path"]], capture_output=True,
