@@ -1,6 +1,7 @@
-"""Item 8: the scipy image built by Docker, by rootful Podman and by rootless Podman, in one
-run. Each engine starts cold for scipy and its parent (their images and build caches gone,
-the bootstrapped Debian base kept), then rebuilds after one pip package is added to scipy.
+"""Item 9 (`engines`): the scipy image built by Docker, by rootful Podman and by rootless
+Podman, in one run. Each engine starts cold for scipy and its parent (their images and
+build caches gone, the bootstrapped Debian base kept), then rebuilds after one pip package
+is added to scipy.
 
 Rootless Podman runs as a user of its own (tests/integration/podman.py makes it the same
 way the tests do), with the native overlay storage this kernel allows.

@@ -761,7 +761,7 @@ def export_(
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
     """Write one consumer's configuration, derived from the published catalog only."""
-    from imagekit.exports import batchspawner, exporters
+    from imagekit.exports import ExportFile, batchspawner, exporters
     from imagekit.publish.catalog import read
 
     with _user_errors():
@@ -780,7 +780,7 @@ def export_(
         source = published or catalog.resolve().parent / "dist" / "catalog.json"
         files = (batchspawner.export(read(source), login) if login is not None
                  else known[target](read(source)))
-        chosen = files[0]
+        chosen = files[0] if files else ExportFile(target, "")
         if image is not None:
             by_image = {f.name: f for f in files}
             if f"kube-{image}.yaml" not in by_image:

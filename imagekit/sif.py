@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -163,13 +164,18 @@ def _native(engine: Engine, image: Image, info: ImageInfo, deffile: str, out: Pa
         work = Path(tmp)
         rootfs = work / "rootfs"
         rootfs.mkdir()
-        t0 = time.monotonic()
-        export(engine, info.id, rootfs)
-        write_singularity_dir(rootfs, info, deffile)
-        t1 = time.monotonic()
-        squashfs = work / "rootfs.sqfs"
-        make_squashfs(rootfs, squashfs, level)
-        t2 = time.monotonic()
+        try:
+            t0 = time.monotonic()
+            export(engine, info.id, rootfs)
+            write_singularity_dir(rootfs, info, deffile)
+            t1 = time.monotonic()
+            squashfs = work / "rootfs.sqfs"
+            make_squashfs(rootfs, squashfs, level, engine.as_root)
+            t2 = time.monotonic()
+        finally:
+            # Rootless, the image's files belong to the user's subordinate ids: only the
+            # user's namespace may remove them.
+            run(engine.as_root(["rm", "-rf", str(rootfs)]), timeout=600, check=False)
         (work / "Singularity.def").write_text(deffile)
         (work / "labels.json").write_text(json.dumps(labels(info), indent=2, sort_keys=True))
         (work / "config.json").write_text(json.dumps(image_config(info), indent=2,
@@ -195,7 +201,9 @@ def export(engine: Engine, image_id: str, rootfs: Path) -> None:
     container = engine.client.containers.create(image_id, command=["/bin/true"],
                                                 entrypoint=[], labels=temporary.labels())
     try:
-        tar = subprocess.Popen(["tar", "-x", "-p", "--numeric-owner", "-C", str(rootfs)],
+        # Owners as the image has them (as root, or in rootless Podman's user namespace).
+        tar = subprocess.Popen(engine.as_root(["tar", "-x", "-p", "--numeric-owner", "-C",
+                                               str(rootfs)]),
                                stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         assert tar.stdin is not None
         try:
@@ -297,14 +305,15 @@ def image_config(info: ImageInfo) -> dict[str, Any]:
         "Labels": dict(info.labels)}}
 
 
-def make_squashfs(rootfs: Path, out: Path, level: int) -> None:
+def make_squashfs(rootfs: Path, out: Path, level: int,
+                  as_root: Callable[[list[str]], list[str]] = lambda argv: argv) -> None:
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "0")
     # mksquashfs >= 4.5 refuses SOURCE_DATE_EPOCH next to -all-time/-mkfs-time; the options
     # carry its value, and older versions understand only them.
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
-    run(["mksquashfs", str(rootfs), str(out), "-noappend", "-comp", "gzip",
-         "-Xcompression-level", str(level), "-b", BLOCK_SIZE, "-all-time", epoch,
-         "-mkfs-time", epoch, "-no-progress", "-quiet"], env=env, timeout=3600)
+    run(as_root(["mksquashfs", str(rootfs), str(out), "-noappend", "-comp", "gzip",
+                 "-Xcompression-level", str(level), "-b", BLOCK_SIZE, "-all-time", epoch,
+                 "-mkfs-time", epoch, "-no-progress", "-quiet"]), env=env, timeout=3600)
 
 
 LAUNCH = b"#!/usr/bin/env run-singularity\n"

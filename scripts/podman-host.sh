@@ -15,9 +15,11 @@ fi
 # CAP_SYS_RESOURCE. Then give containers the host's own hard limits instead.
 capbnd=$(awk '/^CapBnd/ {print $2}' /proc/self/status)
 if (( (0x$capbnd >> 24 & 1) == 0 )); then
-    nofile=$(ulimit -Hn)
+    # An unlimited hard limit (common inside containers) is Podman's default already.
+    nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] && nofile=1048576
     # conmon runs the container with at most 32768 processes here, whatever the shell has
-    nproc=$(( $(ulimit -Hu) < 32768 ? $(ulimit -Hu) : 32768 ))
+    nproc=$(ulimit -Hu); [ "$nproc" = unlimited ] && nproc=32768
+    nproc=$(( nproc < 32768 ? nproc : 32768 ))
     lines=("[containers]" "default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\"]"
            "${lines[@]}")
 fi

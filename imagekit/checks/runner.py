@@ -17,8 +17,8 @@ def test_image(engine: Engine, catalog: Catalog, image: Image,
     ref = catalog.ref(image.name)
     info = engine.image(ref)
     if info is None:
-        raise ImagekitError(f"{image.name}: {ref} is not built (run `imagekit build "
-                            f"{image.name}`)")
+        raise ImagekitError(f"{image.name}: {ref} is not built in {engine.name}'s store "
+                            f"(run `imagekit build {image.name}`, with the same --engine)")
     # Every container runs the ID resolved here, so a build moving the tag meanwhile cannot
     # make the result describe another image.
     target = Target(engine, info.id, image)

@@ -53,7 +53,7 @@ class Engine:
 
     name = "docker"
 
-    def __init__(self, client: Any | None = None) -> None:
+    def __init__(self, client: Any | None = None, url: str | None = None) -> None:
         try:
             self.client = client or docker.from_env(timeout=900)
             self.client.ping()
@@ -62,7 +62,7 @@ class Engine:
                 f"cannot reach the Docker engine ({exc}); start dockerd or set DOCKER_HOST "
                 "(`imagekit doctor` lists what is missing)"
             ) from None
-        temporary.use(self.client)
+        temporary.use(url)
 
     @property
     def description(self) -> str:
@@ -82,22 +82,30 @@ class Engine:
     # Podman run by a user, whose files belong to the subordinate ids of /etc/subuid.
     rootless = False
 
+    def as_root(self, argv: list[str]) -> list[str]:
+        """A command on an image's files that must see their owners as the image does
+        (unpacking an export, mksquashfs, removing the files): as it is here; rootless
+        Podman runs it in the user's namespace, where the subordinate ids are the image's."""
+        return argv
+
     def import_tar(self, tar: IO[bytes], ref: str) -> None:
         """Make a root file system, as a tar stream, an image tagged `ref`."""
         repository, tag = split_reference(ref)
         self.client.api.import_image_from_stream(tar, repository=repository, tag=tag)
 
     def push(self, ref: str, auth: dict[str, str] | None) -> set[str]:
-        """Push `ref`; the short IDs of the layers the registry did not hold yet."""
+        """Push `ref`; the short IDs (12 hex) of the layers the registry held already, so
+        that were not sent."""
         repository, tag = split_reference(ref)
-        pushed: set[str] = set()
+        kept: set[str] = set()
         for event in self.client.api.push(repository, tag=tag, stream=True, decode=True,
                                           auth_config=auth):
             if "error" in event:
                 raise BuildFailed(f"pushing {ref} failed: {str(event['error'])[:300]}")
-            if event.get("status") == "Pushed":
-                pushed.add(str(event.get("id", "")))
-        return pushed
+            status = str(event.get("status", ""))
+            if status == "Layer already exists" or status.startswith("Mounted from"):
+                kept.add(str(event.get("id", "")))
+        return kept
 
     def health(self, container: Any) -> dict[str, Any]:
         """The container's health as the engine reports it (`Status`, `Log`)."""

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import fcntl
 import os
+import pty
 import re
+import select
 import shutil
+import signal
+import struct
 import subprocess
 import tempfile
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +43,12 @@ def podman_cli() -> str | None:
     return shutil.which("podman")
 
 
+def _end_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """SIGTERM this process when its parent ends (Linux's PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class PodmanEngine(Engine):
     name = "podman"
 
@@ -50,7 +63,8 @@ class PodmanEngine(Engine):
         self.insecure = insecure
         self._service: subprocess.Popen[bytes] | None = None
         self._folder: str | None = None
-        super().__init__(self._connect())
+        client, url = self._connect()
+        super().__init__(client, url)
 
     # -- the API service -------------------------------------------------------------------
 
@@ -64,25 +78,28 @@ class PodmanEngine(Engine):
         return [url for url in found
                 if not url.startswith("unix://") or Path(url[7:]).is_socket()]
 
-    def _connect(self) -> Any:
+    def _connect(self) -> tuple[Any, str]:
         for url in self._sockets():
             with contextlib.suppress(docker.errors.DockerException):
                 client = docker.DockerClient(base_url=url, timeout=900)
                 client.ping()
-                return client
+                return client, url
         return self._start_service()
 
-    def _start_service(self) -> Any:
+    def _start_service(self) -> tuple[Any, str]:
         self._folder = tempfile.mkdtemp(prefix="imagekit-podman-")
         socket = Path(self._folder) / "podman.sock"
         log = Path(self._folder) / "service.log"
         with log.open("wb") as sink:
             # Its own session: Ctrl-C reaches imagekit, which still needs the service to
             # remove what it started, and then stops it (close()).
+            # And the kernel stops it when imagekit ends in any way atexit does not see
+            # (SIGKILL, a closed terminal's SIGHUP, a CI runner killing the job).
             self._service = subprocess.Popen(
                 [self.cli, "system", "service", "--time=0", f"unix://{socket}"],
-                stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, start_new_session=True)
-        atexit.register(self.close)
+                stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, start_new_session=True,
+                preexec_fn=_end_with_parent)
+            atexit.register(self.close)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._service.poll() is not None:
@@ -91,7 +108,7 @@ class PodmanEngine(Engine):
                 with contextlib.suppress(docker.errors.DockerException):
                     client = docker.DockerClient(base_url=f"unix://{socket}", timeout=900)
                     client.ping()
-                    return client
+                    return client, f"unix://{socket}"
             time.sleep(0.1)
         message = tail(log.read_text(errors="replace"), 5)
         self.close()
@@ -123,9 +140,15 @@ class PodmanEngine(Engine):
                                 "`podman build` (--builder auto or podman)")
         return PodmanBuilder(self.cli)
 
+    def as_root(self, argv: list[str]) -> list[str]:
+        return [self.cli, "unshare", *argv] if self.rootless else argv
+
     def import_tar(self, tar: IO[bytes], ref: str) -> None:
-        result = subprocess.run([self.cli, "import", "--quiet", "-", ref], stdin=tar,
-                                capture_output=True, timeout=1800, check=False)
+        try:
+            result = subprocess.run([self.cli, "import", "--quiet", "-", ref], stdin=tar,
+                                    capture_output=True, timeout=1800, check=False)
+        except subprocess.TimeoutExpired:
+            raise BuildFailed(f"podman import {ref}: timed out after 1800 s") from None
         if result.returncode != 0:
             raise BuildFailed(f"podman import {ref} failed: "
                               f"{result.stderr.decode(errors='replace').strip()[-300:]}")
@@ -143,13 +166,15 @@ class PodmanEngine(Engine):
         with tempfile.TemporaryDirectory(prefix="imagekit-push-") as tmp:
             # Docker's manifest format (v2s2), as `docker push` sends: the image is built in
             # it (podman build --format docker), so its config digest is the image ID.
-            result = run([self.cli, "push", "--format", "v2s2", "--digestfile",
-                          f"{tmp}/digest", *self._registry_flags(ref, auth, Path(tmp)),
-                          ref, f"docker://{ref}"], timeout=3600)
-        # "Copying blob 3f4ca61aafcd done"; a layer the registry holds is "skipped".
-        output = result.stderr.decode(errors="replace") + result.stdout.decode(errors="replace")
-        return {m.group(1) for m in re.finditer(r"Copying blob (?:sha256:)?([0-9a-f]{12})\S* "
-                                                r"(?!skipped)", output)}
+            argv = [self.cli, "push", "--format", "v2s2",
+                    *self._registry_flags(ref, auth, Path(tmp)), ref, f"docker://{ref}"]
+            status, output = _on_terminal(argv, timeout=3600)
+        if status != 0:
+            said = [line for line in output.splitlines() if line.startswith("Error")]
+            raise BuildFailed(f"pushing {ref} failed: {(said or [tail(output, 3)])[-1][:300]}")
+        # Only on a terminal does podman say which layers the registry held already:
+        # "Copying blob 3f4ca61aafcd skipped: already exists".
+        return set(re.findall(r"Copying blob (?:sha256:)?([0-9a-f]{12})\w* skipped", output))
 
     def pull(self, ref: str) -> bool:
         with tempfile.TemporaryDirectory(prefix="imagekit-pull-") as tmp:
@@ -169,8 +194,7 @@ class PodmanEngine(Engine):
         # Podman schedules HEALTHCHECK runs with systemd timers; where there is no systemd
         # (a container, a CI runner, this project's VM) nothing runs them, so run the image's
         # own check the way the timer would, then read the state it recorded.
-        subprocess.run([self.cli, "healthcheck", "run", container.id], capture_output=True,
-                       timeout=120, check=False)
+        run([self.cli, "healthcheck", "run", container.id], timeout=120, check=False)
         return super().health(container)
 
     def apptainer_source(self, ref: str, folder: Path) -> tuple[str, str]:
@@ -191,11 +215,17 @@ class PodmanBuilder(Builder):
     def build(self, request: BuildRequest, progress: Progress) -> str:
         with tempfile.TemporaryDirectory(prefix="imagekit-build-") as tmp:
             context = Path(tmp) / "context"
+            # As in the tar BuildKit reads: every file with its mode and time 0, every
+            # folder 0755 whatever the umask, so that the same context makes the same layers.
             for path, data in request.context.files.items():
                 target = context / path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
                 target.chmod(request.context.modes[path])
+                os.utime(target, (0, 0))
+            for folder in sorted({p for f in context.rglob("*") for p in [f.parent]}):
+                folder.chmod(0o755)
+                os.utime(folder, (0, 0))
             iidfile = Path(tmp) / "iid"
             # Docker's image format keeps HEALTHCHECK and SHELL, which OCI's drops;
             # --http-proxy=false: proxies reach RUN only as the site's build arguments below,
@@ -241,6 +271,41 @@ def build_folder() -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     return folder
+
+
+def _on_terminal(argv: list[str], timeout: float) -> tuple[int, str]:
+    """Run a command on a pseudo-terminal (a wide one); its exit status and what it wrote,
+    progress redraws removed."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        else:
+            proc.kill()
+            raise BuildFailed(f"{' '.join(argv[:2])}: timed out after {timeout:.0f} s")
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait()
+    text = b"".join(chunks).decode(errors="replace")
+    return proc.returncode, re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).replace("\r", "")
 
 
 def _stream(argv: list[str], env: dict[str, str], progress: Progress) -> Iterator[str]:

@@ -20,13 +20,14 @@ SESSION = f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 _made = False
-_client: Any = None
+_engine_url: str | None = None
 
 
-def use(client: Any) -> None:
-    """The engine this process talks to (Docker, or Podman's API): what clean_up reaches."""
-    global _client
-    _client = client
+def use(url: str | None) -> None:
+    """The engine this process talks to: its API's address (Podman's socket), or None for
+    Docker's from the environment. clean_up reaches the same one."""
+    global _engine_url
+    _engine_url = url
 
 
 def labels(**extra: str) -> dict[str, str]:
@@ -40,7 +41,9 @@ def clean_up() -> int:
     if not _made:
         return 0
     try:
-        client = _client or docker.from_env(timeout=60)
+        # A client of its own with a short timeout: a hung engine must not stall the exit.
+        client = (docker.DockerClient(base_url=_engine_url, timeout=60) if _engine_url
+                  else docker.from_env(timeout=60))
         containers, volumes = remove_session(client)
     except docker.errors.DockerException:
         return 0

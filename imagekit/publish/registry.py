@@ -256,7 +256,7 @@ class Registry:
         diff_ids = engine.client.api.inspect_image(image_id)["RootFS"]["Layers"]
         engine.tag(image_id, f"{repository}:{immutable}")
         try:
-            pushed_layers = engine.push(f"{repository}:{immutable}", self.engine_auth)
+            kept = engine.push(f"{repository}:{immutable}", self.engine_auth)
         finally:
             engine.untag(f"{repository}:{immutable}")
         fetched = self._fetch_manifest(repository, immutable)
@@ -272,8 +272,10 @@ class Registry:
         # The very bytes read back, so every moving tag names the digest just checked.
         self._put_tags(repository, digest, fetched, moving)
         layers = manifest.get("layers", [])
+        # A layer is named by its uncompressed (diff) ID or its blob digest, as engines say.
         sent = sum(int(layer["size"]) for layer, diff in zip(layers, diff_ids, strict=False)
-                   if diff.removeprefix("sha256:")[:12] in pushed_layers)
+                   if not {diff.removeprefix("sha256:")[:12],
+                           str(layer["digest"]).removeprefix("sha256:")[:12]} & kept)
         size = int(config.get("size", 0)) + sum(int(layer["size"]) for layer in layers)
         return Pushed(repository, digest, [*moving, immutable], size, sent,
                       round(time.monotonic() - started, 1))

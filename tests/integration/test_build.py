@@ -132,6 +132,7 @@ def _tiny(project: Path, extra_site: str = "") -> Path:
     return catalog
 
 
+@pytest.mark.docker_engine  # the docker SDK's classic builder: Docker's alone
 def test_the_classic_builder_builds_too(build: Callable[..., Any], client: Any,
                                         project: Path) -> None:
     build("base")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -20,6 +21,7 @@ import requests
 import yaml
 
 from imagekit.checks.kernel import execute
+from tests.integration import apptainer as ap
 from tests.integration.conftest import ROOT, imagekit
 from tests.integration.podman import TIMES, Rootless, inspect, podman, rootless_user
 from tests.integration.registry import LocalRegistry, fresh_registry
@@ -157,7 +159,35 @@ def test_a_failed_podman_build_moves_no_tag(rootful: Rootful) -> None:
     assert "build failed at RUN bash /opt/imagekit/build/tiny-post.sh" in said, said[-2000:]
     assert "exit status 3" in said
     assert inspect(rootful.ref("tiny"))["Id"] == before
+    # No container behind: neither a check's nor buildah's working container of the build.
     assert podman("ps", "--all", "--quiet", "--filter", f"label={TEMPORARY}").strip() == ""
+    assert podman("ps", "--all", "--external", "--quiet").strip() == ""
+
+
+def test_apptainer_converts_a_podman_image_from_its_saved_archive(rootful: Rootful,
+                                                                  tmp_path: Path) -> None:
+    """Apptainer cannot read Podman's storage: imagekit hands it a `podman save` archive,
+    and the real apptainer 1.4.5 (as root, from the sid root) builds the SIF from it."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    shutil.copy(ROOT / "tests/integration/bin/sid-root-apptainer", tools / "apptainer")
+    (tools / "sid-root.env").write_text(f"SID_ROOT={ap.ensure_root()}\nSLURM_DIR={tmp_path}\n")
+    env = {**ENGINE, "PATH": f"{tools}:{os.environ['PATH']}"}
+    started = time.monotonic()
+    report = json.loads(imagekit("build", "base", "--format", "sif", "--sif-method",
+                                 "apptainer", "--json", catalog=rootful.catalog,
+                                 env=env).stdout)["sif"][0]
+    TIMES["podman rootful: SIF of base by apptainer"] = round(time.monotonic() - started, 1)
+    assert report["method"] == "apptainer"
+    sif = Path(report["path"])
+    inspected = json.loads(imagekit("inspect", str(sif), "--json").stdout)
+    assert "Bootstrap: docker-archive" in inspected["deffile"]
+    listing = subprocess.run(["siftool", "list", str(sif)], capture_output=True, text=True,
+                             check=True).stdout
+    assert "FS (Squashfs/*System/amd64)" in listing
+    owners = _sif_owners(sif, listing, ["usr/bin/bash", "home/jovyan", "opt/venv/bin/jupyter"])
+    assert owners == {"usr/bin/bash": "0/0", "home/jovyan": "1000/100",
+                      "opt/venv/bin/jupyter": "0/0"}, owners
 
 
 # --- podman kube play: the Kubernetes contract ------------------------------------------
@@ -245,13 +275,18 @@ def test_kube_play_runs_the_kubeflow_pod_as_kubernetes_would(rootful: Rootful,
                         ).status_code == 404
     box = f"{played.name}-{played.name}"
     listing = podman("exec", box, "bash", "-c",
-                     "id -u; ls -A ~; stat -c '%U %a' ~; touch ~/probe && echo writable; "
-                     "findmnt -no FSTYPE,OPTIONS /dev/shm")
+                     "id -u; ls -A ~; touch ~/probe && echo writable")
     # The empty claim was seeded by imagekit's start script (its marker), not by Podman.
     assert ".imagekit-seeded" in listing and "writable" in listing, listing
     assert listing.splitlines()[0] == "1000"
-    # Podman 4.3 makes the Memory emptyDir a folder on disk, not a tmpfs: it exists.
-    assert listing.strip().splitlines()[-1], listing
+    # Podman 4.3 makes the Memory emptyDir a folder on disk, not a tmpfs: it is a mount of
+    # its own at /dev/shm. What it is, and whether the notebook's user may write it (on
+    # Kubernetes an emptyDir is world-writable), goes into the session's summary.
+    shm = podman("exec", box, "bash", "-c", "findmnt -no FSTYPE,TARGET /dev/shm; "
+                 "stat -c '%U %a' /dev/shm; touch /dev/shm/probe 2>/dev/null && echo writable "
+                 "|| echo 'not writable'").splitlines()
+    assert shm[0].split()[1:] == ["/dev/shm"], shm
+    TIMES[f"kube play: /dev/shm is {shm[0].split()[0]}, {shm[1]}, {shm[2]} by uid 1000"] = 0
     output = execute(base, "", "python3", "import scipy; print(6 * 7, scipy.__name__)")
     assert "42 scipy" in output
 
@@ -311,8 +346,32 @@ def test_rootless_podman_bootstraps_builds_tests_and_converts(
     listing = subprocess.run(["siftool", "list", sif["path"]], capture_output=True, text=True,
                              check=True).stdout
     assert "FS (Squashfs/*System/amd64)" in listing
+    # Inside the SIF the files belong to whom they belong in the image, not to the user
+    # who converted it: root's are root's, the notebook user's home is uid 1000's.
+    owners = _sif_owners(Path(sif["path"]), listing, ["usr/bin/bash", "home/jovyan"])
+    assert owners == {"usr/bin/bash": "0/0", "home/jovyan": "1000/100"}, owners
     # The root Podman does not see the user's images.
     assert f"{NAMESPACE}/tiny" not in podman("images", "--format", "{{.Repository}}") or \
         inspect(f"127.0.0.1:5055/{NAMESPACE}/tiny:latest")["Id"] != inspect(
             f"127.0.0.1:5055/{NAMESPACE}/tiny:latest", user)["Id"]
 
+
+
+def _sif_owners(sif: Path, listing: str, paths: list[str]) -> dict[str, str]:
+    """uid/gid of some paths in a SIF's system partition (unsquashfs -lln)."""
+    object_id = next(line.split("|")[0].strip() for line in listing.splitlines()
+                     if "FS (Squashfs" in line)
+    squashfs = sif.with_suffix(".sqfs")
+    with squashfs.open("wb") as out:
+        subprocess.run(["siftool", "dump", object_id, str(sif)], stdout=out, check=True)
+    try:
+        lines = subprocess.run(["unsquashfs", "-lln", str(squashfs)], capture_output=True,
+                               text=True, check=True).stdout.splitlines()
+    finally:
+        squashfs.unlink()
+    owners = {}
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[-1].removeprefix("squashfs-root/") in paths:
+            owners[fields[-1].removeprefix("squashfs-root/")] = fields[1]
+    return owners

@@ -18,6 +18,9 @@ from imagekit.publish.catalog import PublishedCatalog
 from tests.integration.e2e.conftest import Timings
 from tests.integration.hubs import Hub, unique_user
 
+# DockerSpawner drives the Docker daemon's API: Docker's consumer, not run under Podman.
+pytestmark = pytest.mark.docker_engine
+
 # The hub listens for its containers on docker0 (GUIDE.md section 6).
 SITE = """
 # --- the site's part: where the containers reach the hub, and how they are kept
