@@ -51,6 +51,8 @@ def diagnose(catalog: Path) -> list[Finding]:
 
         podman = PodmanEngine()
         findings.append(Finding("podman engine", True, podman.description, optional=True))
+        if podman.rootless:
+            findings += _rootless(podman.cli)
         podman.close()
         engines += 1
     except Exception as exc:
@@ -72,3 +74,19 @@ def diagnose(catalog: Path) -> list[Finding]:
     findings.append(Finding("free disk", free_gb > 20,
                             f"{free_gb:.0f} GB free (builds of every stack need ~20 GB)"))
     return findings
+
+
+def _rootless(cli: str) -> list[Finding]:
+    """What a user without root needs besides Podman: mmdebstrap for the base, and a
+    storage driver that does not copy every layer."""
+    from imagekit.run import run
+
+    driver = run([cli, "info", "--format", "{{.Store.GraphDriverName}}"], check=False,
+                 timeout=60).stdout.decode().strip()
+    return [
+        _tool("mmdebstrap", "mmdebstrap", why="rootless Podman bootstraps the base with it"),
+        Finding("podman storage", driver != "vfs", f"{driver or '?'}" + (
+            ": vfs copies every layer; on a kernel from 5.13 on, set driver = \"overlay\" "
+            "in ~/.config/containers/storage.conf, then `podman system reset`"
+            if driver == "vfs" else ""), optional=True),
+    ]

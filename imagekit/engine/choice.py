@@ -1,7 +1,11 @@
 """Which engine a run talks to: `--engine` (or IMAGEKIT_ENGINE), else the catalog's
-`engine:`, else auto, which takes Docker when it answers and Podman when it is installed."""
+`engine:`, else auto, which takes Docker when it answers and Podman when it is installed.
+A DOCKER_HOST the caller set names Docker: auto then never falls back to Podman, so that a
+daemon that is down says so instead of a build landing in another engine's store."""
 
 from __future__ import annotations
+
+import os
 
 import docker
 import docker.errors
@@ -20,7 +24,7 @@ def connect(catalog: Catalog, choice: str | None = None) -> Engine:
         raise ImagekitError(Problem(None, "--engine", f"{wanted!r} is not one of "
                                     f"{', '.join(ENGINES)}"))
     insecure = frozenset({catalog.registry} if catalog.insecure_registry else ())
-    if wanted == "docker":
+    if wanted == "docker" or (wanted == "auto" and os.environ.get("DOCKER_HOST")):
         return Engine()
     if wanted == "podman":
         return PodmanEngine(insecure)

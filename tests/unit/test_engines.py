@@ -32,8 +32,18 @@ def test_the_catalog_names_its_engine(project: Path) -> None:
     assert "engine" in str(caught.value.problems[0])
 
 
-def test_auto_without_any_engine_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_with_a_docker_host_set_never_falls_back_to_podman(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(ImagekitError) as caught:
+        choice.connect(load_catalog(ROOT / "catalog.yaml"), "auto")
+    assert "cannot reach the Docker engine" in str(caught.value.problems[0])
+
+
+def test_auto_without_any_engine_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(choice.docker, "from_env", lambda **_: (_ for _ in ()).throw(
+        choice.docker.errors.DockerException("no socket")))
     monkeypatch.setattr(choice, "podman_cli", lambda: None)
     with pytest.raises(ImagekitError) as caught:
         choice.connect(load_catalog(ROOT / "catalog.yaml"), "auto")
