@@ -41,6 +41,7 @@ def test_an_unchanged_image_is_not_rebuilt(build: Callable[..., Any]) -> None:
     assert all(o["seconds"] < 10 for o in again)
 
 
+@pytest.mark.docker_engine  # names Docker's BuildKit in the plan
 def test_dry_run_prints_the_plan(build: Callable[..., Any]) -> None:
     build("scipy")
     out = imagekit("build", "pytorch", "scipy-hpc", "--dry-run").stdout

@@ -158,6 +158,7 @@ def test_no_credential_leaves_the_processes_that_need_it(site: tuple[Path, Mirro
     assert password not in shown.stdout
 
 
+@pytest.mark.docker_engine  # the classic builder is Docker's
 def test_the_classic_builder_refuses_credentials_it_cannot_keep_out(
         site: tuple[Path, Mirror]) -> None:
     catalog, mirror = site

@@ -111,6 +111,7 @@ def tiny(project: Path, build: Callable[..., Any], client: Any) -> Iterator[Path
         client.images.remove(image.id, force=True)
 
 
+@pytest.mark.docker_engine  # points DOCKER_HOST at nothing
 def test_no_engine_is_one_line_and_exit_2(project: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "imagekit", "build", "scipy", "--catalog",
@@ -164,6 +165,7 @@ class EngineRelay:
                 s.shutdown(socket.SHUT_RDWR)
 
 
+@pytest.mark.docker_engine  # kills dockerd
 def test_the_engine_vanishing_mid_build_moves_no_tag(tiny: Path, client: Any,
                                                      tmp_path: Path) -> None:
     before = _image_id(client, REF)

@@ -333,6 +333,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             continue
 
 
+@pytest.mark.docker_engine  # Bootstrap: docker-daemon; Podman's archive route is in test_podman.py
 def test_the_apptainer_method_gives_the_sif_the_native_method_gives(
         root: Path, base_image: str, tmp_path: Path, client: Any) -> None:
     """`--sif-method apptainer` runs the real apptainer 1.4.5 (as root, from the sid root)
