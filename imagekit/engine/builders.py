@@ -64,49 +64,68 @@ class BuildKitBuilder(Builder):
     def build(self, request: BuildRequest, progress: Progress) -> str:
         with tempfile.TemporaryDirectory(prefix="imagekit-build-") as tmp:
             iidfile = Path(tmp) / "iid"
-            argv = [self.cli, *(["buildx", "build", "--load"] if self.buildx else ["build"]),
-                    "--progress=plain", "--iidfile", str(iidfile)]
-            for key, value in sorted(request.labels.items()):
-                argv += ["--label", f"{key}={value}"]
-            # By name only: the CLI reads each value from its environment, so a proxy's
-            # credentials never show on a command line.
             build_args = dict(request.build_args)
             if request.inline_cache:
                 build_args["BUILDKIT_INLINE_CACHE"] = "1"
-            for key in sorted(build_args):
-                argv += ["--build-arg", key]
+            argv = [self.cli, *(["buildx", "build", "--load"] if self.buildx else ["build"]),
+                    "--progress=plain", "--iidfile", str(iidfile),
+                    *cli_args(request.labels, build_args, request.secrets, Path(tmp))]
             for ref in request.cache_from:
                 argv += ["--cache-from", ref]
-            for secret_id, value in sorted(request.secrets.items()):
-                secret_file = Path(tmp) / secret_id
-                secret_file.touch(mode=0o600)
-                secret_file.write_text(value)
-                argv += ["--secret", f"id={secret_id},src={secret_file}"]
             argv.append("-")
             env = {**os.environ, **build_args, "DOCKER_BUILDKIT": "1"}
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, env=env)
-            assert proc.stdin is not None and proc.stdout is not None
-            log: list[str] = []
-            try:
-                try:
-                    proc.stdin.write(request.context.tar())
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    pass
-                for raw in proc.stdout:
-                    line = raw.decode(errors="replace").rstrip()
-                    log.append(line)
-                    progress(line)
-                status = proc.wait()
-            finally:
-                if proc.poll() is None:  # interrupted: the CLI cancels BuildKit's build
-                    proc.terminate()
-                    proc.wait()
+            status, log = stream(argv, env, progress, stdin=request.context.tar())
             if status != 0 or not iidfile.is_file():
                 raise BuildFailed(f"{request.name}: build failed at "
                                   f"{_failed_step_buildkit(log)}\n{tail(chr(10).join(log), 30)}")
             return iidfile.read_text().strip()
+
+
+def cli_args(labels: Mapping[str, str], build_args: Mapping[str, str],
+             secrets: Mapping[str, str], folder: Path) -> list[str]:
+    """What a build CLI (docker's, podman's) is told of a request: labels, build arguments
+    by name only (the CLI reads each value from its environment, so a proxy's credentials
+    never show on a command line), and secrets as 0600 files in `folder`."""
+    argv: list[str] = []
+    for key, value in sorted(labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    for key in sorted(build_args):
+        argv += ["--build-arg", key]
+    for secret_id, value in sorted(secrets.items()):
+        secret_file = folder / f"secret-{secret_id}"
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(value)
+        argv += ["--secret", f"id={secret_id},src={secret_file}"]
+    return argv
+
+
+def stream(argv: list[str], env: Mapping[str, str], progress: Progress,
+           stdin: bytes | None = None) -> tuple[int, list[str]]:
+    """Run a build CLI, each output line to `progress` as it comes; its exit status and
+    lines. Interrupted, the CLI is stopped (and cancels its build)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None
+                            else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=dict(env))
+    assert proc.stdout is not None
+    log: list[str] = []
+    try:
+        if stdin is not None:
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            log.append(line)
+            progress(line)
+        status = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+    return status, log
 
 
 def _failed_step_buildkit(log: list[str]) -> str:

@@ -186,4 +186,3 @@ class Engine:
             return output.decode(errors="replace")
         finally:
             container.remove(force=True)
-

@@ -25,7 +25,6 @@ import subprocess
 import tempfile
 import termios
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,7 +32,7 @@ import docker
 import docker.errors
 
 from imagekit.credentials import registry_auth_file
-from imagekit.engine.builders import Builder, BuildRequest, Progress
+from imagekit.engine.builders import Builder, BuildRequest, Progress, cli_args, stream
 from imagekit.engine.client import Engine
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.run import run, tail
@@ -223,34 +222,21 @@ class PodmanBuilder(Builder):
                 target.write_bytes(data)
                 target.chmod(request.context.modes[path])
                 os.utime(target, (0, 0))
-            for folder in sorted({p for f in context.rglob("*") for p in [f.parent]}):
+            for folder in sorted({f.parent for f in context.rglob("*")}):
                 folder.chmod(0o755)
                 os.utime(folder, (0, 0))
             iidfile = Path(tmp) / "iid"
             # Docker's image format keeps HEALTHCHECK and SHELL, which OCI's drops;
             # --http-proxy=false: proxies reach RUN only as the site's build arguments below,
             # as under BuildKit, never from whatever the caller's environment holds.
-            argv = [self.cli, "build", "--format", "docker", "--layers", "--http-proxy=false",
-                    "--iidfile", str(iidfile), "--file", str(context / "Dockerfile")]
-            for key, value in sorted(request.labels.items()):
-                argv += ["--label", f"{key}={value}"]
-            # By name only: podman reads each value from its environment, so a proxy's
-            # credentials never show on a command line.
-            for key in sorted(request.build_args):
-                argv += ["--build-arg", key]
-            secrets = Path(tmp) / "secrets"
-            secrets.mkdir(mode=0o700)
-            for secret_id, value in sorted(request.secrets.items()):
-                secret_file = secrets / secret_id
-                secret_file.touch(mode=0o600)
-                secret_file.write_text(value)
-                argv += ["--secret", f"id={secret_id},src={secret_file}"]
             # request.cache_from is not passed: buildah 1.28's --cache-from names a
             # repository of cache images, not the inline cache BuildKit writes.
-            argv.append(str(context))
+            argv = [self.cli, "build", "--format", "docker", "--layers", "--http-proxy=false",
+                    "--iidfile", str(iidfile), "--file", str(context / "Dockerfile"),
+                    *cli_args(request.labels, request.build_args, request.secrets, Path(tmp)),
+                    str(context)]
             env = {**os.environ, **request.build_args, "TMPDIR": str(build_folder())}
-            log = list(_stream(argv, env, progress))
-            status = int(log.pop())
+            status, log = stream(argv, env, progress)
             if status != 0 or not iidfile.is_file():
                 raise BuildFailed(f"{request.name}: build failed at {_failed_step(log)}\n"
                                   f"{tail(chr(10).join(log), 30)}")
@@ -308,23 +294,6 @@ def _on_terminal(argv: list[str], timeout: float) -> tuple[int, str]:
     return proc.returncode, re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).replace("\r", "")
 
 
-def _stream(argv: list[str], env: dict[str, str], progress: Progress) -> Iterator[str]:
-    """The command's output lines as they come, then its exit status."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env)
-    assert proc.stdout is not None
-    try:
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            progress(line)
-            yield line
-        yield str(proc.wait())
-    finally:
-        if proc.poll() is None:  # interrupted: stop the build, and buildah its container
-            proc.terminate()
-            proc.wait()
-
-
 def _failed_step(log: list[str]) -> str:
     for line in reversed(log):
         found = re.match(r'Error: building at STEP "(.*)": ', line)
@@ -332,4 +301,3 @@ def _failed_step(log: list[str]) -> str:
             return found.group(1)[:200]
     step = next((line for line in reversed(log) if line.startswith("STEP ")), None)
     return step or "an unknown step"
-

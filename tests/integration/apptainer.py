@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imagekit.sif import parse_list
+
 ROOT = Path(os.environ.get("IMAGEKIT_APPTAINER_ROOT", "/var/cache/imagekit/apptainer-sid"))
 MIRROR = os.environ.get("IMAGEKIT_SID_MIRROR", "http://deb.debian.org/debian")
 UID = GID = 2345  # not 1000: the image's own user must not be who runs it
@@ -163,3 +165,19 @@ def host_tools(root: Path, folder: Path) -> Path:
         '--setenv PATH /usr/bin:/bin -- /usr/bin/apptainer "$@"\n')
     wrapper.chmod(0o755)
     return folder
+
+
+def system_partition(sif: Path, tmp_path: Path) -> Path:
+    """The SIF's primary system partition (its squashfs), copied out into `tmp_path`."""
+    listing = subprocess.run(["siftool", "list", str(sif)], capture_output=True, text=True,
+                             check=True).stdout
+    fs = next(o for o in parse_list(listing) if o.kind.startswith("FS"))
+    out = tmp_path / "rootfs.sqfs"
+    with sif.open("rb") as src, out.open("wb") as dst:
+        src.seek(fs.start)
+        remaining = fs.end - fs.start
+        while remaining:
+            block = src.read(min(remaining, 1 << 20))
+            dst.write(block)
+            remaining -= len(block)
+    return out

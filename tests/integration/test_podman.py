@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -185,7 +186,7 @@ def test_apptainer_converts_a_podman_image_from_its_saved_archive(rootful: Rootf
     listing = subprocess.run(["siftool", "list", str(sif)], capture_output=True, text=True,
                              check=True).stdout
     assert "FS (Squashfs/*System/amd64)" in listing
-    owners = _sif_owners(sif, listing, ["usr/bin/bash", "home/jovyan", "opt/venv/bin/jupyter"])
+    owners = _sif_owners(sif, ["usr/bin/bash", "home/jovyan", "opt/venv/bin/jupyter"])
     assert owners == {"usr/bin/bash": "0/0", "home/jovyan": "1000/100",
                       "opt/venv/bin/jupyter": "0/0"}, owners
 
@@ -348,7 +349,7 @@ def test_rootless_podman_bootstraps_builds_tests_and_converts(
     assert "FS (Squashfs/*System/amd64)" in listing
     # Inside the SIF the files belong to whom they belong in the image, not to the user
     # who converted it: root's are root's, the notebook user's home is uid 1000's.
-    owners = _sif_owners(Path(sif["path"]), listing, ["usr/bin/bash", "home/jovyan"])
+    owners = _sif_owners(Path(sif["path"]), ["usr/bin/bash", "home/jovyan"])
     assert owners == {"usr/bin/bash": "0/0", "home/jovyan": "1000/100"}, owners
     # The root Podman does not see the user's images.
     assert f"{NAMESPACE}/tiny" not in podman("images", "--format", "{{.Repository}}") or \
@@ -357,18 +358,12 @@ def test_rootless_podman_bootstraps_builds_tests_and_converts(
 
 
 
-def _sif_owners(sif: Path, listing: str, paths: list[str]) -> dict[str, str]:
+def _sif_owners(sif: Path, paths: list[str]) -> dict[str, str]:
     """uid/gid of some paths in a SIF's system partition (unsquashfs -lln)."""
-    object_id = next(line.split("|")[0].strip() for line in listing.splitlines()
-                     if "FS (Squashfs" in line)
-    squashfs = sif.with_suffix(".sqfs")
-    with squashfs.open("wb") as out:
-        subprocess.run(["siftool", "dump", object_id, str(sif)], stdout=out, check=True)
-    try:
+    with tempfile.TemporaryDirectory(prefix="imagekit-owners-") as tmp:
+        squashfs = ap.system_partition(sif, Path(tmp))
         lines = subprocess.run(["unsquashfs", "-lln", str(squashfs)], capture_output=True,
                                text=True, check=True).stdout.splitlines()
-    finally:
-        squashfs.unlink()
     owners = {}
     for line in lines:
         fields = line.split()

@@ -87,21 +87,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _partition(sif: Path, tmp_path: Path) -> Path:
-    listing = subprocess.run(["siftool", "list", str(sif)], capture_output=True, text=True,
-                             check=True).stdout
-    fs = next(o for o in parse_list(listing) if o.kind.startswith("FS"))
-    out = tmp_path / "rootfs.sqfs"
-    with sif.open("rb") as src, out.open("wb") as dst:
-        src.seek(fs.start)
-        remaining = fs.end - fs.start
-        while remaining:
-            block = src.read(min(remaining, 1 << 20))
-            dst.write(block)
-            remaining -= len(block)
-    return out
-
-
 # --- structure ------------------------------------------------------------------------
 
 def test_layout_is_the_one_apptainer_build_writes(hpc_sif: dict[str, Any]) -> None:
@@ -133,7 +118,7 @@ def test_inspect_shows_labels_and_definition(hpc_sif: dict[str, Any]) -> None:
 
 def test_squashfs_is_gzip_with_the_singularity_dir(hpc_sif: dict[str, Any],
                                                    tmp_path: Path) -> None:
-    sqfs = _partition(SIF, tmp_path)
+    sqfs = ap.system_partition(SIF, tmp_path)
     stat = subprocess.run(["unsquashfs", "-s", str(sqfs)], capture_output=True, text=True,
                           check=True).stdout
     assert "Compression gzip" in stat
@@ -159,12 +144,12 @@ def test_squashfs_is_gzip_with_the_singularity_dir(hpc_sif: dict[str, Any],
 def test_same_image_gives_the_same_squashfs(hpc_sif: dict[str, Any], tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = _sha256(_partition(SIF, tmp_path / "a"))
+    first = _sha256(ap.system_partition(SIF, tmp_path / "a"))
     SIF.with_suffix(".sif.json").unlink()  # forget the conversion, keep the Docker image
     again = json.loads(imagekit("build", IMAGE, "--format", "sif", "--json",
                                 "--sif-method", "native").stdout)["sif"][0]
     assert again["status"] == "built"
-    assert _sha256(_partition(Path(again["path"]), tmp_path / "b")) == first
+    assert _sha256(ap.system_partition(Path(again["path"]), tmp_path / "b")) == first
 
 
 def _sha256(path: Path) -> str:
@@ -362,8 +347,9 @@ def test_the_apptainer_method_gives_the_sif_the_native_method_gives(
     scripts, labels = {}, {}
     for method, sif in sifs.items():
         out = tmp_path / f"{method}-root"
-        subprocess.run(["unsquashfs", "-d", str(out), str(_partition(sif, tmp_path / method)),
-                        ".singularity.d"], capture_output=True, check=True)
+        partition = ap.system_partition(sif, tmp_path / method)
+        subprocess.run(["unsquashfs", "-d", str(out), str(partition), ".singularity.d"],
+                       capture_output=True, check=True)
         # apptainer keeps the definition's indentation and blank lines; the shell does not
         # care, and neither does anyone reading them.
         scripts[method] = {name: [line.strip() for line in
