@@ -39,3 +39,34 @@ def cli() -> Callable[..., tuple[int, str]]:
         return result.exit_code, result.output
 
     return invoke
+
+
+# --- disk: the integration suite's largest resource on a CI machine ------------------------
+# Free space on the disk holding /var/lib (Docker's and Podman's stores) and the temporary
+# folders, read after every test phase. The summary gives the lowest reading and where it
+# was seen, so a run that comes close to a full disk says so before one fails for it.
+
+_DISK: dict[str, object] = {}
+
+
+def _free_gb() -> float:
+    return round(shutil.disk_usage("/var/lib").free / 1e9, 1)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _DISK.update(start=_free_gb(), low=_free_gb(), where="the start")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    free = _free_gb()
+    low = _DISK.get("low")
+    if isinstance(low, float) and free < low:
+        _DISK.update(low=free, where=f"{report.nodeid} ({report.when})")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if "start" not in _DISK:
+        return
+    terminalreporter.section("Disk (GB free on /var/lib)")
+    terminalreporter.write_line(f"at the start: {_DISK['start']}; at the end: {_free_gb()}; "
+                                f"lowest: {_DISK['low']}, after {_DISK['where']}")

@@ -5,6 +5,7 @@ so that every test session starts from an empty registry."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,3 +102,5 @@ def fresh_registry(folder: Path) -> Iterator[LocalRegistry]:
     local.start()
     yield local
     local.stop()
+    # Its blobs go with it: a module's registry holds gigabytes a CI disk needs back.
+    shutil.rmtree(folder, ignore_errors=True)

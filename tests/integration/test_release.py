@@ -95,6 +95,7 @@ def release(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterat
                       read(project / "dist" / "catalog.json"))
     finally:
         next(registries, None)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _referrers(release: Release, repository: str, digest: str) -> dict[str, str]:
