@@ -6,6 +6,7 @@ thing to a Kubernetes node this machine has."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -67,16 +68,40 @@ class Rootful:
         return f"127.0.0.1:5055/{NAMESPACE}/{image}:latest"
 
 
-def _remove_namespace() -> None:
-    for line in podman("images", "--format", "{{.ID}} {{.Repository}}").splitlines():
-        image_id, _, repository = line.partition(" ")
-        if f"/{NAMESPACE}/" in repository:
-            podman("rmi", "--force", image_id, check=False)
+@contextlib.contextmanager
+def private_store(root: Path) -> Iterator[None]:
+    """Root's Podman with a store and a cache of the module's own, as on a fresh machine:
+    every podman and imagekit the tests run reads CONTAINERS_STORAGE_CONF and XDG_CACHE_HOME
+    (imagekit's own `podman system service` too). Emptied and removed afterwards: its layers,
+    with buildah's intermediate images, are several GB a CI disk needs back."""
+    conf = root / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root / "store"}"\n'
+                    f'runroot = "{root / "run"}"\n')
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CONTAINERS_STORAGE_CONF", str(conf))
+        env.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        try:
+            yield
+        finally:
+            podman("pod", "rm", "--all", "--force", check=False)
+            podman("rm", "--all", "--force", check=False)
+            podman("rmi", "--all", "--force", check=False)
+            podman("volume", "rm", "--all", "--force", check=False)
+    # The overlay driver bind-mounts its folder onto itself; that mount goes first.
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for point in sorted((m for m in mounts if m.startswith(f"{root}/")), reverse=True):
+        subprocess.run(["umount", point], check=False)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def rootful(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rootful]:
     root = tmp_path_factory.mktemp("podman")
+    with private_store(root):
+        yield from _rootful(root)
+
+
+def _rootful(root: Path) -> Iterator[Rootful]:
     for name in ("stacks", "profiles"):
         shutil.copytree(ROOT / name, root / name)
     (root / "stacks/tiny.yaml").write_text(TINY.format(post="echo tiny"))
@@ -85,8 +110,7 @@ def rootful(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rootful]:
     registries = fresh_registry(root / "registry")
     found = Rootful(next(registries), catalog)
     o = found.outcomes
-    # Podman's own store, without the base (as on a fresh machine): bootstrapped.
-    podman("rmi", "--force", "imagekit/debian:bookworm", check=False)
+    # The store is empty, as on a fresh machine: the base is bootstrapped.
     try:
         o["base"] = _timed("base (debootstrap)", "base", catalog=catalog)
         o["build"] = _timed("build base scipy scipy-kubeflow (+ scipy's SIF)", "build", "scipy",
@@ -100,7 +124,6 @@ def rootful(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rootful]:
         yield found
     finally:
         next(registries, None)
-        _remove_namespace()
 
 
 def test_podman_builds_with_its_own_builder_and_converts_to_sif(rootful: Rootful) -> None:
