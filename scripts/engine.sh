@@ -27,11 +27,13 @@ if ! docker info >/dev/null 2>&1; then
     # BuildKit's default garbage collection keeps the build cache under 10 % of the disk,
     # and a small disk then drops the cache mounts that hold the downloaded packages
     # (pytorch-cuda's are 6 GB): the next build downloads them again. This engine keeps up
-    # to 40 % of the disk; its policy drops the least used records first, and the cache
-    # mounts are used by every build.
+    # to 40 % of the space that is free when it starts (not of the disk's size: a CI
+    # machine's disk may be large and mostly taken); its policy drops the least used
+    # records first, and the cache mounts are used by every build.
     config="${TMPDIR:-/tmp}/imagekit-dockerd.json"
-    disk_gb="$(df --output=size -B1G /var/lib 2>/dev/null | tail -1 | tr -d ' ')"
-    keep_gb=$(( ${disk_gb:-100} * 40 / 100 ))
+    free_gb="$(df --output=avail -B1G /var/lib 2>/dev/null | tail -1 | tr -d ' ')"
+    keep_gb=$(( ${free_gb:-50} * 40 / 100 ))
+    [ "$keep_gb" -ge 8 ] || keep_gb=8
     printf '{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "%sGB"}}}\n' \
         "$keep_gb" > "$config"
     echo "engine: starting dockerd (log: $log; build cache kept up to ${keep_gb} GB)"
