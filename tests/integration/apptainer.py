@@ -42,9 +42,21 @@ def _bwrap_root(root: Path) -> list[str]:
             "--tmpfs", "/run", "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
 
 
+_CLEARED: list[Path] = []
+
+
+def _clear_cache(root: Path) -> None:
+    """The test user's Apptainer cache, once per test session: the root is kept between
+    sessions, and the SIFs every session pulls (oras://) piled up there (7.4 GB here)."""
+    if root not in _CLEARED:
+        shutil.rmtree(root / "home" / USER / ".apptainer" / "cache", ignore_errors=True)
+        _CLEARED.append(root)
+
+
 def ensure_root() -> Path:
     """The sid root with apptainer and cosign, made once and kept (a few hundred MB)."""
     if (ROOT / "usr/bin/apptainer").exists():
+        _clear_cache(ROOT)
         if not (ROOT / "usr/bin/cosign").exists():  # a root made before cosign was needed
             _run([*_bwrap_root(ROOT), "sh", "-c",
                   f"apt-get {' '.join(APT)} update -qq && DEBIAN_FRONTEND=noninteractive "
