@@ -87,10 +87,11 @@ def private_store(root: Path) -> Iterator[None]:
             podman("rm", "--all", "--force", check=False)
             podman("rmi", "--all", "--force", check=False)
             podman("volume", "rm", "--all", "--force", check=False)
-    # The overlay driver bind-mounts its folder onto itself; that mount goes first.
+    # The overlay driver bind-mounts its folder onto itself; that mount goes first, lazily:
+    # conmon's exec processes linger for 300 s and keep it busy.
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
     for point in sorted((m for m in mounts if m.startswith(f"{root}/")), reverse=True):
-        subprocess.run(["umount", point], check=False)
+        subprocess.run(["umount", "--lazy", point], check=False)
     shutil.rmtree(root, ignore_errors=True)
 
 
