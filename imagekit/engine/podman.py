@@ -48,6 +48,11 @@ def _end_with_parent() -> None:  # pragma: no cover - runs in the child before e
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _signal_group(group: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, sig)
+
+
 class PodmanEngine(Engine):
     name = "podman"
 
@@ -114,13 +119,18 @@ class PodmanEngine(Engine):
         raise ImagekitError(f"`podman system service` did not answer: {message}")
 
     def close(self) -> None:
-        if self._service is not None and self._service.poll() is None:
-            self._service.terminate()
+        if self._service is not None:
+            # The whole process group: rootless Podman re-executes itself in its user
+            # namespace as a child, which outlived a service stopped by its first process
+            # alone (found running, reparented to init, an hour after its imagekit ended).
+            group = self._service.pid
+            _signal_group(group, signal.SIGTERM)
             try:
                 self._service.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self._service.kill()
+                _signal_group(group, signal.SIGKILL)
                 self._service.wait()
+            _signal_group(group, signal.SIGKILL)  # anything of it still there
         self._service = None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
