@@ -379,6 +379,11 @@ def test_rootless_podman_bootstraps_builds_tests_and_converts(
     assert f"{NAMESPACE}/tiny" not in podman("images", "--format", "{{.Repository}}") or \
         inspect(f"127.0.0.1:5055/{NAMESPACE}/tiny:latest")["Id"] != inspect(
             f"127.0.0.1:5055/{NAMESPACE}/tiny:latest", user)["Id"]
+    # Every `podman system service` imagekit started for the user ended with its command
+    # (rootless Podman runs it as a child in the user's namespace, which has to end too).
+    left = subprocess.run(["pgrep", "-u", str(user.uid), "-f", "podman system service"],
+                          capture_output=True, text=True).stdout.split()
+    assert not left, f"services left running: {left}"
 
 
 
