@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -87,8 +88,14 @@ def private_store(root: Path) -> Iterator[None]:
             podman("rm", "--all", "--force", check=False)
             podman("rmi", "--all", "--force", check=False)
             podman("volume", "rm", "--all", "--force", check=False)
-    # The overlay driver bind-mounts its folder onto itself; that mount goes first, lazily:
-    # conmon's exec processes linger for 300 s and keep it busy.
+    # conmon's exec sessions linger for 300 s and then run `podman ... cleanup` on this store,
+    # which would mount it again after it is gone: they end first (their command lines name
+    # the store, so no other conmon is touched).
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and str(root).encode() in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+    # The overlay driver bind-mounts its folder onto itself; that mount goes lazily.
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
     for point in sorted((m for m in mounts if m.startswith(f"{root}/")), reverse=True):
         subprocess.run(["umount", "--lazy", point], check=False)
