@@ -54,7 +54,8 @@ def _free_gb() -> float:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _DISK.update(start=_free_gb(), low=_free_gb(), where="the start")
+    free = _free_gb()
+    _DISK.update(start=free, low=free, where="the start")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -78,16 +78,23 @@ def private_store(root: Path) -> Iterator[None]:
     conf = root / "storage.conf"
     conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root / "store"}"\n'
                     f'runroot = "{root / "run"}"\n')
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("CONTAINERS_STORAGE_CONF", str(conf))
-        env.setenv("XDG_CACHE_HOME", str(root / "cache"))
-        try:
-            yield
-        finally:
-            podman("pod", "rm", "--all", "--force", check=False)
-            podman("rm", "--all", "--force", check=False)
-            podman("rmi", "--all", "--force", check=False)
-            podman("volume", "rm", "--all", "--force", check=False)
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("CONTAINERS_STORAGE_CONF", str(conf))
+            env.setenv("XDG_CACHE_HOME", str(root / "cache"))
+            try:
+                yield
+            finally:
+                podman("pod", "rm", "--all", "--force", check=False)
+                podman("rm", "--all", "--force", check=False)
+                podman("rmi", "--all", "--force", check=False)
+                podman("volume", "rm", "--all", "--force", check=False)
+    finally:
+        # Also when the module's setup failed: the store is gigabytes either way.
+        _remove_store(root)
+
+
+def _remove_store(root: Path) -> None:
     # conmon's exec sessions linger for 300 s and then run `podman ... cleanup` on this store,
     # which would mount it again after it is gone: they end first (their command lines name
     # the store, so no other conmon is touched).
