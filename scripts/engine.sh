@@ -24,18 +24,21 @@ if ! docker info >/dev/null 2>&1; then
         echo "engine: dockerd is not installed (run scripts/setup.sh)" >&2
         exit 2
     fi
-    # BuildKit's default garbage collection keeps the build cache under 10 % of the disk,
-    # and a small disk then drops the cache mounts that hold the downloaded packages
-    # (pytorch-cuda's are 6 GB): the next build downloads them again. This engine keeps up
-    # to 40 % of the space that is free when it starts (not of the disk's size: a CI
-    # machine's disk may be large and mostly taken); its policy drops the least used
-    # records first, and the cache mounts are used by every build.
+    # BuildKit's default garbage collection keeps the build cache under 10 % of the disk and
+    # drops the least used records first, cache mounts among them: a CI disk then lost the
+    # uv cache mount holding pytorch-cuda's 3 GB of wheels between its two builds, and the
+    # rebuild downloaded them again. This engine keeps up to 40 % of the space that is free
+    # when it starts (not of the disk's size: a CI machine's disk may be large and mostly
+    # taken), and its policy prunes layers and build contexts first, which a build remakes
+    # from the cache mounts, and the cache mounts (downloads) only when that is not enough.
     config="${TMPDIR:-/tmp}/imagekit-dockerd.json"
     free_gb="$(df --output=avail -B1G /var/lib 2>/dev/null | tail -1 | tr -d ' ')"
     keep_gb=$(( ${free_gb:-50} * 40 / 100 ))
     [ "$keep_gb" -ge 8 ] || keep_gb=8
-    printf '{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "%sGB"}}}\n' \
-        "$keep_gb" > "$config"
+    rule="\"keepStorage\": \"${keep_gb}GB\""
+    printf '{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "%sGB", "policy": [%s]}}}\n' \
+        "$keep_gb" "{$rule, \"filter\": [\"type=regular\"]}, {$rule, \"filter\": [\"type=source.local\"]}, {$rule, \"all\": true}" \
+        > "$config"
     echo "engine: starting dockerd (log: $log; build cache kept up to ${keep_gb} GB)"
     dockerd --config-file "$config" >"$log" 2>&1 &
     echo $! > "${TMPDIR:-/tmp}/imagekit-dockerd.pid"
