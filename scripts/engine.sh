@@ -35,10 +35,11 @@ if ! docker info >/dev/null 2>&1; then
     free_gb="$(df --output=avail -B1G /var/lib 2>/dev/null | tail -1 | tr -d ' ')"
     keep_gb=$(( ${free_gb:-50} * 40 / 100 ))
     [ "$keep_gb" -ge 8 ] || keep_gb=8
+    # Each rule carries its own cap (defaultKeepStorage would only fill in a missing one).
     rule="\"keepStorage\": \"${keep_gb}GB\""
-    printf '{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "%sGB", "policy": [%s]}}}\n' \
-        "$keep_gb" "{$rule, \"filter\": [\"type=regular\"]}, {$rule, \"filter\": [\"type=source.local\"]}, {$rule, \"all\": true}" \
-        > "$config"
+    printf '{"builder": {"gc": {"enabled": true, "policy": [%s, %s, %s]}}}\n' \
+        "{$rule, \"filter\": [\"type=regular\"]}" \
+        "{$rule, \"filter\": [\"type=source.local\"]}" "{$rule, \"all\": true}" > "$config"
     echo "engine: starting dockerd (log: $log; build cache kept up to ${keep_gb} GB)"
     dockerd --config-file "$config" >"$log" 2>&1 &
     echo $! > "${TMPDIR:-/tmp}/imagekit-dockerd.pid"
