@@ -18,6 +18,7 @@ from imagekit.schema import (
     Healthcheck,
     HttpCheck,
     NotebookType,
+    Platform,
     SiteSettings,
     VersionTag,
 )
@@ -150,10 +151,16 @@ class Image:
     env: tuple[tuple[str, str], ...]  # the whole environment the image ends up with
     resources: Resources = Resources("1", "2Gi", 0)
     consumers: tuple[Consumer, ...] = ()
+    platforms: tuple[Platform, ...] = ("linux/amd64",)
 
     @property
     def runtime(self) -> Runtime:
         return self.stack.runtime
+
+
+def arch(platform: Platform) -> str:
+    """linux/arm64 -> arm64: the architecture as Docker, OCI and SIF name it."""
+    return platform.partition("/")[2]
 
 
 @dataclass(frozen=True)
@@ -184,10 +191,19 @@ class Catalog:
     insecure_registry: bool = False
     sif_directory: str | None = None
     engine: str = "auto"
+    platforms: tuple[Platform, ...] = ("linux/amd64",)
 
     @property
     def dist(self) -> Path:
         return self.root / "dist"
+
+    def suffix(self, platform: Platform | None) -> str:
+        """What the local tags of a platform's images end with: nothing for the catalog's
+        first platform (so a one-architecture catalog names images as before), -ARCH for
+        the others (`scipy:latest-arm64`). A tag holds one image; an index holds them all."""
+        if platform is None or platform == self.platforms[0]:
+            return ""
+        return f"-{arch(platform)}"
 
     def repository(self, image: str) -> str:
         return f"{self.registry}/{self.namespace}/{image}"
@@ -195,11 +211,23 @@ class Catalog:
     def sif_repository(self, image: str) -> str:
         return self.repository(f"sif/{image}")
 
-    def ref(self, image: str, tag: str | None = None) -> str:
-        return f"{self.repository(image)}:{tag or self.tags[0]}"
+    def ref(self, image: str, tag: str | None = None, platform: Platform | None = None) -> str:
+        return f"{self.repository(image)}:{tag or self.tags[0]}{self.suffix(platform)}"
 
-    def parent_ref(self, image: Image) -> str:
-        return self.base.image if image.parent is None else self.ref(image.parent)
+    def base_ref(self, platform: Platform | None = None) -> str:
+        """The base image's local reference for a platform (`imagekit/debian:bookworm-arm64`)."""
+        suffix = self.suffix(platform)
+        if not suffix:
+            return self.base.image
+        name, _, tag = self.base.image.rpartition(":")
+        if not name or "/" in tag:  # no tag of its own
+            return f"{self.base.image}:latest{suffix}"
+        return f"{name}:{tag}{suffix}"
+
+    def parent_ref(self, image: Image, platform: Platform | None = None) -> str:
+        if image.parent is None:
+            return self.base_ref(platform)
+        return self.ref(image.parent, platform=platform)
 
     def lineage(self, name: str) -> list[Image]:
         """The image and its ancestors, root first."""
@@ -229,4 +257,5 @@ __all__ = [
     "Resources",
     "Runtime",
     "Stack",
+    "arch",
 ]

@@ -137,6 +137,13 @@ def load_catalog(path: Path) -> Catalog:
                                     "batchspawner runs SIFs: add sif to the image's formats",
                                     at("", "images", i, "consumers")))
             continue
+        unknown = [p for p in ispec.platforms or () if p not in spec.platforms]
+        if unknown:
+            problems.append(Problem(path, f"{field}.platforms",
+                                    f"{unknown[0]} is not among the catalog's platforms "
+                                    f"({', '.join(spec.platforms)}): an image can only narrow "
+                                    "them", at("", "images", i, "platforms")))
+            continue
         listed.append((i, _image(name, stack, site_profiles, image_profiles, spec,
                                  ispec.formats, ispec.tags, ispec.description, ispec.publish,
                                  ispec=ispec)))
@@ -169,6 +176,16 @@ def load_catalog(path: Path) -> Catalog:
         for _, img in listed:
             if img.stack.name == stack_name and img.profiles:
                 images[img.name] = img
+
+    for i, img in listed:
+        parent = images.get(img.parent) if img.parent is not None else None
+        missing = [p for p in img.platforms if parent is not None and p not in parent.platforms]
+        if parent is not None and missing:
+            problems.append(Problem(path, f"images[{i}].platforms",
+                                    f"image {img.name!r} is built FROM {parent.name!r}, which "
+                                    f"is not built for {missing[0]}: narrow {img.name!r}'s "
+                                    f"platforms, or widen {parent.name!r}'s",
+                                    at("", "images", i)))
 
     defaults: dict[str, str] = {}
     for ntype, image_name in spec.defaults.items():
@@ -210,6 +227,7 @@ def load_catalog(path: Path) -> Catalog:
         insecure_registry=spec.insecure_registry,
         engine=spec.engine,
         sif_directory=spec.sif.directory,
+        platforms=tuple(dict.fromkeys(spec.platforms)),
     )
 
 
@@ -433,6 +451,9 @@ def _image(name: str, stack: Stack, site_profiles: tuple[Profile, ...],
         env=tuple(env.items()),
         resources=_resources(stack, catalog, ispec),
         consumers=_consumers(formats, ispec),
+        # The catalog's order, whatever order the image names its own in.
+        platforms=tuple(p for p in dict.fromkeys(catalog.platforms)
+                        if ispec is None or ispec.platforms is None or p in ispec.platforms),
     )
 
 

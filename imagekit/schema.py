@@ -15,6 +15,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 NotebookType = Literal["jupyter", "code-server", "rstudio"]
 Format = Literal["docker", "sif"]
+# The architectures imagekit builds for: amd64, and arm64 (NVIDIA Grace Hopper, Isambard-AI,
+# ARM laptops), the latter under emulation (qemu-user-static) on an amd64 machine.
+Platform = Literal["linux/amd64", "linux/arm64"]
 
 
 def _pattern(regex: str, what: str, example: str) -> AfterValidator:
@@ -379,6 +382,9 @@ class ImageSpec(Spec):
     consumers: list[Consumer] | None = Field(
         None, description="who gets the image; default: every consumer that can run it "
                           "(container consumers for Docker images, batchspawner for SIFs)")
+    platforms: list[Platform] | None = Field(
+        None, min_length=1, description="narrows the catalog's platforms for this image (a "
+                                        "stack whose packages exist for one architecture)")
 
 
 class CatalogSpec(Spec):
@@ -394,6 +400,10 @@ class CatalogSpec(Spec):
                             "Docker when it answers, else Podman (--engine and IMAGEKIT_ENGINE "
                             "say otherwise for one run)")
     sif: SifSpec = SifSpec()
+    platforms: list[Platform] = Field(
+        ["linux/amd64"], min_length=1,
+        description="the architectures every image is built, tested, converted and published "
+                    "for; the first is the one local tags name without a suffix")
     namespace: Name
     base: BaseImage
     site_profiles: list[Name] = Field([], description="profiles applied to every image")

@@ -217,3 +217,53 @@ def test_memory_must_be_a_quantity(project: Path) -> None:
          "resources: {cpu: 4, memory: 16 GB")
     (msg,) = problems(project)
     assert "memory" in msg and "not a memory quantity" in msg
+
+
+# --- platforms --------------------------------------------------------------------------
+
+def _platforms(project: Path, catalog: str) -> None:
+    edit(project / "catalog.yaml", "namespace: imagekit",
+         f"namespace: imagekit\nplatforms: [{catalog}]")
+
+
+def test_an_image_can_only_narrow_the_catalogs_platforms(project: Path) -> None:
+    _platforms(project, "linux/amd64")
+    edit(project / "catalog.yaml", "  - stack: pytorch-cuda\n",
+         "  - stack: pytorch-cuda\n    platforms: [linux/arm64]\n")
+    (msg,) = problems(project)
+    assert "catalog.yaml:" in msg and "images[5].platforms: linux/arm64 is not among the " \
+        "catalog's platforms (linux/amd64)" in msg
+
+
+def test_a_child_cannot_be_built_for_a_platform_its_parent_is_not(project: Path) -> None:
+    _platforms(project, "linux/amd64, linux/arm64")
+    edit(project / "catalog.yaml", "  - stack: scipy\n",
+         "  - stack: scipy\n    platforms: [linux/amd64]\n")
+    found = problems(project)
+    # Every image FROM scipy: its two profiled images, pytorch, pytorch-cuda and pyspark.
+    assert len(found) == 5
+    assert "images[2].platforms: image 'scipy-hpc' is built FROM 'scipy', which is not built " \
+        "for linux/arm64" in found[0]
+    assert "images[9].platforms: image 'pyspark'" in found[4]
+
+
+def test_an_unknown_platform_names_the_ones_there_are(project: Path) -> None:
+    _platforms(project, "linux/riscv64")
+    (msg,) = problems(project)
+    assert "platforms[0]" in msg and "linux/amd64" in msg and "linux/arm64" in msg
+
+
+def test_platforms_keep_the_catalogs_order_and_name_local_tags(project: Path) -> None:
+    _platforms(project, "linux/amd64, linux/arm64")
+    edit(project / "catalog.yaml", "  - stack: pytorch-cuda\n",
+         "  - stack: pytorch-cuda\n    platforms: [linux/amd64]\n")
+    catalog = load_catalog(project / "catalog.yaml")
+    assert catalog.platforms == ("linux/amd64", "linux/arm64")
+    assert catalog.images["scipy"].platforms == ("linux/amd64", "linux/arm64")
+    assert catalog.images["pytorch-cuda"].platforms == ("linux/amd64",)
+    assert catalog.ref("scipy", platform="linux/arm64") == \
+        "127.0.0.1:5055/imagekit/scipy:latest-arm64"
+    assert catalog.ref("scipy", platform="linux/amd64") == "127.0.0.1:5055/imagekit/scipy:latest"
+    assert catalog.base_ref("linux/arm64") == "imagekit/debian:bookworm-arm64"
+    assert catalog.parent_ref(catalog.images["base"], "linux/arm64") == \
+        "imagekit/debian:bookworm-arm64"
