@@ -25,8 +25,10 @@ from imagekit.credentials import SiteUrl, redact, secret_words, site_urls
 from imagekit.engine.builders import Builder, BuildRequest
 from imagekit.engine.client import Engine, ImageInfo
 from imagekit.engine.context import BuildContext, assemble
+from imagekit.engine.emulation import native
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.model import Catalog, Image
+from imagekit.schema import Platform
 
 CACHE_LABEL = "io.imagekit.cache-key"
 TREE_LABEL = "io.imagekit.tree-key"  # the checkout's key of the image (TreeInputs)
@@ -47,6 +49,7 @@ class Outcome:
     tags: list[str] = field(default_factory=list)
     error: str = ""
     retagged: list[str] = field(default_factory=list)  # catalog tags a cached image just got
+    platform: Platform = "linux/amd64"
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -198,32 +201,34 @@ def key_inputs(catalog: Catalog, context: BuildContext, parent_id: str,
 
 
 def plan_one(catalog: Catalog, engine: Engine, builder: str, image: Image,
-             context: BuildContext, tree_key: str) -> PlannedBuild:
-    parent = engine.image(catalog.parent_ref(image))
+             context: BuildContext, tree_key: str,
+             platform: Platform | None = None) -> PlannedBuild:
+    parent = engine.image(catalog.parent_ref(image, platform))
     inputs = key_inputs(catalog, context, parent.id, builder) if parent is not None else None
-    refs = tuple(catalog.ref(image.name, tag) for tag in image.tags)
-    return PlannedBuild(image, catalog.ref(image.name), refs, context, parent, inputs,
-                        tree_key)
+    refs = tuple(catalog.ref(image.name, tag, platform) for tag in image.tags)
+    return PlannedBuild(image, catalog.ref(image.name, platform=platform), refs, context,
+                        parent, inputs, tree_key)
 
 
-def tree_inputs_of(catalog: Catalog, images: list[Image]
+def tree_inputs_of(catalog: Catalog, images: list[Image], platform: Platform | None = None
                    ) -> tuple[dict[str, TreeInputs], dict[str, BuildContext]]:
     """The tree key's inputs and the build context of each image (a closure: parents
-    first), each context assembled once."""
+    first), each context assembled once. A platform's root names its own base, so every key
+    differs between platforms while the catalog's first keeps the keys it always had."""
     inputs: dict[str, TreeInputs] = {}
     contexts: dict[str, BuildContext] = {}
     for image in images:
         contexts[image.name] = assemble(catalog, image)
-        parent = (catalog.base.image if image.parent is None
+        parent = (catalog.base_ref(platform) if image.parent is None
                   else inputs[image.parent].digest())
         inputs[image.name] = tree_inputs(catalog, contexts[image.name], parent)
     return inputs, contexts
 
 
-def tree_keys(catalog: Catalog, images: list[Image]
+def tree_keys(catalog: Catalog, images: list[Image], platform: Platform | None = None
               ) -> tuple[dict[str, str], dict[str, BuildContext]]:
     """The tree key and build context of each image (a closure: parents first)."""
-    inputs, contexts = tree_inputs_of(catalog, images)
+    inputs, contexts = tree_inputs_of(catalog, images, platform)
     return {name: found.digest() for name, found in inputs.items()}, contexts
 
 
@@ -260,16 +265,17 @@ def build_labels(build: PlannedBuild, created: dt.datetime) -> dict[str, str]:
     }
 
 
-def dry_run(catalog: Catalog, engine: Engine, builder: Builder,
-            names: list[str]) -> list[Outcome]:
+def dry_run(catalog: Catalog, engine: Engine, builder: Builder, names: list[str],
+            platform: Platform | None = None) -> list[Outcome]:
+    platform = platform or catalog.platforms[0]
     outcomes = []
-    closure = catalog.closure(names)
-    keys, contexts = tree_keys(catalog, closure)
+    closure = catalog.closure([n for n in names if platform in catalog.images[n].platforms])
+    keys, contexts = tree_keys(catalog, closure, platform)
     for image in closure:
         build = plan_one(catalog, engine, builder.name, image, contexts[image.name],
-                         keys[image.name])
+                         keys[image.name], platform)
         status = "cached" if cached(engine, build) is not None else "planned"
-        outcomes.append(Outcome(image.name, build.ref, status))
+        outcomes.append(Outcome(image.name, build.ref, status, platform=platform))
     return outcomes
 
 
@@ -299,8 +305,10 @@ def run_builds(
     on_status: Callable[[Outcome], None],
     ensure_root: Callable[[], object] = lambda: None,
     shared: Shared | None = None,
+    platform: Platform | None = None,
 ) -> list[Outcome]:
-    """Build the named images and what they need, parents first.
+    """Build the named images and what they need, parents first, for one platform (default:
+    the catalog's first): the images not built for it are left out.
 
     With `shared` (`--from-registry`), nothing but the named images is built: an ancestor a
     named image builds on is taken from the engine or pulled from the registry by its tree
@@ -312,8 +320,10 @@ def run_builds(
     build_secrets = secrets(catalog)
     # A tool inside the build may echo a URL it was given: no credential reaches a log line.
     hidden = secret_words(catalog.site)
+    platform = platform or catalog.platforms[0]
+    names = [n for n in names if platform in catalog.images[n].platforms]
     closure = catalog.closure(names)
-    keys, contexts = tree_keys(catalog, closure)
+    keys, contexts = tree_keys(catalog, closure, platform)
     fetched: set[str] = set()
     if shared is not None:
         unchanged = {n for n in names if not force and shared.has(catalog.images[n], keys[n])}
@@ -326,8 +336,8 @@ def run_builds(
 
     root_ready = False
     for image in closure:
-        ref = catalog.ref(image.name)
-        outcome = Outcome(image.name, ref, "building")
+        ref = catalog.ref(image.name, platform=platform)
+        outcome = Outcome(image.name, ref, "building", platform=platform)
         outcomes[image.name] = outcome
         parent = outcomes.get(image.parent or "")
         if parent is not None and parent.status in ("failed", "skipped"):
@@ -340,31 +350,34 @@ def run_builds(
             if shared is not None and image.name in fetched:
                 got, how = shared.fetch(image, keys[image.name])
                 outcome.status, outcome.image_id, outcome.size = how, got.id, got.size
-                outcome.tags, outcome.retagged = retag(catalog, engine, image, got)
+                outcome.tags, outcome.retagged = retag(catalog, engine, image, got, platform)
             else:
                 if image.parent is None and not root_ready:
                     ensure_root()
                     root_ready = True
                 build = plan_one(catalog, engine, builder.name, image, contexts[image.name],
-                                 keys[image.name])
+                                 keys[image.name], platform)
                 if build.inputs is None:
                     raise ImagekitError(f"{image.name}: parent image "
-                                        f"{catalog.parent_ref(image)} is missing (run "
-                                        "`imagekit base`)")
+                                        f"{catalog.parent_ref(image, platform)} is missing "
+                                        "(run `imagekit base`)")
                 # --force rebuilds what was asked for; parents still come from the cache.
                 existing = None if force and image.name in names else cached(engine, build)
                 if existing is not None:
                     outcome.status, outcome.image_id = "cached", existing.id
                     outcome.size = existing.size
-                    outcome.tags, outcome.retagged = retag(catalog, engine, image, existing)
+                    outcome.tags, outcome.retagged = retag(catalog, engine, image, existing,
+                                                           platform)
                 else:
                     request = BuildRequest(
                         image.name, build.context, build_labels(build, _now()), args,
                         build_secrets,
                         cache_from=tuple(shared.cache_from(image)) if shared else (),
-                        inline_cache=shared is not None)
+                        inline_cache=shared is not None,
+                        platform=None if platform == catalog.platforms[0] and native(platform)
+                        else platform)
                     image_id = builder.build(request, functools.partial(line, image.name))
-                    outcome.tags = tag_image(catalog, engine, image, image_id)
+                    outcome.tags = tag_image(catalog, engine, image, image_id, platform)
                     info = engine.image(image_id)
                     outcome.status, outcome.image_id = "built", image_id
                     outcome.size = info.size if info else 0
@@ -375,8 +388,8 @@ def run_builds(
     return list(outcomes.values())
 
 
-def retag(catalog: Catalog, engine: Engine, image: Image,
-          info: ImageInfo) -> tuple[list[str], list[str]]:
+def retag(catalog: Catalog, engine: Engine, image: Image, info: ImageInfo,
+          platform: Platform | None = None) -> tuple[list[str], list[str]]:
     """Point every catalog and image tag at a cached image: (all its tags, the new ones).
 
     Its computed tags (versions, build date) stay as they are: they depend only on what is
@@ -385,7 +398,7 @@ def retag(catalog: Catalog, engine: Engine, image: Image,
     repository = catalog.repository(image.name)
     tags = [t for t in info.tags if t.rpartition(":")[0] == repository]
     added = []
-    for ref in (catalog.ref(image.name, tag) for tag in image.tags):
+    for ref in (catalog.ref(image.name, tag, platform) for tag in image.tags):
         if ref not in tags:
             engine.tag(info.id, ref)
             tags.append(ref)
@@ -393,7 +406,8 @@ def retag(catalog: Catalog, engine: Engine, image: Image,
     return tags, added
 
 
-def tag_image(catalog: Catalog, engine: Engine, image: Image, image_id: str) -> list[str]:
+def tag_image(catalog: Catalog, engine: Engine, image: Image, image_id: str,
+              platform: Platform | None = None) -> list[str]:
     """The catalog's tags plus tags computed by running commands in the built image."""
     tags = list(image.tags)
     for version_tag in image.stack.version_tags:
@@ -403,7 +417,7 @@ def tag_image(catalog: Catalog, engine: Engine, image: Image, image_id: str) -> 
                               f"`{version_tag.run}` printed nothing")
         tags.append(sanitize_tag(f"{version_tag.prefix}-{first[0].strip()}"))
     tags.append(_now().strftime("%Y-%m-%d"))
-    refs = [catalog.ref(image.name, t) for t in dict.fromkeys(tags)]
+    refs = [catalog.ref(image.name, t, platform) for t in dict.fromkeys(tags)]
     for ref in refs:
         engine.tag(image_id, ref)
     return refs

@@ -5,6 +5,7 @@ Exit status: 0 success, 1 a build/test/engine step failed, 2 bad input (nothing 
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -26,6 +27,7 @@ from imagekit.errors import BuildFailed, ImagekitError, Problem, did_you_mean
 from imagekit.files import write_atomically
 from imagekit.model import Catalog, Image
 from imagekit.resolve import load_catalog
+from imagekit.schema import Platform
 
 if TYPE_CHECKING:
     from imagekit import hpc
@@ -298,23 +300,49 @@ EngineOpt = Annotated[
 ]
 
 
+PlatformOpt = Annotated[
+    list[str] | None, typer.Option("--platform", help="linux/amd64 or linux/arm64, repeatable; "
+                                                      "default: the catalog's platforms")
+]
+
+
+def _platforms(cat: Catalog, given: list[str] | None) -> tuple[Platform, ...]:
+    """The platforms a command works on: those given (each one of the catalog's), else all
+    of the catalog's."""
+    if not given:
+        return cat.platforms
+    chosen: list[Platform] = []
+    for value in given:
+        found = next((p for p in cat.platforms if p == value), None)
+        if found is None:
+            raise ImagekitError(f"--platform: {value!r} is not among the catalog's platforms "
+                                f"({', '.join(cat.platforms)}; {cat.file.name}: platforms)")
+        chosen.append(found)
+    return tuple(dict.fromkeys(chosen))
+
+
 @app.command()
 def base(
     refresh: Annotated[bool, typer.Option(
         "--refresh", help="pull or bootstrap it again even when present (Debian's updates); "
                           "the images built on it then rebuild")] = False,
+    platform: PlatformOpt = None,
     engine: EngineOpt = None,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
-    """Make the catalog's base image exist: present, pulled, or bootstrapped."""
+    """Make the catalog's base image exist, one per platform: present, pulled, or
+    bootstrapped (another architecture's under emulation)."""
     from imagekit.engine.base import ensure_base
     from imagekit.engine.choice import connect
 
     with _user_errors():
         cat = _load(catalog)
-        how = ensure_base(cat, connect(cat, engine), lambda text: out.print(text, markup=False),
-                          refresh=refresh)
-    out.print(f"{cat.base.image}: {how}")
+        platforms = _platforms(cat, platform)
+        connected = connect(cat, engine)
+        found = [(p, ensure_base(cat, connected, lambda text: out.print(text, markup=False),
+                                 refresh=refresh, platform=p)) for p in platforms]
+    for p, how in found:
+        out.print(f"{cat.base_ref(p)}: {how}")
 
 
 @app.command()
@@ -355,13 +383,16 @@ def build(
                                 "tag, never built, and a named image the registry already "
                                 "holds for this checkout is pulled (see `imagekit plan`)")
     ] = False,
+    platform: PlatformOpt = None,
     engine_choice: EngineOpt = None,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
-    """Build images (parents first, each once, unchanged ones from cache); SIFs into dist/."""
+    """Build images (parents first, each once, unchanged ones from cache) for each of their
+    platforms; SIFs into dist/."""
     from imagekit import build as builds
     from imagekit.engine.base import ensure_base
     from imagekit.engine.choice import connect
+    from imagekit.engine.emulation import unable
     from imagekit.progress import LiveDisplay, PlainDisplay, human_size, summary
     from imagekit.sif import build_sif
 
@@ -376,6 +407,17 @@ def build(
             raise ImagekitError(f"--builder: {builder!r} is not one of auto, buildkit, "
                                 "classic, podman")
         selected = _select(cat, images or [], all_)
+        platforms = _platforms(cat, platform)
+        if platform:
+            for img in selected:
+                if not any(p in img.platforms for p in platforms):
+                    raise ImagekitError(f"{img.name} is not built for {', '.join(platforms)} "
+                                        f"({cat.file.name}: its platforms are "
+                                        f"{', '.join(img.platforms)})")
+        if from_registry and platforms != cat.platforms[:1]:
+            raise ImagekitError("--from-registry: CI runners share the catalog's first "
+                                f"platform ({cat.platforms[0]}) only, so far: build the "
+                                "others without it")
         names = [i.name for i in selected]
         wants_sif = [i for i in selected if "sif" in (formats or i.formats)]
         if wants_sif:
@@ -390,14 +432,15 @@ def build(
         builds.check_builder(cat, chosen)
         log = err if as_json else out
         if dry_run:
-            outcomes = builds.dry_run(cat, engine, chosen, names)
+            outcomes = [o for p in platforms for o in builds.dry_run(cat, engine, chosen, names, p)]
             if as_json:
                 out.print_json(json.dumps([o.as_dict() for o in outcomes]))
             else:
                 out.print(f"builder: {chosen.description}")
-                for i, o in enumerate(outcomes, 1):
-                    parent = cat.images[o.image].parent or cat.base.image
-                    out.print(f"{i:2}. {o.image:<16} FROM {parent:<24} {o.status}")
+                for n, o in enumerate(outcomes, 1):
+                    parent = cat.images[o.image].parent or cat.base_ref(o.platform)
+                    where = f" [{o.platform}]" if len(platforms) > 1 else ""
+                    out.print(f"{n:2}. {o.image:<16} FROM {parent:<24} {o.status}{where}")
             return
         log.print(f"builder: {chosen.description}", markup=False)
         say = lambda text: log.print(text, markup=False)  # noqa: E731
@@ -406,28 +449,43 @@ def build(
             from imagekit.publish.shared import RegistryShare
 
             shared = RegistryShare(cat, engine, say)
-        else:
-            ensure_base(cat, engine, say)
-        order = [i.name for i in cat.closure(names)]
-        live = log.is_terminal and not plain and not as_json and not from_registry
-        display = LiveDisplay(log, order) if live else PlainDisplay(log)
-        with display:
-            outcomes = builds.run_builds(cat, engine, chosen, names, force=force,
-                                         on_line=display.line, on_status=display.status,
-                                         ensure_root=lambda: ensure_base(cat, engine, say),
-                                         shared=shared)
-        ok = {o.image for o in outcomes if o.status in ("built", "cached", "pulled",
-                                                          "present")}
+        outcomes = []
         sifs = []
-        for image in wants_sif:
-            if image.name not in ok:
+        for p in platforms:
+            wanted = [n for n in names if p in cat.images[n].platforms]
+            why = unable(p) if wanted else None
+            if why is not None:
+                # What this machine can build is built; what it cannot is said, and fails.
+                log.print(f"{p}: not built: {why}", markup=False)
+                outcomes += [builds.Outcome(n, cat.ref(n, platform=p), "skipped", error=why,
+                                            platform=p) for n in wanted]
                 continue
-            log.print(f"[{image.name}] converting to SIF", markup=False)
-            result = build_sif(cat, engine, image, level=sif_level, force=force,
-                               method=sif_method)
-            log.print(f"[{image.name}] {result.status} {result.path} ({result.method}, "
-                      f"{human_size(result.size)}, {result.total_s} s)", markup=False)
-            sifs.append(result)
+            if not wanted:
+                continue
+            if len(platforms) > 1:
+                log.print(f"{p}:", markup=False)
+            if not from_registry:
+                ensure_base(cat, engine, say, platform=p)
+            order = [i.name for i in cat.closure(wanted)]
+            live = log.is_terminal and not plain and not as_json and not from_registry
+            display = LiveDisplay(log, order) if live else PlainDisplay(log)
+            with display:
+                done = builds.run_builds(
+                    cat, engine, chosen, wanted, force=force, on_line=display.line,
+                    on_status=display.status, shared=shared, platform=p,
+                    ensure_root=functools.partial(ensure_base, cat, engine, say, platform=p))
+            outcomes += done
+            ok = {o.image for o in done if o.status in ("built", "cached", "pulled",
+                                                        "present")}
+            for image in wants_sif:
+                if image.name not in ok:
+                    continue
+                log.print(f"[{image.name}] converting to SIF", markup=False)
+                result = build_sif(cat, engine, image, level=sif_level, force=force,
+                                   method=sif_method, platform=p)
+                log.print(f"[{image.name}] {result.status} {result.path} ({result.method}, "
+                          f"{human_size(result.size)}, {result.total_s} s)", markup=False)
+                sifs.append(result)
     if as_json:
         out.print_json(json.dumps({"images": [o.as_dict() for o in outcomes],
                                    "sif": [r.as_dict() for r in sifs]}))
@@ -455,19 +513,23 @@ def test_(
     images: Annotated[list[str] | None, typer.Argument(help="images to test")] = None,
     all_: Annotated[bool, typer.Option("--all", help="every buildable image")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+    platform: PlatformOpt = None,
     engine_choice: EngineOpt = None,
     catalog: CatalogOpt = Path("catalog.yaml"),
 ) -> None:
-    """Smoke-test built images: their checks, then their consumers' runtime contract."""
+    """Smoke-test built images, on each of their platforms: their checks, then their
+    consumers' runtime contract (another architecture's under emulation)."""
     from imagekit.checks import record
     from imagekit.checks.runner import test_image
     from imagekit.engine.choice import connect
+    from imagekit.engine.emulation import unable
 
     results = []
     latencies: dict[str, dict[str, float]] = {}
     with _user_errors():
         cat = _load(catalog)
         selected = _select(cat, images or [], all_)
+        platforms = _platforms(cat, platform)
         engine = connect(cat, engine_choice)
         log = err if as_json else out
 
@@ -477,26 +539,41 @@ def test_(
             log.print(f"     {escape(result.evidence)}", style="dim" if result.ok else None)
 
         not_built: list[str] = []
+        pairs = [(i, p) for p in platforms for i in selected if p in i.platforms]
         if all_:
             # --all tests what is built here; the rest is reported, not failed.
-            not_built = [i.name for i in selected if engine.image(cat.ref(i.name)) is None]
-            selected = [i for i in selected if i.name not in not_built]
-            for name in not_built:
-                log.print(f"[yellow]SKIP[/] {name}: not built ({cat.ref(name)})")
+            missing = [(i, p) for i, p in pairs if engine.image(cat.ref(i.name, platform=p))
+                       is None]
+            pairs = [pair for pair in pairs if pair not in missing]
+            for i, p in missing:
+                not_built.append(i.name if p == cat.platforms[0] else f"{i.name} [{p}]")
+                log.print(f"[yellow]SKIP[/] {i.name}: not built ({cat.ref(i.name, platform=p)})")
+        cannot: list[str] = []
         # Interrupted, main() removes what this process started.
-        for image in selected:
-            target = test_image(engine, cat, image, show)
+        for image, p in pairs:
+            why = unable(p)
+            if why is not None:
+                # Never skipped quietly: an image that cannot be run here is not tested.
+                log.print(f"[red]FAIL[/] {image.name} [{p}]: not tested: {escape(why)}")
+                cannot.append(f"{image.name} [{p}]")
+                continue
+            if len(platforms) > 1:
+                log.print(f"{image.name} [{p}]:", markup=False)
+            target = test_image(engine, cat, image, show, platform=p)
             results += target.results
-            latencies[image.name] = target.latencies
+            key = image.name if p == cat.platforms[0] else f"{image.name} [{p}]"
+            latencies[key] = target.latencies
             record.save(cat, image.name, target.ref, target.results)
     failed = [r for r in results if not r.ok]
     if as_json:
         out.print_json(json.dumps({"results": [asdict(r) for r in results],
-                                   "latencies": latencies, "not_built": not_built}))
+                                   "latencies": latencies, "not_built": not_built,
+                                   "not_tested": cannot}))
     else:
         out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed"
-                  + (f", {len(not_built)} images not built" if not_built else ""))
-    if failed:
+                  + (f", {len(not_built)} images not built" if not_built else "")
+                  + (f", {len(cannot)} not tested (no emulation)" if cannot else ""))
+    if failed or cannot:
         raise typer.Exit(1)
 
 

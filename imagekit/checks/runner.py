@@ -10,11 +10,15 @@ from imagekit.checks.static import run_static
 from imagekit.engine.client import Engine
 from imagekit.errors import ImagekitError
 from imagekit.model import Catalog, Image
+from imagekit.schema import Platform
 
 
 def test_image(engine: Engine, catalog: Catalog, image: Image,
-               on_result: Callable[[CheckResult], None]) -> Target:
-    ref = catalog.ref(image.name)
+               on_result: Callable[[CheckResult], None],
+               platform: Platform | None = None) -> Target:
+    """Every check of the image built for `platform` (default: the catalog's first); another
+    architecture's runs under emulation, slower but the same checks."""
+    ref = catalog.ref(image.name, platform=platform)
     info = engine.image(ref)
     if info is None:
         raise ImagekitError(f"{image.name}: {ref} is not built in {engine.name}'s store "

@@ -41,6 +41,7 @@ class BuildRequest:
     # Registry images whose inline cache the build may reuse (CI runners with empty engines)
     cache_from: tuple[str, ...] = ()
     inline_cache: bool = False  # write the layer cache into the image's config for others
+    platform: str | None = None  # another architecture's (run under emulation); None: native
 
 
 class Builder(ABC):
@@ -72,6 +73,8 @@ class BuildKitBuilder(Builder):
                     *cli_args(request.labels, build_args, request.secrets, Path(tmp))]
             for ref in request.cache_from:
                 argv += ["--cache-from", ref]
+            if request.platform:
+                argv += ["--platform", request.platform]
             argv.append("-")
             env = {**os.environ, **build_args, "DOCKER_BUILDKIT": "1"}
             status, log = stream(argv, env, progress, stdin=request.context.tar())
@@ -165,7 +168,7 @@ class ClassicBuilder(Builder):
         stream = self.client.api.build(
             fileobj=io.BytesIO(context.tar()), custom_context=True, rm=True, forcerm=True,
             decode=True, labels=dict(request.labels), buildargs=dict(request.build_args),
-            cache_from=list(request.cache_from) or None,
+            cache_from=list(request.cache_from) or None, platform=request.platform,
         )
         for chunk in stream:
             if "stream" in chunk:

@@ -9,6 +9,7 @@ Apptainer) is a method each engine implements.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -17,7 +18,10 @@ import docker
 import docker.errors
 
 from imagekit.engine import temporary
+from imagekit.engine.archive import image_archive
+from imagekit.engine.emulation import native
 from imagekit.errors import BuildFailed, ImagekitError
+from imagekit.schema import Platform
 
 if TYPE_CHECKING:
     from imagekit.engine.builders import Builder
@@ -88,10 +92,24 @@ class Engine:
         Podman runs it in the user's namespace, where the subordinate ids are the image's."""
         return argv
 
-    def import_tar(self, tar: IO[bytes], ref: str) -> None:
-        """Make a root file system, as a tar stream, an image tagged `ref`."""
+    def import_tar(self, tar: IO[bytes], ref: str, platform: Platform | None = None,
+                   comment: str = "imagekit base") -> None:
+        """Make a root file system, as a tar stream, an image tagged `ref`: of this machine's
+        own platform, or of `platform` (loaded as an archive whose config names it)."""
+        if platform is not None and not native(platform):
+            with tempfile.TemporaryDirectory(prefix="imagekit-archive-") as tmp:
+                self.load(image_archive(tar, ref, platform, Path(tmp), comment))
+            return
         repository, tag = split_reference(ref)
         self.client.api.import_image_from_stream(tar, repository=repository, tag=tag)
+
+    def load(self, archive: Path) -> None:
+        """Load an image archive (`docker save`'s format), as `docker load` does."""
+        with archive.open("rb") as stream:
+            for event in self.client.api.load_image(stream):
+                if "error" in event:
+                    raise BuildFailed(f"loading {archive.name} failed: "
+                                      f"{str(event['error'])[:300]}")
 
     def push(self, ref: str, auth: dict[str, str] | None) -> set[str]:
         """Push `ref`; the short IDs (12 hex) of the layers the registry held already, so
@@ -146,10 +164,10 @@ class Engine:
         with contextlib.suppress(docker.errors.ImageNotFound):
             self.client.api.remove_image(ref, noprune=True)
 
-    def pull(self, ref: str) -> bool:
+    def pull(self, ref: str, platform: Platform | None = None) -> bool:
         repository, tag = split_reference(ref)
         try:
-            self.client.images.pull(repository, tag=tag)
+            self.client.images.pull(repository, tag=tag, platform=platform)
         except docker.errors.DockerException:
             return False
         return True

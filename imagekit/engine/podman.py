@@ -34,8 +34,10 @@ import docker.errors
 from imagekit.credentials import registry_auth_file
 from imagekit.engine.builders import Builder, BuildRequest, Progress, cli_args, stream
 from imagekit.engine.client import Engine
+from imagekit.engine.emulation import native
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.run import run, tail
+from imagekit.schema import Platform
 
 
 def podman_cli() -> str | None:
@@ -152,7 +154,11 @@ class PodmanEngine(Engine):
     def as_root(self, argv: list[str]) -> list[str]:
         return [self.cli, "unshare", *argv] if self.rootless else argv
 
-    def import_tar(self, tar: IO[bytes], ref: str) -> None:
+    def import_tar(self, tar: IO[bytes], ref: str, platform: Platform | None = None,
+                   comment: str = "imagekit base") -> None:
+        if platform is not None and not native(platform):
+            super().import_tar(tar, ref, platform, comment)
+            return
         try:
             result = subprocess.run([self.cli, "import", "--quiet", "-", ref], stdin=tar,
                                     capture_output=True, timeout=1800, check=False)
@@ -160,6 +166,13 @@ class PodmanEngine(Engine):
             raise BuildFailed(f"podman import {ref}: timed out after 1800 s") from None
         if result.returncode != 0:
             raise BuildFailed(f"podman import {ref} failed: "
+                              f"{result.stderr.decode(errors='replace').strip()[-300:]}")
+
+    def load(self, archive: Path) -> None:
+        result = subprocess.run([self.cli, "load", "--quiet", "--input", str(archive)],
+                                capture_output=True, timeout=1800, check=False)
+        if result.returncode != 0:
+            raise BuildFailed(f"podman load {archive.name} failed: "
                               f"{result.stderr.decode(errors='replace').strip()[-300:]}")
 
     def _registry_flags(self, ref: str, auth: dict[str, str] | None,
@@ -185,9 +198,10 @@ class PodmanEngine(Engine):
         # "Copying blob 3f4ca61aafcd skipped: already exists".
         return set(re.findall(r"Copying blob (?:sha256:)?([0-9a-f]{12})\w* skipped", output))
 
-    def pull(self, ref: str) -> bool:
+    def pull(self, ref: str, platform: Platform | None = None) -> bool:
         with tempfile.TemporaryDirectory(prefix="imagekit-pull-") as tmp:
             result = run([self.cli, "pull", "--quiet",
+                          *([f"--platform={platform}"] if platform else []),
                           *self._registry_flags(ref, None, Path(tmp)), ref],
                          timeout=3600, check=False)
         return result.returncode == 0
@@ -242,6 +256,7 @@ class PodmanBuilder(Builder):
             # request.cache_from is not passed: buildah 1.28's --cache-from names a
             # repository of cache images, not the inline cache BuildKit writes.
             argv = [self.cli, "build", "--format", "docker", "--layers", "--http-proxy=false",
+                    *([f"--platform={request.platform}"] if request.platform else []),
                     "--iidfile", str(iidfile), "--file", str(context / "Dockerfile"),
                     *cli_args(request.labels, request.build_args, request.secrets, Path(tmp)),
                     str(context)]
