@@ -127,3 +127,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("Podman (s)")
         for step, seconds in podman.TIMES.items():
             terminalreporter.write_line(f"{step}: {seconds}")
+    from tests.integration import test_arm64
+
+    if test_arm64.TIMES:
+        terminalreporter.section("arm64 under QEMU beside amd64 (s)")
+        for step, seconds in test_arm64.TIMES.items():
+            terminalreporter.write_line(f"{step}: {seconds}")
