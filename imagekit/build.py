@@ -218,7 +218,7 @@ def tree_inputs_of(catalog: Catalog, images: list[Image], platform: Platform | N
     inputs: dict[str, TreeInputs] = {}
     contexts: dict[str, BuildContext] = {}
     for image in images:
-        contexts[image.name] = assemble(catalog, image)
+        contexts[image.name] = assemble(catalog, image, platform)
         parent = (catalog.base_ref(platform) if image.parent is None
                   else inputs[image.parent].digest())
         inputs[image.name] = tree_inputs(catalog, contexts[image.name], parent)

@@ -24,6 +24,7 @@ from imagekit.model import Catalog, Image
 from imagekit.recipes import layer_files
 from imagekit.render.docker import DockerRenderer
 from imagekit.render.plan import plan
+from imagekit.schema import Platform
 
 EXECUTABLE = 0o755
 REGULAR = 0o644
@@ -67,11 +68,11 @@ def _info(name: str, size: int, kind: bytes, mode: int) -> tarfile.TarInfo:
     return info
 
 
-def assemble(catalog: Catalog, image: Image) -> BuildContext:
+def assemble(catalog: Catalog, image: Image, platform: Platform | None = None) -> BuildContext:
     # Only what the Dockerfile reads: a change to the Singularity definition must not make
     # the Docker image look changed.
     files = {path: text.encode()
-             for path, text in DockerRenderer().render(catalog, image).items()}
+             for path, text in DockerRenderer().render(catalog, image, platform).items()}
     files.update(layer_files(catalog, image))
     modes = {path: REGULAR for path in files}
     for layer in image.layers:
@@ -79,7 +80,7 @@ def assemble(catalog: Catalog, image: Image) -> BuildContext:
             # The file's own bits, not os.access(): the key must not depend on who builds.
             if f.source.stat().st_mode & 0o111:
                 modes[f.context_path] = EXECUTABLE
-    recipe = plan(catalog, image)
+    recipe = plan(catalog, image, platform)
     if recipe.ca_bundle:
         files["site/ca-bundle.crt"] = _site_file(catalog, "ca_bundle", catalog.site.ca_bundle)
         modes["site/ca-bundle.crt"] = REGULAR

@@ -21,6 +21,7 @@ from imagekit.render.plan import (
     RecipePlan,
     plan,
 )
+from imagekit.schema import Platform
 
 
 def _sh(value: object) -> str:
@@ -77,9 +78,10 @@ class Renderer(ABC):
     def __init__(self) -> None:
         self.env = _environment()
 
-    def render(self, catalog: Catalog, image: Image) -> dict[str, str]:
+    def render(self, catalog: Catalog, image: Image,
+               platform: Platform | None = None) -> dict[str, str]:
         """This format's files for the image, by path relative to its recipe folder."""
-        recipe = plan(catalog, image)
+        recipe = plan(catalog, image, platform)
         context: dict[str, Any] = {
             "p": recipe,
             "CA_PATH": CA_PATH,

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from imagekit import __version__, lock
 from imagekit.credentials import SiteUrl, public
-from imagekit.model import Catalog, FileCopy, Image, MergedChecks, Runtime
+from imagekit.model import Catalog, FileCopy, Image, MergedChecks, Runtime, arch
+from imagekit.schema import Platform
 
 CA_PATH = "/etc/imagekit/ca-bundle.crt"
 WHEELHOUSE = "/tmp/imagekit-wheelhouse"
@@ -58,6 +59,9 @@ class RecipePlan:
     pip: tuple[str, ...]
     locked: bool  # pip installs from pip/requirements.lock (the stack's lock), hashes checked
     uv_version: str  # the lock's uv, which installs it ("" when unlocked)
+    # The BuildKit cache holding uv's own binary is one per architecture: an amd64 uv found
+    # there by an arm64 build cannot run (exit 127). amd64 keeps the default id (the path).
+    uv_cache_id: str
     pip_prune: tuple[str, ...]  # find -path patterns under site-packages, removed after pip
     wheelhouse: bool
     no_index: bool  # air-gapped: the wheelhouse only
@@ -118,7 +122,9 @@ def _unique(items: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def plan(catalog: Catalog, image: Image) -> RecipePlan:
+def plan(catalog: Catalog, image: Image, platform: Platform | None = None) -> RecipePlan:
+    """What the recipes of `image` say; FROM names `platform`'s parent (default: the catalog's
+    first platform's, which recipes/ holds)."""
     layers = image.layers
     is_root = image.parent is None
     env: dict[str, str] = {}
@@ -145,7 +151,7 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
     labels: dict[str, str] = {
         "org.opencontainers.image.title": image.name,
         "org.opencontainers.image.description": _first_sentence(image.description),
-        "org.opencontainers.image.base.name": catalog.parent_ref(image),
+        "org.opencontainers.image.base.name": catalog.parent_ref(image, platform),
     }
     if catalog.vendor:
         labels["org.opencontainers.image.vendor"] = catalog.vendor
@@ -167,7 +173,7 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
 
     return RecipePlan(
         image=image.name,
-        from_ref=catalog.parent_ref(image),
+        from_ref=catalog.parent_ref(image, platform),
         is_root=is_root,
         description=image.description,
         args=tuple(args.items()),
@@ -182,6 +188,8 @@ def plan(catalog: Catalog, image: Image) -> RecipePlan:
         pip=pip,
         locked=pins is not None,
         uv_version=dict(pins.pins).get("uv", "") if pins is not None else "",
+        uv_cache_id=("" if arch(platform or catalog.platforms[0]) == "amd64"
+                     else f"imagekit-uv-{arch(platform or catalog.platforms[0])}"),
         pip_prune=stack.pip_prune_all,
         wheelhouse=bool(pip) and catalog.site.find_links is not None,
         no_index=bool(pip) and catalog.site.pip_no_index,
