@@ -28,7 +28,8 @@ import requests
 
 from imagekit.engine.client import Engine
 from imagekit.errors import BuildFailed, ImagekitError, Problem
-from imagekit.model import Catalog
+from imagekit.model import Catalog, arch
+from imagekit.schema import Platform
 from imagekit.sif import sha256_file
 
 SIF_CONFIG_TYPE = "application/vnd.sylabs.sif.config.v1+json"
@@ -39,6 +40,8 @@ TITLE = "org.opencontainers.image.title"
 CREATED = "org.opencontainers.image.created"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"  # OCI 1.1's config of an artifact
 EMPTY_JSON = b"{}"
 MANIFEST_TYPES = (
@@ -278,6 +281,35 @@ class Registry:
                            str(layer["digest"]).removeprefix("sha256:")[:12]} & kept)
         size = int(config.get("size", 0)) + sum(int(layer["size"]) for layer in layers)
         return Pushed(repository, digest, [*moving, immutable], size, sent,
+                      round(time.monotonic() - started, 1))
+
+    def push_index(self, repository: str, members: list[tuple[Platform, str]],
+                   tags: list[str]) -> Pushed:
+        """One index (an OCI image index, or Docker's manifest list when the members are
+        Docker manifests, which Docker 20.10 pulls by platform) of manifests the registry
+        holds, one per platform, put under every tag: `docker pull` and `apptainer pull`
+        on either architecture then take their own. Nothing but the index is sent."""
+        started = time.monotonic()
+        entries: list[dict[str, Any]] = []
+        for platform, digest in members:
+            fetched = self._fetch_manifest(repository, digest)
+            if fetched is None:
+                raise BuildFailed(f"registry {self.host} does not hold {repository}@{digest}")
+            media_type = str(fetched.headers.get("Content-Type")).split(";")[0]
+            entry: dict[str, Any] = {
+                "mediaType": media_type, "digest": digest, "size": len(fetched.content),
+                "platform": {"os": "linux", "architecture": arch(platform)}}
+            if arch(platform) == "arm64":
+                entry["platform"]["variant"] = "v8"
+            entries.append(entry)
+        docker = all(e["mediaType"] == DOCKER_MANIFEST for e in entries)
+        media_type = DOCKER_LIST if docker else OCI_INDEX
+        body = json.dumps({"schemaVersion": 2, "mediaType": media_type, "manifests": entries},
+                          separators=(",", ":")).encode()
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        self._put_manifest(repository, digest, body, media_type)
+        self.retag(repository, digest, tags)
+        return Pushed(repository, digest, tags, len(body), len(body),
                       round(time.monotonic() - started, 1))
 
     def retag(self, repository: str, digest: str, tags: list[str]) -> None:

@@ -15,9 +15,14 @@ from typing import Any
 
 import pytest
 
+from imagekit.engine.client import Engine
+from imagekit.publish.registry import Registry
+from imagekit.resolve import load_catalog
+from imagekit.schema import Platform
 from imagekit.sif import parse_list
 from tests.integration import apptainer as ap
 from tests.integration.conftest import ROOT, imagekit
+from tests.integration.registry import fresh_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.arm64]
 
@@ -126,3 +131,40 @@ def test_the_arm64_sif_says_arm64_and_holds_aarch64_programs(arm64: Arm64,
     assert python[:4] == b"\x7fELF" and int.from_bytes(python[18:20], "little") == EM_AARCH64
     (amd64,) = arm64.outcomes["build-amd64"]["sif"]
     assert Path(amd64["path"]).name == "base_latest.sif"
+
+
+def test_one_index_gives_each_architecture_its_own_image(arm64: Arm64, client: Any,
+                                                         tmp_path: Path) -> None:
+    """Both images pushed by digest, then one index under `latest`: `docker pull` for each
+    platform by the index's digest gets that platform's tested image."""
+    catalog = load_catalog(arm64.catalog)
+    engine = Engine(client)
+    registries = fresh_registry(tmp_path / "registry")
+    next(registries)
+    try:
+        registry = Registry(catalog)
+        repository = catalog.repository("base")
+        ids: dict[str, str] = {}
+        members: list[tuple[Platform, str]] = []
+        for platform in catalog.platforms:
+            info = engine.image(catalog.ref("base", platform=platform))
+            assert info is not None
+            ids[platform] = info.id
+            pushed = registry.push_image(engine, info.id, repository,
+                                         f"id-{info.id.removeprefix('sha256:')[:12]}", [])
+            members.append((platform, pushed.digest))
+        index = registry.push_index(repository, members, ["latest"])
+        digest, listed = registry.manifest(repository, "latest") or ("", {})
+        assert digest == index.digest
+        assert {m["platform"]["architecture"] for m in listed["manifests"]} == {"amd64",
+                                                                                "arm64"}
+        for platform in catalog.platforms:
+            # Docker 20.10 keeps one image per reference: REPOSITORY@INDEX names the image
+            # pulled first until it is removed, whatever a later pull for another platform
+            # got (an engine on each architecture holds only its own).
+            engine.untag(f"{repository}@{index.digest}")
+            client.images.pull(repository, tag=index.digest, platform=platform)
+            pulled = client.images.get(f"{repository}@{index.digest}")
+            assert pulled.id == ids[platform], platform
+    finally:
+        next(registries, None)
