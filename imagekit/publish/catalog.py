@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from imagekit.errors import ImagekitError, Problem
-from imagekit.schema import Consumer
+from imagekit.schema import Consumer, Platform
 
 SCHEMA_ID: Literal["imagekit.catalog/v1"] = "imagekit.catalog/v1"
 NotebookType = Literal["jupyter", "code-server", "rstudio"]
@@ -98,6 +98,23 @@ class Previous(Doc):
     digest: str
     reference: str
     tags: list[str] = []
+    members: list[str] = Field(
+        [], description="when the digest is an index: the per-architecture manifests and "
+                        "SIFs it held, which retention keeps with it")
+
+
+class PlatformImage(Doc):
+    """One architecture's image of an image published for several."""
+
+    platform: Platform
+    digest: str = Field(description="this architecture's manifest digest")
+    reference: str = Field(description="REPOSITORY@sha256:... of this architecture's image")
+    image_id: str = Field(description="the engine's image ID (config digest) that was tested")
+    tags: list[str] = Field(description="its immutable tag; the moving tags name the index")
+    size: int
+    tested: TestSummary
+    sif: Sif | None = None
+    sbom: Sbom | None = None
 
 
 class PublishedImage(Doc):
@@ -125,6 +142,26 @@ class PublishedImage(Doc):
     sbom: Sbom | None = None
     signature: Signature | None = None
     history: list[Previous] = []
+    platforms: list[PlatformImage] = Field(
+        [], description="empty for an image published for one architecture. For several: "
+                        "one entry each, and then digest and reference name the index (OCI "
+                        "image index, or Docker's manifest list) that holds them, which "
+                        "every export uses; sif names the index of their SIFs; image_id, "
+                        "tested, size, sbom and packages are the first platform's")
+
+    def views(self) -> list[PublishedImage]:
+        """The image as each architecture's own entry (itself when it has one): what
+        `imagekit verify` checks against the registry, one architecture at a time."""
+        return [self.model_copy(update={
+            "digest": p.digest, "reference": p.reference, "image_id": p.image_id,
+            "tags": p.tags, "size": p.size, "tested": p.tested, "sif": p.sif, "sbom": p.sbom,
+            "signature": None, "platforms": []}) for p in self.platforms] or [self]
+
+    def members(self) -> list[str]:
+        """The manifests an index holds: each platform's image, SBOM and SIF."""
+        return [d for p in self.platforms for d in (
+            p.digest, p.sbom.digest if p.sbom else None, p.sif.digest if p.sif else None)
+            if d is not None]
 
 
 class LeftOut(Doc):

@@ -16,16 +16,17 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from imagekit.checks import record
 from imagekit.engine.client import Engine, ImageInfo
 from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.exports import ExportFile, export_all
-from imagekit.model import Catalog, Image
+from imagekit.model import Catalog, Image, arch
 from imagekit.publish.catalog import (
     LeftOut,
+    PlatformImage,
     Previous,
     PublishedCatalog,
     PublishedImage,
@@ -48,6 +49,7 @@ from imagekit.publish.registry import (
 from imagekit.publish.sbom import MEDIA_TYPE as SBOM_TYPE
 from imagekit.publish.sbom import make_sbom
 from imagekit.publish.signing import cosign_key, public_key_sha256, sign_image
+from imagekit.schema import Platform
 from imagekit.sif import read_sidecar, sif_path
 from imagekit.site.build import write_site
 
@@ -58,6 +60,7 @@ TEST_RECORD_TYPE = "application/vnd.imagekit.test-record.v1+json"
 EPOCH = "1970-01-01T00:00:00Z"
 UNTESTED = "untested-"  # the one tag of an image published with --skip-tests
 IMMUTABLE = "id-"  # the tag named for a tested image's ID; moving tags follow it
+INDEX = "index-"  # after id- or untested-: the tag named for a multi-architecture index
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Candidate:
     tested: record.TestRecord | None  # None: published with --skip-tests
     sif: Path | None
     signing_key: Path | None = None  # the site's cosign key: the image is signed
+    platform: Platform = "linux/amd64"
 
 
 @dataclass
@@ -107,12 +111,25 @@ def publish(catalog: Catalog, engine: Engine, names: list[str] | None, *, skip_t
     previous = previous_catalog(catalog, registry)
     report = PublishReport()
     entries: dict[str, PublishedImage] = {}
-    for candidate in candidates:
-        entry, line = publish_one(catalog, engine, registry, candidate,
-                                   entry_of(previous, candidate.image.name), log)
-        entries[candidate.image.name] = entry
+    for group in by_image(candidates):
+        name = group[0].image.name
+        if len(group) == 1:
+            entry, line = publish_one(catalog, engine, registry, group[0],
+                                      entry_of(previous, name), log)
+        else:
+            entry, line = publish_platforms(catalog, engine, registry, group,
+                                            entry_of(previous, name), log)
+        entries[name] = entry
         report.images.append(line)
     return finish(catalog, registry, previous, entries, report, started, log)
+
+
+def by_image(candidates: list[Candidate]) -> list[list[Candidate]]:
+    """The candidates of each image together, its platforms in the catalog's order."""
+    groups: dict[str, list[Candidate]] = {}
+    for candidate in candidates:
+        groups.setdefault(candidate.image.name, []).append(candidate)
+    return list(groups.values())
 
 
 def reinstate(catalog: Catalog, registry: Registry, previous: PublishedCatalog | None,
@@ -183,31 +200,41 @@ def preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
         if "docker" not in image.formats:
             problems.append(Problem(catalog.file, field_, "has no docker format to publish"))
             continue
-        info = engine.image(catalog.ref(image.name))
-        if info is None:
-            if explicit:
-                problems.append(Problem(catalog.file, field_, "is not built here (run "
-                                                              f"`imagekit build {image.name}`)"))
+        platforms = [p for p in catalog.platforms if p in image.platforms]
+        infos = {p: engine.image(catalog.ref(image.name, platform=p)) for p in platforms}
+        missing = [p for p, info in infos.items() if info is None]
+        if missing:
+            if explicit or len(missing) < len(platforms):
+                on = f" for {', '.join(missing)}" if len(platforms) > 1 else ""
+                flag = "".join(f" --platform {p}" for p in missing) if len(platforms) > 1 else ""
+                problems.append(Problem(catalog.file, field_, f"is not built here{on} (run "
+                                        f"`imagekit build {image.name}{flag}`)"))
             continue
-        tested = record.load(catalog, info.id)
-        if not skip_tests and (tested is None or not tested.ok):
-            why = ("was not tested" if tested is None
-                   else f"failed {tested.failed} of {tested.passed + tested.failed} checks")
-            problems.append(Problem(catalog.file, field_, f"image {info.id[:19]} {why}: run "
-                                    f"`imagekit test {image.name}` (or publish with "
-                                    "--skip-tests)"))
-            continue
-        sif = None
-        if "sif" in image.formats:
-            sif = sif_path(catalog, image)
-            made_from = (read_sidecar(sif) or {}).get("image_id") if sif.is_file() else None
-            if made_from != info.id:
-                problems.append(Problem(catalog.file, field_, f"{sif.name} is missing or was "
-                                        f"made from another image: run `imagekit build "
-                                        f"{image.name} --format sif`"))
+        for platform in platforms:
+            info = infos[platform]
+            assert info is not None
+            on = f" ({platform})" if len(platforms) > 1 else ""
+            tested = record.load(catalog, info.id)
+            if not skip_tests and (tested is None or not tested.ok):
+                why = ("was not tested" if tested is None
+                       else f"failed {tested.failed} of {tested.passed + tested.failed} checks")
+                flag = f" --platform {platform}" if len(platforms) > 1 else ""
+                problems.append(Problem(catalog.file, field_, f"image {info.id[:19]}{on} {why}:"
+                                        f" run `imagekit test {image.name}{flag}` (or publish "
+                                        "with --skip-tests)"))
                 continue
-        candidates.append(Candidate(image, info, tested if tested and tested.ok else None, sif,
-                                    key))
+            sif = None
+            if "sif" in image.formats:
+                sif = sif_path(catalog, image, platform=platform)
+                made_from = (read_sidecar(sif) or {}).get("image_id") if sif.is_file() else None
+                if made_from != info.id:
+                    flag = f" --platform {platform}" if len(platforms) > 1 else ""
+                    problems.append(Problem(catalog.file, field_, f"{sif.name} is missing or "
+                                            f"was made from another image: run `imagekit "
+                                            f"build {image.name}{flag} --format sif`"))
+                    continue
+            candidates.append(Candidate(image, info, tested if tested and tested.ok else None,
+                                        sif, key, platform))
     if problems:
         raise ImagekitError(problems)
     if not candidates:
@@ -331,6 +358,64 @@ def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate:
     return entry, line
 
 
+def publish_platforms(catalog: Catalog, engine: Engine, registry: Registry,
+                      candidates: list[Candidate], before: PublishedImage | None,
+                      log: Log) -> tuple[PublishedImage, ImageReport]:
+    """Push each architecture's image, SIF, SBOM and test record under its own immutable
+    tag, then one index of the images and one of the SIFs under the moving tags: `docker
+    pull` and `apptainer pull` on either architecture take their own from one reference.
+    The index is signed, not its members, and the tags move only once every member is in."""
+    started = time.monotonic()
+    first = candidates[0]
+    image = first.image
+    pushed: list[tuple[Candidate, PublishedImage, ImageReport]] = []
+    for candidate in candidates:
+        log(f"[{image.name}] {candidate.platform}")
+        entry, line = publish_one(catalog, engine, registry, replace(candidate, signing_key=None),
+                                  None, log, registry_tags=[])
+        pushed.append((candidate, entry, line))
+    immutable, moving = _tags(catalog, first)
+    repository = catalog.repository(image.name)
+    index = registry.push_index(repository, [(c.platform, e.digest) for c, e, _ in pushed], [])
+    kind = immutable.partition("-")[0] + "-"  # id- or untested-
+    index_tag = f"{kind}{INDEX}{index.digest.removeprefix('sha256:')[:12]}"
+    tags = [*moving, index_tag]
+    registry.retag(repository, index.digest, [index_tag, *moving])
+    log(f"[{image.name}] pushed the index {index.reference} ("
+        + ", ".join(f"{arch(c.platform)} {e.digest[:19]}…" for c, e, _ in pushed) + ")")
+    head = pushed[0][1]
+    sif = None
+    sif_sent = 0
+    if head.sif is not None:
+        sif_repository = catalog.sif_repository(image.name)
+        sifs = [(c.platform, e.sif.digest) for c, e, _ in pushed if e.sif is not None]
+        sif_index = registry.push_index(sif_repository, sifs, [])
+        registry.retag(sif_repository, sif_index.digest, [index_tag, *moving])
+        sif = head.sif.model_copy(update={"reference": f"oras://{sif_index.reference}",
+                                          "digest": sif_index.digest, "tags": tags})
+        sif_sent = sif_index.sent
+        log(f"[{image.name}] pushed the SIF index {sif.reference}")
+    signature = None
+    if first.signing_key is not None:
+        sign_image(index.reference, first.signing_key, insecure=catalog.insecure_registry,
+                   ca_bundle=catalog.site.ca_bundle, credentials=registry.credentials)
+        signature = Signature(public_key_sha256=public_key_sha256(first.signing_key))
+        log(f"[{image.name}] signed {index.reference} with cosign")
+    platforms = [PlatformImage(platform=c.platform, digest=e.digest, reference=e.reference,
+                               image_id=e.image_id, tags=e.tags[-1:], size=e.size,
+                               tested=e.tested, sif=e.sif, sbom=e.sbom)
+                 for c, e, _ in pushed]
+    entry = head.model_copy(update={
+        "digest": index.digest, "reference": index.reference, "tags": tags, "sif": sif,
+        "signature": signature, "platforms": platforms,
+        "history": history(before, index.digest)})
+    line = ImageReport(image.name, index.reference, tags, entry.tested.status,
+                       sum(ln.sent for _, _, ln in pushed) + index.sent, head.size,
+                       round(time.monotonic() - started, 1), sif.reference if sif else "",
+                       sum(ln.sif_sent for _, _, ln in pushed) + sif_sent)
+    return entry, line
+
+
 def catalog_metadata(catalog: Catalog, image: Image, *, default: bool) -> dict[str, object]:
     """What the catalog says of an image, apart from what the registry holds."""
     return {
@@ -356,7 +441,7 @@ def history(before: PublishedImage | None, digest: str) -> list[Previous]:
     older = list(before.history)
     if before.digest != digest:
         older.insert(0, Previous(digest=before.digest, reference=before.reference,
-                                 tags=before.tags))
+                                 tags=before.tags, members=before.members()))
     seen: set[str] = {digest}
     kept = []
     for entry in older:

@@ -118,12 +118,15 @@ class PruneReport:
 
 
 def _named(catalogs: Iterable[PublishedCatalog]) -> set[str]:
-    """Every manifest digest these catalogs name: images, their history, SIFs, SBOMs."""
+    """Every manifest digest these catalogs name: images (and each architecture an index
+    holds), their history, SIFs, SBOMs."""
     names: set[str] = set()
     for published in catalogs:
         for image in published.images:
             names.add(image.digest)
+            names.update(image.members())  # an index's architectures
             names.update(p.digest for p in image.history)
+            names.update(m for p in image.history for m in p.members)
             if image.sif is not None:
                 names.add(image.sif.digest)
             if image.sbom is not None:

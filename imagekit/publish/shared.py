@@ -87,6 +87,13 @@ class RegistryShare:
 
 def push(catalog: Catalog, engine: Engine, names: list[str], log: Log) -> list[ImageReport]:
     """Push tested images and their SIFs under their tree tags, with their records."""
+    several = [Problem(catalog.file, f"images.{n}", f"is published for "
+                       f"{', '.join(catalog.images[n].platforms)}: CI runners share one "
+                       "architecture's images, so publish it with `imagekit publish` on a "
+                       "machine that builds them all") for n in names
+               if n in catalog.images and len(catalog.images[n].platforms) > 1]
+    if several:
+        raise ImagekitError(several)
     candidates = preflight(catalog, engine, names, skip_tests=False)
     keys, _ = tree_keys(catalog, catalog.closure(names))
     problems = [

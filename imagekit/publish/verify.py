@@ -4,7 +4,9 @@ For a published image (by name, or REPOSITORY@DIGEST), from the catalog the regi
 its manifest is there and holds the tested image ID, its tags point at it, its cosign
 signature verifies against the site's public key, its SBOM is the one the catalog names and
 describes this image, its test record says what the catalog says, and its SIF is the file
-the catalog names. Each finding is one line; any failure exits 1.
+the catalog names. An image published for several architectures is checked as its index
+(which holds each architecture's manifest, and its tags and signature) and then each
+architecture's image as above. Each finding is one line; any failure exits 1.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from imagekit.errors import BuildFailed, ImagekitError, Problem
-from imagekit.model import Catalog
+from imagekit.model import Catalog, arch
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage
 from imagekit.publish.pipeline import IMMUTABLE, TEST_RECORD_TYPE, previous_catalog
 from imagekit.publish.registry import Registry
@@ -49,8 +51,46 @@ def verify(catalog: Catalog, ref: str, public_key: Path | None) -> tuple[Publish
     if published is None:
         raise ImagekitError("the registry holds no published catalog")
     image = find(published, ref)
-    checks = (_digest, _signature, _sbom, _test_record, _sif)
-    return image, [c(catalog, registry, image, public_key) for c in checks]
+    if not image.platforms:
+        checks = (_digest, _signature, _sbom, _test_record, _sif)
+        return image, [c(catalog, registry, image, public_key) for c in checks]
+    # An index: itself, its signature and its SIFs' index, then each architecture's image.
+    findings = [c(catalog, registry, image, public_key) for c in (_index, _signature)]
+    for view, platform in zip(image.views(), image.platforms, strict=True):
+        for check in (_digest, _sbom, _test_record, _sif):
+            found = check(catalog, registry, view, public_key)
+            findings.append(Finding(f"{found.check} ({arch(platform.platform)})", found.ok,
+                                    found.evidence))
+    return image, findings
+
+
+def _index(catalog: Catalog, registry: Registry, image: PublishedImage,
+           key: Path | None) -> Finding:
+    """The index holds each architecture's manifest the catalog names, for that platform,
+    its tags point at it, and so does the SIFs' index."""
+    wanted = {arch(p.platform): p.digest for p in image.platforms}
+    for repository, digest, what, members in (
+            (image.repository, image.digest, "index", wanted),
+            *([(image.sif.repository, image.sif.digest, "SIF index",
+                {arch(p.platform): p.sif.digest for p in image.platforms if p.sif})]
+              if image.sif else [])):
+        found = registry.manifest(repository, digest)
+        if found is None:
+            return Finding("index", False, f"{repository}@{digest} is not in the registry")
+        held = {str(m.get("platform", {}).get("architecture")): m.get("digest")
+                for m in found[1].get("manifests", [])}
+        if held != members:
+            return Finding("index", False, f"the {what} {digest[:19]}… holds {held}, the "
+                                           f"catalog says {members}")
+        moved = [t for t in image.tags if not t.startswith(IMMUTABLE)
+                 and (now := registry.manifest(repository, t)) is not None and now[0] != digest]
+        if moved:
+            return Finding("index", False, f"tag(s) {', '.join(moved)} of the {what} point "
+                                           "elsewhere")
+    return Finding("index", True, f"{image.reference} holds "
+                   + ", ".join(f"{a} {d[:19]}…" for a, d in wanted.items())
+                   + f"; {', '.join(image.tags)} point at it"
+                   + (" and at the SIFs' index" if image.sif else ""))
 
 
 def _digest(catalog: Catalog, registry: Registry, image: PublishedImage,

@@ -4,6 +4,7 @@ whose partition says arm64 — and amd64's base built beside it, so the two can 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -16,9 +17,10 @@ from typing import Any
 import pytest
 
 from imagekit.engine.client import Engine
+from imagekit.model import arch
+from imagekit.publish.catalog import PublishedImage, read
 from imagekit.publish.registry import Registry
 from imagekit.resolve import load_catalog
-from imagekit.schema import Platform
 from imagekit.sif import parse_list
 from tests.integration import apptainer as ap
 from tests.integration.conftest import ROOT, imagekit
@@ -62,13 +64,13 @@ def arm64(tmp_path_factory: pytest.TempPathFactory, client: Any) -> Iterator[Arm
     try:
         o["base"] = _timed("arm64: base (debootstrap under QEMU)", "base", "--platform",
                            "linux/arm64", catalog=catalog)
-        for arch in ("amd64", "arm64"):
-            o[f"build-{arch}"] = _timed(
-                f"{arch}: build base (+ SIF)", "build", "base", "--platform", f"linux/{arch}",
+        for name in ("amd64", "arm64"):
+            o[f"build-{name}"] = _timed(
+                f"{name}: build base (+ SIF)", "build", "base", "--platform", f"linux/{name}",
                 "--format", "docker", "--format", "sif", "--sif-method", "native", "--force",
                 "--json", catalog=catalog)
-            o[f"test-{arch}"] = _timed(f"{arch}: test base", "test", "base", "--platform",
-                                       f"linux/{arch}", "--json", catalog=catalog)
+            o[f"test-{name}"] = _timed(f"{name}: test base", "test", "base", "--platform",
+                                       f"linux/{name}", "--json", catalog=catalog)
         yield Arm64(catalog, o)
     finally:
         for image in client.images.list():
@@ -106,10 +108,10 @@ def test_the_root_image_is_built_for_arm64_from_the_arm64_base(arm64: Arm64,
 
 
 def test_the_arm64_image_passes_the_same_checks_as_amd64s(arm64: Arm64) -> None:
-    for arch in ("amd64", "arm64"):
-        report = arm64.outcomes[f"test-{arch}"]
+    for name in ("amd64", "arm64"):
+        report = arm64.outcomes[f"test-{name}"]
         failed = [f"{r['name']}: {r['evidence']}" for r in report["results"] if not r["ok"]]
-        assert report["exit"] == 0 and not failed, (arch, failed, report["stderr"][-2000:])
+        assert report["exit"] == 0 and not failed, (name, failed, report["stderr"][-2000:])
     names = {r["name"] for r in arm64.outcomes["test-arm64"]["results"]}
     assert names == {r["name"] for r in arm64.outcomes["test-amd64"]["results"]}
     kernel = [r for r in arm64.outcomes["test-arm64"]["results"] if "kernel" in r["name"]]
@@ -133,38 +135,96 @@ def test_the_arm64_sif_says_arm64_and_holds_aarch64_programs(arm64: Arm64,
     assert Path(amd64["path"]).name == "base_latest.sif"
 
 
-def test_one_index_gives_each_architecture_its_own_image(arm64: Arm64, client: Any,
-                                                         tmp_path: Path) -> None:
-    """Both images pushed by digest, then one index under `latest`: `docker pull` for each
-    platform by the index's digest gets that platform's tested image."""
-    catalog = load_catalog(arm64.catalog)
-    engine = Engine(client)
-    registries = fresh_registry(tmp_path / "registry")
+@dataclass
+class Release:
+    report: dict[str, Any]
+    entry: PublishedImage
+    dist: Path
+
+
+@pytest.fixture(scope="module")
+def release(arm64: Arm64, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+    """`imagekit publish base` of the two architectures into a registry of the module's own."""
+    registries = fresh_registry(tmp_path_factory.mktemp("arm64-registry"))
     next(registries)
     try:
-        registry = Registry(catalog)
-        repository = catalog.repository("base")
-        ids: dict[str, str] = {}
-        members: list[tuple[Platform, str]] = []
-        for platform in catalog.platforms:
-            info = engine.image(catalog.ref("base", platform=platform))
-            assert info is not None
-            ids[platform] = info.id
-            pushed = registry.push_image(engine, info.id, repository,
-                                         f"id-{info.id.removeprefix('sha256:')[:12]}", [])
-            members.append((platform, pushed.digest))
-        index = registry.push_index(repository, members, ["latest"])
-        digest, listed = registry.manifest(repository, "latest") or ("", {})
-        assert digest == index.digest
-        assert {m["platform"]["architecture"] for m in listed["manifests"]} == {"amd64",
-                                                                                "arm64"}
-        for platform in catalog.platforms:
-            # Docker 20.10 keeps one image per reference: REPOSITORY@INDEX names the image
-            # pulled first until it is removed, whatever a later pull for another platform
-            # got (an engine on each architecture holds only its own).
-            engine.untag(f"{repository}@{index.digest}")
-            client.images.pull(repository, tag=index.digest, platform=platform)
-            pulled = client.images.get(f"{repository}@{index.digest}")
-            assert pulled.id == ids[platform], platform
+        report = _timed("publish base (amd64 + arm64, images and SIFs)", "publish", "base",
+                        "--json", catalog=arm64.catalog)
+        assert report["exit"] == 0, report["stderr"][-3000:]
+        dist = arm64.catalog.parent / "dist"
+        yield Release(report, read(dist / "catalog.json").image("base"), dist)
     finally:
         next(registries, None)
+
+
+def test_publish_puts_one_index_of_both_architectures_in_the_catalog_and_exports(
+        arm64: Arm64, release: Release, client: Any) -> None:
+    catalog = load_catalog(arm64.catalog)
+    registry = Registry(catalog)
+    entry = release.entry
+    # The catalog lists each architecture's tested image and digest, and the index's.
+    engine = Engine(client)
+    ids = {p: engine.image(catalog.ref("base", platform=p)) for p in catalog.platforms}
+    assert [(p.platform, p.image_id) for p in entry.platforms] == [
+        (p, info.id if info else None) for p, info in ids.items()]
+    assert all(p.tested.status == "passed" and p.sif and p.sbom for p in entry.platforms)
+    digest, index = registry.manifest(entry.repository, "latest") or ("", {})
+    assert digest == entry.digest and entry.reference == f"{entry.repository}@{digest}"
+    assert {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]} == {
+        arch(p.platform): p.digest for p in entry.platforms}
+    # Every export names the index, never one architecture's manifest.
+    texts = "".join(f.read_text() for f in (release.dist / "exports").iterdir())
+    assert entry.reference in texts
+    assert not any(p.digest in texts for p in entry.platforms)
+    # `docker pull` by the index's digest gives each platform its own tested image. Docker
+    # 20.10 keeps one image per reference: REPOSITORY@INDEX names the image pulled first
+    # until it is removed (an engine on each architecture holds only its own).
+    for platform, info in ids.items():
+        assert info is not None
+        engine.untag(entry.reference)
+        client.images.pull(entry.repository, tag=entry.digest, platform=platform)
+        assert client.images.get(entry.reference).id == info.id, platform
+
+
+def test_verify_checks_the_index_and_each_architecture(arm64: Arm64,
+                                                        release: Release) -> None:
+    result = imagekit("verify", "base", "--json", catalog=arm64.catalog, check=False)
+    found = {f["check"]: f for f in json.loads(result.stdout)["findings"]}
+    wanted = ["index", *(f"{check} ({a})" for a in ("amd64", "arm64")
+                         for check in ("digest", "sbom", "test record", "sif"))]
+    assert [c for c in wanted if not found.get(c, {}).get("ok")] == [], found
+    # Published without the site's cosign key: the one finding that says so.
+    assert not found["signature"]["ok"] and result.returncode == 1
+
+
+@pytest.fixture(scope="module")
+def sid_root() -> Path:
+    try:
+        return ap.ensure_root()
+    except ap.Unavailable as exc:
+        pytest.fail(f"no real Apptainer here: {exc}")
+
+
+def test_apptainer_takes_its_own_architectures_sif_from_the_one_reference(
+        release: Release, sid_root: Path) -> None:
+    """Apptainer 1.4.5 resolves an index of SIF manifests with the host's platform: on this
+    amd64 machine the catalog's one oras:// reference gives amd64's SIF; arm64's is in the
+    same index, and its own digest gives it."""
+    sif = release.entry.sif
+    assert sif is not None and sif.reference == f"oras://{sif.repository}@{sif.digest}"
+    runner = ap.Apptainer(sid_root)
+    by_arch = {arch(p.platform): p for p in release.entry.platforms}
+    amd64, arm64 = (by_arch[a].sif for a in ("amd64", "arm64"))
+    assert amd64 is not None and arm64 is not None
+    try:
+        with ap.fuse_for_user():
+            runner.run("apptainer", "pull", "--no-https", "--force", "index.sif",
+                       sif.reference, timeout=600)
+            runner.run("apptainer", "pull", "--no-https", "--force", "arm64.sif",
+                       arm64.reference, timeout=600)
+        home = runner.home
+        assert hashlib.sha256((home / "index.sif").read_bytes()).hexdigest() == amd64.sha256
+        assert hashlib.sha256((home / "arm64.sif").read_bytes()).hexdigest() == arm64.sha256
+    finally:
+        for name in ("index.sif", "arm64.sif"):
+            (runner.home / name).unlink(missing_ok=True)

@@ -10,8 +10,9 @@ import pytest
 
 from imagekit.exports import ExportFile
 from imagekit.model import Catalog
-from imagekit.publish.catalog import PublishedCatalog, PublishedImage, read
+from imagekit.publish.catalog import PlatformImage, PublishedCatalog, PublishedImage, read
 from imagekit.publish.pipeline import compose, history, write_dist
+from imagekit.publish.retention import _named
 from tests.hub import SAMPLE
 
 
@@ -63,6 +64,44 @@ def test_history_keeps_every_earlier_digest_once_newest_first(sample: PublishedC
     assert [p.digest for p in third] == ["sha256:" + "2" * 64, first.digest]
     back_again = history(second, first.digest)  # a rollback to the first digest
     assert [p.digest for p in back_again] == ["sha256:" + "2" * 64]
+
+
+def _two_architectures(image: PublishedImage) -> PublishedImage:
+    """The entry as an index of amd64's image (the sample's) and an arm64 one."""
+    def digest(c: str) -> str:
+        return "sha256:" + c * 64
+    amd64 = PlatformImage(platform="linux/amd64", digest=image.digest,
+                          reference=image.reference, image_id=image.image_id,
+                          tags=image.tags[-1:], size=image.size, tested=image.tested,
+                          sif=image.sif, sbom=image.sbom)
+    arm64 = amd64.model_copy(update={
+        "platform": "linux/arm64", "digest": digest("a"), "image_id": digest("b"),
+        "reference": f"{image.repository}@{digest('a')}",
+        "sbom": image.sbom.model_copy(update={"digest": digest("c")}) if image.sbom else None,
+        "sif": image.sif.model_copy(update={"digest": digest("d")}) if image.sif else None})
+    return image.model_copy(update={"digest": digest("e"),
+                                    "reference": f"{image.repository}@{digest('e')}",
+                                    "platforms": [amd64, arm64]})
+
+
+def test_an_index_is_checked_as_each_architectures_entry_and_retention_keeps_them(
+        sample: PublishedCatalog) -> None:
+    indexed = _two_architectures(sample.image("scipy"))
+    assert [(v.digest, v.image_id) for v in indexed.views()] == [
+        (p.digest, p.image_id) for p in indexed.platforms]
+    assert all(v.platforms == [] and v.signature is None for v in indexed.views())
+    plain = sample.image("base")
+    assert plain.views() == [plain] and plain.members() == []
+    # Its members stay named while the index is, and after it is replaced (history).
+    members = set(indexed.members())
+    assert members == {d for p in indexed.platforms for d in (
+        p.digest, p.sbom and p.sbom.digest, p.sif and p.sif.digest) if d}
+    assert len(members) >= 4  # scipy has a SIF
+    assert members <= _named([sample.model_copy(update={"images": [indexed]})])
+    later = indexed.model_copy(update={"digest": "sha256:" + "f" * 64, "platforms": [],
+                                       "history": history(indexed, "sha256:" + "f" * 64)})
+    assert later.history[0].members == indexed.members()
+    assert members <= _named([sample.model_copy(update={"images": [later]})])
 
 
 def test_dist_is_replaced_whole(tmp_path: Path) -> None:
