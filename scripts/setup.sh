@@ -4,7 +4,8 @@
 # built in), debootstrap for the base image, squashfs-tools and siftool for SIFs,
 # docker-compose for pytest-docker, Chromium to check the catalog site (`imagekit site`),
 # Podman (the other engine, rootful and rootless: uidmap, slirp4netns, runc) and imagekit
-# itself with its test dependencies. The end-to-end tests
+# itself with its test dependencies, and QEMU's user-mode emulation for arm64 images
+# (qemu-user-static, binfmt-support; scripts/emulation.sh registers it). The end-to-end tests
 # (tests/integration/e2e/) also need Slurm and munge, an SSH server for the "login node",
 # and configurable-http-proxy (from npm) for JupyterHub; none of their services is started
 # here: the tests start and stop their own.
@@ -14,7 +15,8 @@ cd "$(dirname "$0")/.."
 packages=(docker.io debootstrap squashfs-tools siftool bubblewrap docker-compose openssl procps
           docker-registry ca-certificates curl chromium fonts-dejavu-core gnupg
           slurmctld slurmd slurm-client munge openssh-server openssh-client
-          podman uidmap slirp4netns runc fuse-overlayfs catatonit mmdebstrap)
+          podman uidmap slirp4netns runc fuse-overlayfs catatonit mmdebstrap
+          qemu-user-static binfmt-support)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,5 +43,7 @@ if [ ! -x "$chp/node_modules/.bin/configurable-http-proxy" ]; then
     npm install --silent --no-audit --no-fund --prefix "$chp" configurable-http-proxy@4 >/dev/null
 fi
 scripts/podman-host.sh
+# arm64 beside amd64: QEMU in binfmt_misc (imagekit says clearly when it is missing).
+scripts/emulation.sh || echo "setup: no arm64 emulation here; amd64 builds are unaffected"
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 echo "setup: done"
