@@ -30,6 +30,7 @@ from imagekit.credentials import public, redact, secret_words
 from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.files import write_atomically
 from imagekit.model import Catalog, Image, PipLock, Stack
+from imagekit.schema import Platform
 
 SUFFIX = ".lock"
 # What every venv imagekit builds holds besides the stacks' packages: uv installs the rest.
@@ -54,18 +55,33 @@ class Target:
                 "platform_python_implementation": "CPython"}
 
 
-# Debian's python3 per suite (the venv is made from it) and the glibc its wheels may need.
-TARGETS = {"bookworm": Target("bookworm", "3.11.2", "x86_64-manylinux_2_36", "x86_64")}
+# Debian's python3 per suite (the venv is made from it) and the glibc its wheels may need,
+# per architecture.
+TARGETS: dict[tuple[str, Platform], Target] = {
+    ("bookworm", "linux/amd64"): Target("bookworm", "3.11.2", "x86_64-manylinux_2_36", "x86_64"),
+    ("bookworm", "linux/arm64"): Target("bookworm", "3.11.2", "aarch64-manylinux_2_36",
+                                        "aarch64"),
+}
 
 
-def target(catalog: Catalog) -> Target:
+def target(catalog: Catalog, platform: Platform | None = None) -> Target:
     suite = catalog.base.bootstrap.suite if catalog.base.bootstrap else "bookworm"
-    found = TARGETS.get(suite)
+    found = TARGETS.get((suite, platform or catalog.platforms[0]))
     if found is None:
         raise ImagekitError(Problem(
             catalog.file, "base.bootstrap.suite",
-            f"imagekit knows the Python of {', '.join(TARGETS)} only, not {suite!r}"))
+            f"imagekit knows the Python of {', '.join(sorted({s for s, _ in TARGETS}))} "
+            f"only, not {suite!r}"))
     return found
+
+
+def platforms_of(catalog: Catalog, stack: Stack) -> list[Platform]:
+    """The platforms the stack's images are built for, in the catalog's order. Its one lock
+    serves them all: it is resolved for each, and must pin the same packages (the hashes
+    of every file of a pinned version are in it, so each architecture finds its wheels)."""
+    used = {p for image in catalog.images.values() if image.stack.name == stack.name
+            for p in image.platforms}
+    return [p for p in catalog.platforms if p in used] or [catalog.platforms[0]]
 
 
 def path_for(stack: Stack) -> Path:
@@ -125,9 +141,10 @@ def inputs(catalog: Catalog, stack: Stack) -> str:
     lock, the target, and where packages come from (URLs without credentials)."""
     parent = locked_ancestor(catalog, stack)
     parent_lock = parent.lock.text if parent is not None and parent.lock else None
-    t = target(catalog)
+    first, *others = platforms_of(catalog, stack)
+    t = target(catalog, first)
     site = catalog.site
-    document = {
+    document: dict[str, object] = {
         "requirements": [*stack.pip_all, *ALWAYS],
         "excluded": sorted(canonicalize_name(n) for n in stack.pip_exclude_all),
         "parent_lock": hashlib.sha256(parent_lock.encode()).hexdigest() if parent_lock else None,
@@ -138,6 +155,8 @@ def inputs(catalog: Catalog, stack: Stack) -> str:
         "find_links": site.find_links is not None,
         "no_index": site.pip_no_index,
     }
+    if others:  # a one-platform catalog's locks keep the inputs they always had
+        document["also_for"] = [target(catalog, p).platform for p in others]
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
@@ -223,8 +242,33 @@ def resolve(catalog: Catalog, stack: Stack, parent_lock: Path | None,
     `previous` (the stack's current lock) is handed to uv as its output file, whose pins it
     keeps where the inputs still allow them: relocking after one package was added moves
     nothing else, so no image whose packages did not change is rebuilt.
+
+    The lock is resolved for the first platform the stack's images are built for, then for
+    each other one with those pins preferred: a package that would be pinned differently
+    (or only on one architecture) is refused, naming it.
     """
-    t = target(catalog)
+    first, *others = platforms_of(catalog, stack)
+    text = _compile(catalog, stack, parent_lock, previous, target(catalog, first))
+    pins = _pin_set(text)
+    for platform in others:
+        other = _pin_set(_compile(catalog, stack, parent_lock, _pins_only(text),
+                                  target(catalog, platform)))
+        if other != pins:
+            differ = sorted({f"{n}=={v}" for n, v in pins ^ other})
+            raise BuildFailed(Problem(
+                stack.file, "pip", f"resolves differently for {platform} than for {first} "
+                f"({', '.join(differ[:8])}): pin these in the stack, or narrow its images' "
+                "platforms in the catalog"))
+    return text
+
+
+def _pin_set(text: str) -> set[tuple[str, str]]:
+    return {(canonicalize_name(m.group("name")), m.group("version"))
+            for line in text.splitlines() if (m := _PIN.match(line))}
+
+
+def _compile(catalog: Catalog, stack: Stack, parent_lock: Path | None, previous: str | None,
+             t: Target) -> str:
     site = catalog.site
     argv = [uv_binary(), "pip", "compile", "--quiet", "--generate-hashes", "--no-header",
             "--no-annotate", "--no-config", "--python-version", t.python,
@@ -272,9 +316,11 @@ def resolve(catalog: Catalog, stack: Stack, parent_lock: Path | None,
 
 
 def header(catalog: Catalog, stack: Stack) -> str:
-    t = target(catalog)
+    first, *others = platforms_of(catalog, stack)
+    t = target(catalog, first)
+    on = t.platform + "".join(f" and\n# {target(catalog, p).platform}" for p in others)
     return (f"# Generated by `imagekit lock {stack.name}`: every pip package of stack "
-            f"{stack.name}, for\n# CPython {t.python} on {t.platform} (Debian {t.suite}), "
+            f"{stack.name}, for\n# CPython {t.python} on {on} (Debian {t.suite}), "
             f"with hashes. Do not edit: change\n# stacks/{stack.name}.yaml and re-run "
             f"`imagekit lock {stack.name}`.\n# inputs: sha256:{inputs(catalog, stack)}\n")
 

@@ -87,7 +87,7 @@ def assemble(catalog: Catalog, image: Image, platform: Platform | None = None) -
     if recipe.wheelhouse:
         pins = lock.for_image(catalog, image)
         wanted = recipe.pip if pins is None else tuple(f"{n}=={v}" for n, v in pins.pins)
-        for name, data in wheels_for(catalog, wanted).items():
+        for name, data in wheels_for(catalog, wanted, platform).items():
             files[f"wheelhouse/{name}"] = data
             modes[f"wheelhouse/{name}"] = REGULAR
         # BuildKit's bind mount needs the folder even when no wheel matches.
@@ -107,7 +107,8 @@ def _site_file(catalog: Catalog, field: str, value: str | None) -> bytes:
                                     f"cannot read {path}: {exc.strerror}")) from exc
 
 
-def wheels_for(catalog: Catalog, requirements: tuple[str, ...]) -> dict[str, bytes]:
+def wheels_for(catalog: Catalog, requirements: tuple[str, ...],
+               platform: Platform | None = None) -> dict[str, bytes]:
     """The wheelhouse's wheels this image's install can need: those it asks for and, through
     each wheel's own Requires-Dist, everything they need that the wheelhouse holds.
 
@@ -120,7 +121,7 @@ def wheels_for(catalog: Catalog, requirements: tuple[str, ...]) -> dict[str, byt
     by_project: dict[str, list[Path]] = {}
     for wheel in sorted(folder.glob("*.whl")):
         by_project.setdefault(canonicalize_name(wheel.name.split("-")[0]), []).append(wheel)
-    target = lock.target(catalog)
+    target = lock.target(catalog, platform)
     wanted = [Requirement(r) for r in requirements]
     if catalog.site.pip_no_index:
         wanted.append(Requirement("uv"))  # a venv without uv installs it first

@@ -62,6 +62,8 @@ def arm64(tmp_path_factory: pytest.TempPathFactory, client: Any) -> Iterator[Arm
                                 f"namespace: {NAMESPACE}\nplatforms: [linux/amd64, linux/arm64]"))
     o: dict[str, Any] = {}
     try:
+        # base's lock must now hold for arm64 too: resolved for both, the same pins.
+        o["lock"] = _timed("lock base for amd64 and arm64", "lock", "base", catalog=catalog)
         o["base"] = _timed("arm64: base (debootstrap under QEMU)", "base", "--platform",
                            "linux/arm64", catalog=catalog)
         for name in ("amd64", "arm64"):
@@ -77,6 +79,16 @@ def arm64(tmp_path_factory: pytest.TempPathFactory, client: Any) -> Iterator[Arm
             if any(f"/{NAMESPACE}/" in tag for tag in image.tags):
                 client.images.remove(image.id, force=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_one_lock_is_resolved_for_both_architectures(arm64: Arm64) -> None:
+    assert arm64.outcomes["lock"]["exit"] == 0, arm64.outcomes["lock"]["stderr"]
+    lock = (arm64.catalog.parent / "stacks/base.lock").read_text()
+    assert "x86_64-manylinux_2_36 and\n# aarch64-manylinux_2_36" in lock
+    # Its pins are the shipped amd64 lock's: the same packages on both architectures.
+    pins = [line for line in lock.splitlines() if "==" in line]
+    assert pins == [line for line in (ROOT / "stacks/base.lock").read_text().splitlines()
+                    if "==" in line]
 
 
 def test_the_arm64_base_is_bootstrapped_and_is_arm64(arm64: Arm64, client: Any) -> None:

@@ -59,6 +59,19 @@ def test_a_new_index_host_makes_every_lock_stale_and_a_new_password_does_not(
     assert stale(offline) == {s.name for s in lock.lockable(catalog)}
 
 
+def test_a_second_platform_makes_the_locks_of_the_stacks_built_for_it_stale(
+        catalog: Catalog) -> None:
+    both = dataclasses.replace(catalog, platforms=("linux/amd64", "linux/arm64"),
+                               images={n: dataclasses.replace(
+                                   i, platforms=("linux/amd64",) if n == "pytorch-cuda"
+                                   else ("linux/amd64", "linux/arm64"))
+                                   for n, i in catalog.images.items()})
+    # Each lock must now also hold for arm64: all but pytorch-cuda's, which stays amd64's.
+    assert stale(both) == {s.name for s in lock.lockable(catalog)} - {"pytorch-cuda"}
+    assert lock.platforms_of(both, catalog.stacks["pytorch-cuda"]) == ["linux/amd64"]
+    assert lock.target(both, "linux/arm64").platform == "aarch64-manylinux_2_36"
+
+
 def test_a_relocked_parent_makes_its_descendants_stale_and_nothing_else(
         project: Path) -> None:
     path = project / "stacks/scipy.lock"
