@@ -25,7 +25,7 @@ from imagekit import __version__, recipes, schemas
 from imagekit.checks import CheckResult
 from imagekit.errors import BuildFailed, ImagekitError, Problem, did_you_mean
 from imagekit.files import write_atomically
-from imagekit.model import Catalog, Image
+from imagekit.model import Catalog, Image, arch
 from imagekit.resolve import load_catalog
 from imagekit.schema import Platform
 
@@ -204,7 +204,7 @@ def list_(
             {"name": i.name, "parent": i.parent, "stack": i.stack.name,
              "profiles": [p.name for p in i.profiles], "type": i.runtime.type,
              "gpu": i.runtime.gpu, "formats": list(i.formats), "listed": i.listed,
-             "ref": cat.ref(i.name)}
+             "platforms": list(i.platforms), "ref": cat.ref(i.name)}
             for i in cat.images.values()
         ]
         out.print_json(json.dumps(rows))
@@ -214,6 +214,8 @@ def list_(
     def add(node: Tree, name: str) -> None:
         img = cat.images[name]
         flags = [img.runtime.type, "gpu" if img.runtime.gpu else "cpu", "+".join(img.formats)]
+        if len(cat.platforms) > 1:
+            flags.append("+".join(arch(p) for p in img.platforms))
         if img.profiles:
             flags.append("profiles: " + ",".join(p.name for p in img.profiles))
         if not img.listed:
