@@ -58,8 +58,9 @@ def arm64(tmp_path_factory: pytest.TempPathFactory, client: Any) -> Iterator[Arm
         shutil.copytree(ROOT / name, root / name)
     catalog = root / "catalog.yaml"
     catalog.write_text((ROOT / "catalog.yaml").read_text()
-                       .replace("namespace: imagekit",
-                                f"namespace: {NAMESPACE}\nplatforms: [linux/amd64, linux/arm64]"))
+                       .replace("namespace: imagekit", f"namespace: {NAMESPACE}")
+                       .replace("\nplatforms: [linux/amd64]\n",
+                                "\nplatforms: [linux/amd64, linux/arm64]\n"))
     o: dict[str, Any] = {}
     try:
         # base's lock must now hold for arm64 too: resolved for both, the same pins.
