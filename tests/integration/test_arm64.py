@@ -241,3 +241,31 @@ def test_apptainer_takes_its_own_architectures_sif_from_the_one_reference(
     finally:
         for name in ("index.sif", "arm64.sif"):
             (runner.home / name).unlink(missing_ok=True)
+
+
+@pytest.mark.arm64_stacks
+def test_scipy_is_built_and_tested_for_arm64_from_the_arm64_base(arm64: Arm64, client: Any,
+                                                                  tmp_path: Path) -> None:
+    """The issue's second image under emulation (outside CI: `make test-arm64`): scipy's
+    lock holds for aarch64, its numpy runs there, the checks pass, its SIF says arm64."""
+    locked = _timed("lock scipy for amd64 and arm64", "lock", "scipy", catalog=arm64.catalog)
+    assert locked["exit"] == 0, locked["stderr"]
+    built = _timed("arm64: build scipy (+ SIF)", "build", "scipy", "--platform", "linux/arm64",
+                   "--format", "docker", "--format", "sif", "--sif-method", "native", "--json",
+                   catalog=arm64.catalog)
+    assert built["exit"] == 0, built["stderr"][-3000:]
+    tested = _timed("arm64: test scipy", "test", "scipy", "--platform", "linux/arm64", "--json",
+                    catalog=arm64.catalog)
+    failed = [f"{r['name']}: {r['evidence']}" for r in tested["results"] if not r["ok"]]
+    assert tested["exit"] == 0 and not failed, (failed, tested["stderr"][-2000:])
+    out = client.containers.run(arm64.ref("scipy"), ["python3", "-c",
+                                "import platform, numpy, scipy.linalg as la; "
+                                "print(platform.machine(), la.det(numpy.eye(3)))"],
+                                entrypoint=[], remove=True).decode().split()
+    assert out == ["aarch64", "1.0"], out
+    (sif,) = [s for s in built["sif"] if s["image"] == "scipy"]
+    assert Path(sif["path"]).name == "scipy_latest_arm64.sif"
+    listing = subprocess.run(["siftool", "list", sif["path"]], capture_output=True, text=True,
+                             check=True).stdout
+    (fs,) = [o for o in parse_list(listing) if o.kind.startswith("FS")]
+    assert fs.kind.endswith("/arm64)"), fs.kind
