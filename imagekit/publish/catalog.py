@@ -158,10 +158,12 @@ class PublishedImage(Doc):
             "signature": None, "platforms": []}) for p in self.platforms] or [self]
 
     def members(self) -> list[str]:
-        """The manifests an index holds: each platform's image, SBOM and SIF."""
-        return [d for p in self.platforms for d in (
+        """The manifests an index needs kept with it: each platform's image, SBOM and SIF,
+        and the SIFs' index."""
+        held = [d for p in self.platforms for d in (
             p.digest, p.sbom.digest if p.sbom else None, p.sif.digest if p.sif else None)
             if d is not None]
+        return held + ([self.sif.digest] if held and self.sif else [])
 
 
 class LeftOut(Doc):

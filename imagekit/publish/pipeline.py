@@ -113,7 +113,7 @@ def publish(catalog: Catalog, engine: Engine, names: list[str] | None, *, skip_t
     entries: dict[str, PublishedImage] = {}
     for group in by_image(candidates):
         name = group[0].image.name
-        if len(group) == 1:
+        if len(group) == 1 and len(catalog.platforms) == 1:
             entry, line = publish_one(catalog, engine, registry, group[0],
                                       entry_of(previous, name), log)
         else:
@@ -265,7 +265,9 @@ def _tags(catalog: Catalog, candidate: Candidate) -> tuple[str, list[str]]:
     if candidate.tested is None:
         return f"{UNTESTED}{short}", []  # no moving tag ever points at an untested image
     prefix = catalog.repository(candidate.image.name) + ":"
-    local = [t[len(prefix):] for t in candidate.info.tags if t.startswith(prefix)
+    suffix = catalog.suffix(candidate.platform)  # scipy:latest-arm64 is published as latest
+    local = [t[len(prefix):].removesuffix(suffix) for t in candidate.info.tags
+             if t.startswith(prefix) and t.endswith(suffix)
              and not t[len(prefix):].startswith((UNTESTED, IMMUTABLE))]
     first = [t for t in candidate.image.tags if t in local]
     return f"{IMMUTABLE}{short}", first + sorted(t for t in local if t not in first)
@@ -362,9 +364,10 @@ def publish_platforms(catalog: Catalog, engine: Engine, registry: Registry,
                       candidates: list[Candidate], before: PublishedImage | None,
                       log: Log) -> tuple[PublishedImage, ImageReport]:
     """Push each architecture's image, SIF, SBOM and test record under its own immutable
-    tag, then one index of the images and one of the SIFs under the moving tags: `docker
-    pull` and `apptainer pull` on either architecture take their own from one reference.
-    The index is signed, not its members, and the tags move only once every member is in."""
+    tag, then one index of the images and one of the SIFs, sign the index, and only then
+    move the tags to both: `docker pull` and `apptainer pull` on either architecture take
+    their own from one reference. In a catalog of several platforms an image built for one
+    is an index of one, so its entry says which architecture it has."""
     started = time.monotonic()
     first = candidates[0]
     image = first.image
@@ -374,40 +377,51 @@ def publish_platforms(catalog: Catalog, engine: Engine, registry: Registry,
         entry, line = publish_one(catalog, engine, registry, replace(candidate, signing_key=None),
                                   None, log, registry_tags=[])
         pushed.append((candidate, entry, line))
-    immutable, moving = _tags(catalog, first)
+    untested = [c for c in candidates if c.tested is None]
+    # One untested member makes the index untested: no moving tag, and "skipped".
+    immutable, moving = _tags(catalog, untested[0] if untested else first)
     repository = catalog.repository(image.name)
     index = registry.push_index(repository, [(c.platform, e.digest) for c, e, _ in pushed], [])
     kind = immutable.partition("-")[0] + "-"  # id- or untested-
     index_tag = f"{kind}{INDEX}{index.digest.removeprefix('sha256:')[:12]}"
     tags = [*moving, index_tag]
-    registry.retag(repository, index.digest, [index_tag, *moving])
-    log(f"[{image.name}] pushed the index {index.reference} ("
-        + ", ".join(f"{arch(c.platform)} {e.digest[:19]}…" for c, e, _ in pushed) + ")")
     head = pushed[0][1]
     sif = None
     sif_sent = 0
+    sif_index = None
     if head.sif is not None:
         sif_repository = catalog.sif_repository(image.name)
         sifs = [(c.platform, e.sif.digest) for c, e, _ in pushed if e.sif is not None]
         sif_index = registry.push_index(sif_repository, sifs, [])
-        registry.retag(sif_repository, sif_index.digest, [index_tag, *moving])
+        # The file fields are the first platform's; a shared directory's path is per file,
+        # so the index has none (each node pulls its own through the oras:// reference).
         sif = head.sif.model_copy(update={"reference": f"oras://{sif_index.reference}",
-                                          "digest": sif_index.digest, "tags": tags})
+                                          "digest": sif_index.digest, "tags": tags,
+                                          "path": None})
         sif_sent = sif_index.sent
-        log(f"[{image.name}] pushed the SIF index {sif.reference}")
     signature = None
     if first.signing_key is not None:
         sign_image(index.reference, first.signing_key, insecure=catalog.insecure_registry,
                    ca_bundle=catalog.site.ca_bundle, credentials=registry.credentials)
         signature = Signature(public_key_sha256=public_key_sha256(first.signing_key))
         log(f"[{image.name}] signed {index.reference} with cosign")
+    # Every member is in and the index is signed: now the tags move, the SIFs' first.
+    if sif_index is not None:
+        registry.retag(sif_index.repository, sif_index.digest, [index_tag, *moving])
+        log(f"[{image.name}] pushed the SIF index oras://{sif_index.reference}")
+    registry.retag(repository, index.digest, [index_tag, *moving])
+    log(f"[{image.name}] pushed the index {index.reference} ("
+        + ", ".join(f"{arch(c.platform)} {e.digest[:19]}…" for c, e, _ in pushed) + ")")
     platforms = [PlatformImage(platform=c.platform, digest=e.digest, reference=e.reference,
                                image_id=e.image_id, tags=e.tags[-1:], size=e.size,
-                               tested=e.tested, sif=e.sif, sbom=e.sbom)
+                               tested=e.tested,
+                               sif=e.sif.model_copy(update={"tags": e.sif.tags[-1:]})
+                               if e.sif else None, sbom=e.sbom)
                  for c, e, _ in pushed]
     entry = head.model_copy(update={
         "digest": index.digest, "reference": index.reference, "tags": tags, "sif": sif,
         "signature": signature, "platforms": platforms,
+        "tested": TestSummary(status="skipped") if untested else head.tested,
         "history": history(before, index.digest)})
     line = ImageReport(image.name, index.reference, tags, entry.tested.status,
                        sum(ln.sent for _, _, ln in pushed) + index.sent, head.size,

@@ -172,8 +172,12 @@ def _prune_repository(registry: Registry, repository: str, named: set[str],
     """Delete what imagekit pushed here that nothing kept names; the digests kept."""
     tags = registry.tags(repository)
     # What a tag users follow (latest, a version) names stays, whatever imagekit's tags say.
-    followed = {found[0] for t in tags if not t.startswith((*OURS, "sha256-"))
-                and (found := registry.manifest(repository, t)) is not None}
+    manifests = {t: found for t in tags if not t.startswith((*OURS, "sha256-"))
+                 and (found := registry.manifest(repository, t)) is not None}
+    # An index a followed tag names keeps its architectures' manifests too.
+    followed = {digest for digest, _ in manifests.values()} | {
+        str(m.get("digest")) for _, body in manifests.values()
+        for m in body.get("manifests", [])}
     kept = set(followed)
     seen: set[str] = set()
     for tag in tags:
