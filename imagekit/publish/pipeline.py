@@ -323,12 +323,7 @@ def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate:
                 digest=sbom_pushed.digest, sha256=sbom_pushed.content.removeprefix("sha256:"),
                 media_type=SBOM_TYPE, path=f"sbom/{image.name}.cdx.json")
     log(f"[{image.name}] pushed its SBOM {sbom.reference} (refers to {pushed.digest[:19]}…)")
-    signature = None
-    if candidate.signing_key is not None:
-        sign_image(pushed.reference, candidate.signing_key, insecure=catalog.insecure_registry,
-                   ca_bundle=catalog.site.ca_bundle, credentials=registry.credentials)
-        signature = Signature(public_key_sha256=public_key_sha256(candidate.signing_key))
-        log(f"[{image.name}] signed {pushed.reference} with cosign")
+    signature = _sign(catalog, registry, image, pushed.reference, candidate.signing_key, log)
     tested = candidate.tested
     summary = TestSummary(status="skipped")
     if tested is not None:
@@ -399,12 +394,7 @@ def publish_platforms(catalog: Catalog, engine: Engine, registry: Registry,
                                           "digest": sif_index.digest, "tags": tags,
                                           "path": None})
         sif_sent = sif_index.sent
-    signature = None
-    if first.signing_key is not None:
-        sign_image(index.reference, first.signing_key, insecure=catalog.insecure_registry,
-                   ca_bundle=catalog.site.ca_bundle, credentials=registry.credentials)
-        signature = Signature(public_key_sha256=public_key_sha256(first.signing_key))
-        log(f"[{image.name}] signed {index.reference} with cosign")
+    signature = _sign(catalog, registry, image, index.reference, first.signing_key, log)
     # Every member is in and the index is signed: now the tags move, the SIFs' first.
     if sif_index is not None:
         registry.retag(sif_index.repository, sif_index.digest, [index_tag, *moving])
@@ -428,6 +418,17 @@ def publish_platforms(catalog: Catalog, engine: Engine, registry: Registry,
                        round(time.monotonic() - started, 1), sif.reference if sif else "",
                        sum(ln.sif_sent for _, _, ln in pushed) + sif_sent)
     return entry, line
+
+
+def _sign(catalog: Catalog, registry: Registry, image: Image, reference: str,
+          key: Path | None, log: Log) -> Signature | None:
+    """Sign a pushed manifest (an image, or an index) with the site's cosign key, if any."""
+    if key is None:
+        return None
+    sign_image(reference, key, insecure=catalog.insecure_registry,
+               ca_bundle=catalog.site.ca_bundle, credentials=registry.credentials)
+    log(f"[{image.name}] signed {reference} with cosign")
+    return Signature(public_key_sha256=public_key_sha256(key))
 
 
 def catalog_metadata(catalog: Catalog, image: Image, *, default: bool) -> dict[str, object]:

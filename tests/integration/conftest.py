@@ -112,6 +112,16 @@ def docker_compose_project_name() -> str:
     return "imagekit-tests"
 
 
+@pytest.fixture(scope="session")
+def sid_root() -> Path:
+    """The debootstrapped Debian sid root whose real Apptainer the SIF tests run."""
+    from tests.integration import apptainer as ap
+    try:
+        return ap.ensure_root()
+    except ap.Unavailable as exc:
+        pytest.fail(f"no real Apptainer here: {exc}")
+
+
 def failed(report: dict[str, Any]) -> list[str]:
     return [f"{r['name']}: {r['evidence']}" for r in report["results"] if not r["ok"]]
 

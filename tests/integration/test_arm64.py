@@ -210,14 +210,6 @@ def test_verify_checks_the_index_and_each_architecture(arm64: Arm64,
     assert not found["signature"]["ok"] and result.returncode == 1
 
 
-@pytest.fixture(scope="module")
-def sid_root() -> Path:
-    try:
-        return ap.ensure_root()
-    except ap.Unavailable as exc:
-        pytest.fail(f"no real Apptainer here: {exc}")
-
-
 def test_apptainer_takes_its_own_architectures_sif_from_the_one_reference(
         release: Release, sid_root: Path) -> None:
     """Apptainer 1.4.5 resolves an index of SIF manifests with the host's platform: on this

@@ -196,14 +196,6 @@ def test_sif_artifacts_are_what_apptainer_push_writes(registry: LocalRegistry) -
     assert {i.name for i in published().images if i.sif} == {"scipy", "scipy-hpc"}
 
 
-@pytest.fixture(scope="module")
-def sid_root() -> Path:
-    try:
-        return ap.ensure_root()
-    except ap.Unavailable as exc:
-        pytest.fail(f"no real Apptainer here: {exc}")
-
-
 def test_real_apptainer_pulls_the_sif_byte_identical_and_runs_it(
         registry: LocalRegistry, sid_root: Path) -> None:
     image = published().image("scipy-hpc")
