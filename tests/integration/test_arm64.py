@@ -59,6 +59,8 @@ def arm64(tmp_path_factory: pytest.TempPathFactory, client: Any) -> Iterator[Arm
     catalog = root / "catalog.yaml"
     catalog.write_text((ROOT / "catalog.yaml").read_text()
                        .replace("namespace: imagekit", f"namespace: {NAMESPACE}")
+                       .replace("  - stack: base\n",  # its SIF is published too
+                                "  - stack: base\n    formats: [docker, sif]\n")
                        .replace("\nplatforms: [linux/amd64]\n",
                                 "\nplatforms: [linux/amd64, linux/arm64]\n"))
     o: dict[str, Any] = {}
