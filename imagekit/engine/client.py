@@ -16,15 +16,18 @@ from typing import IO, TYPE_CHECKING, Any
 
 import docker
 import docker.errors
+import requests
 
 from imagekit.engine import temporary
 from imagekit.engine.archive import image_archive
-from imagekit.engine.emulation import native
+from imagekit.engine.emulation import host_platform, native
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.schema import Platform
 
 if TYPE_CHECKING:
     from imagekit.engine.builders import Builder
+
+EMULATED = 10  # how much longer a command may take in another architecture's image (QEMU)
 
 
 def split_reference(ref: str) -> tuple[str, str]:
@@ -190,13 +193,21 @@ class Engine:
                               f"{str(exc).strip()[:300]}") from None
 
     def output_of(self, ref: str, command: str, timeout: int = 120) -> str:
-        """stdout of a shell command run in a throwaway container of the image."""
+        """stdout of a shell command run in a throwaway container of the image. Another
+        architecture's image runs under QEMU, several times slower: it gets EMULATED times
+        the time (`import torch` for pytorch-cuda's version tag took over 120 s on arm64)."""
+        info = self.image(ref)
+        if info is not None and info.architecture not in ("", host_platform().partition("/")[2]):
+            timeout *= EMULATED
         container = self.client.containers.run(
             ref, ["-c", command], entrypoint=["/bin/bash"], detach=True, network_mode="none",
             labels=temporary.labels(),
         )
         try:
-            result = container.wait(timeout=timeout)
+            try:
+                result = container.wait(timeout=timeout)
+            except requests.exceptions.RequestException:  # the read timed out
+                raise BuildFailed(f"{ref}: `{command}` did not finish in {timeout} s") from None
             output: bytes = container.logs(stdout=True, stderr=False)
             if result.get("StatusCode", 1) != 0:
                 errors: bytes = container.logs(stdout=False, stderr=True)
