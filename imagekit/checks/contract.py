@@ -34,6 +34,8 @@ class Target:
     engine: Engine
     ref: str
     image: Image
+    # Added to every container's environment: what emulation needs (engine.emulation)
+    env: dict[str, str] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
     latencies: dict[str, float] = field(default_factory=dict)
 
@@ -59,6 +61,7 @@ class Target:
 
     @contextmanager
     def run(self, **options: Any) -> Iterator[Running]:
+        options["env"] = {**self.env, **options.get("env", {})}
         with started(self.engine, self.ref, port=self.port, **options) as running:
             yield running
 

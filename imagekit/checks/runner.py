@@ -8,6 +8,7 @@ from imagekit.checks import CheckResult
 from imagekit.checks.contract import CONTRACTS, Target
 from imagekit.checks.static import run_static
 from imagekit.engine.client import Engine
+from imagekit.engine.emulation import environment
 from imagekit.errors import ImagekitError
 from imagekit.model import Catalog, Image
 from imagekit.schema import Platform
@@ -25,7 +26,7 @@ def test_image(engine: Engine, catalog: Catalog, image: Image,
                             f"(run `imagekit build {image.name}`, with the same --engine)")
     # Every container runs the ID resolved here, so a build moving the tag meanwhile cannot
     # make the result describe another image.
-    target = Target(engine, info.id, image)
+    target = Target(engine, info.id, image, env=environment(info.architecture))
     seen = 0
 
     def flush() -> None:

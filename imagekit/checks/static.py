@@ -17,7 +17,7 @@ from imagekit.engine import temporary
 def run_static(t: Target) -> None:
     container = t.client.containers.run(
         t.ref, ["-c", "sleep 3600"], entrypoint=["/bin/bash"], detach=True,
-        network_mode="none", labels=temporary.labels(**{LABEL: "1"}),
+        network_mode="none", labels=temporary.labels(**{LABEL: "1"}), environment=t.env,
     )
     try:
         def sh(command: str) -> tuple[int, str]:

@@ -20,7 +20,7 @@ import requests
 
 from imagekit.engine import temporary
 from imagekit.engine.archive import image_archive
-from imagekit.engine.emulation import host_platform, native
+from imagekit.engine.emulation import environment, foreign, native
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.schema import Platform
 
@@ -197,11 +197,12 @@ class Engine:
         architecture's image runs under QEMU, several times slower: it gets EMULATED times
         the time (`import torch` for pytorch-cuda's version tag took over 120 s on arm64)."""
         info = self.image(ref)
-        if info is not None and info.architecture not in ("", host_platform().partition("/")[2]):
+        architecture = info.architecture if info is not None else ""
+        if foreign(architecture):
             timeout *= EMULATED
         container = self.client.containers.run(
             ref, ["-c", command], entrypoint=["/bin/bash"], detach=True, network_mode="none",
-            labels=temporary.labels(),
+            labels=temporary.labels(), environment=environment(architecture),
         )
         try:
             try:

@@ -32,6 +32,25 @@ def native(platform: Platform) -> bool:
     return platform == host_platform()
 
 
+def foreign(architecture: str) -> bool:
+    """Whether an image of this architecture (`arm64`, as an image config names it) runs
+    here under QEMU rather than natively."""
+    return architecture not in ("", host_platform().partition("/")[2])
+
+
+# What every container of another architecture's image gets here. QEMU 7.2's user-mode
+# emulation (bookworm's) hangs in libgomp's thread pool: `import torch` from PyPI's aarch64
+# wheel waits forever in a futex (or dies of SIGSEGV) with the default threads, and imports
+# in 19 s with one. A check under emulation is about what the image holds, not how fast it
+# runs in parallel; on a machine of that architecture nothing is added.
+UNDER_QEMU: dict[str, str] = {"OMP_NUM_THREADS": "1"}
+
+
+def environment(architecture: str) -> dict[str, str]:
+    """The variables a container of an image of `architecture` is started with here."""
+    return dict(UNDER_QEMU) if foreign(architecture) else {}
+
+
 def unable(platform: Platform, binfmt: Path = BINFMT, machine: str | None = None) -> str | None:
     """Why this machine cannot run `platform`'s programs, or None when it can."""
     host = host_platform(machine)

@@ -263,3 +263,31 @@ def test_scipy_is_built_and_tested_for_arm64_from_the_arm64_base(arm64: Arm64, c
                              check=True).stdout
     (fs,) = [o for o in parse_list(listing) if o.kind.startswith("FS")]
     assert fs.kind.endswith("/arm64)"), fs.kind
+
+
+@pytest.mark.arm64_stacks
+def test_pytorch_cuda_is_built_for_arm64_from_pypis_aarch64_wheels(arm64: Arm64,
+                                                                    client: Any) -> None:
+    """Grace Hopper's case (outside CI: `make test-arm64`): PyPI has torch's CUDA wheels for
+    aarch64, so pytorch-cuda's one lock holds for both architectures, and its arm64 image
+    imports torch, is tagged with the CUDA it carries and passes its checks under QEMU."""
+    locked = _timed("lock pytorch-cuda for amd64 and arm64", "lock", "pytorch-cuda",
+                    catalog=arm64.catalog)
+    assert locked["exit"] == 0, locked["stderr"]
+    built = _timed("arm64: build pytorch-cuda", "build", "pytorch-cuda", "--platform",
+                   "linux/arm64", "--format", "docker", "--json", catalog=arm64.catalog)
+    assert built["exit"] == 0, built["stderr"][-3000:]
+    tested = _timed("arm64: test pytorch-cuda", "test", "pytorch-cuda", "--platform",
+                    "linux/arm64", "--json", catalog=arm64.catalog)
+    failed = [f"{r['name']}: {r['evidence']}" for r in tested["results"] if not r["ok"]]
+    assert tested["exit"] == 0 and not failed, (failed, tested["stderr"][-2000:])
+    ref = arm64.ref("pytorch-cuda")
+    # One OpenMP thread, as imagekit runs it here: QEMU 7.2 hangs in libgomp's thread pool.
+    out = client.containers.run(ref, ["python3", "-c",
+                                "import platform, torch; "
+                                "print(platform.machine(), torch.version.cuda)"],
+                                entrypoint=[], environment={"OMP_NUM_THREADS": "1"},
+                                remove=True).decode().split()
+    assert out[0] == "aarch64" and len(out) == 2, out
+    tags = {t.rpartition(":")[2] for t in client.images.get(ref).tags}
+    assert f"cuda-{out[1]}-arm64" in tags, tags
