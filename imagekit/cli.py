@@ -719,9 +719,11 @@ def ci_github(
     """Write the GitHub Actions workflow: one job per image, `needs:` its parent's job."""
     from imagekit.ci.github import WORKFLOW, workflow
     from imagekit.ci.plan import make_plan
+    from imagekit.publish.shared import one_platform
 
     with _user_errors():
         cat = _load(catalog)
+        one_platform(cat, "ci github")
         path = output if output is not None else cat.root / WORKFLOW
         text = workflow(make_plan(cat), cat.root)
         if check:

@@ -124,6 +124,17 @@ def test_a_stale_workflow_fails_the_check_and_is_rewritten(cli: Cli, project: Pa
     assert jobs["image-pyspark-hpc"]["needs"] == ["image-pyspark"]
 
 
+def test_a_catalog_of_several_platforms_gets_no_workflow_its_runners_would_refuse(
+        cli: Cli, project: Path) -> None:
+    catalog = project / "catalog.yaml"
+    catalog.write_text(catalog.read_text().replace(
+        "\nplatforms: [linux/amd64]\n", "\nplatforms: [linux/amd64, linux/arm64]\n"))
+    out = project / "workflow.yml"
+    code, output = cli("ci", "github", "--output", str(out), "-c", str(catalog))
+    assert code == 2 and not out.exists(), output
+    assert "catalog.yaml" in output and "platforms" in output and "imagekit publish" in output
+
+
 def test_every_need_names_a_job_and_follows_the_tree(cli: Cli) -> None:
     plan = _plan(cli, ROOT)
     document = yaml.safe_load(WORKFLOW.read_text())
