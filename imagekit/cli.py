@@ -323,6 +323,11 @@ def _platforms(cat: Catalog, given: list[str] | None) -> tuple[Platform, ...]:
     return tuple(dict.fromkeys(chosen))
 
 
+def _on(cat: Catalog, name: str, platform: Platform) -> str:
+    """An image as reports name it: plain on the catalog's first platform, `name [p]` else."""
+    return name if platform == cat.platforms[0] else f"{name} [{platform}]"
+
+
 @app.command()
 def base(
     refresh: Annotated[bool, typer.Option(
@@ -548,7 +553,7 @@ def test_(
                        is None]
             pairs = [pair for pair in pairs if pair not in missing]
             for i, p in missing:
-                not_built.append(i.name if p == cat.platforms[0] else f"{i.name} [{p}]")
+                not_built.append(_on(cat, i.name, p))
                 log.print(f"[yellow]SKIP[/] {i.name}: not built ({cat.ref(i.name, platform=p)})")
         cannot: list[str] = []
         # Interrupted, main() removes what this process started.
@@ -563,8 +568,7 @@ def test_(
                 log.print(f"{image.name} [{p}]:", markup=False)
             target = test_image(engine, cat, image, show, platform=p)
             results += target.results
-            key = image.name if p == cat.platforms[0] else f"{image.name} [{p}]"
-            latencies[key] = target.latencies
+            latencies[_on(cat, image.name, p)] = target.latencies
             record.save(cat, image.name, target.ref, target.results)
     failed = [r for r in results if not r.ok]
     if as_json:
