@@ -20,7 +20,7 @@ stop:
 
 lint:
 	ruff check .
-	mypy imagekit bench
+	mypy imagekit bench tests
 	imagekit validate
 	imagekit render --check
 	imagekit lock --check

@@ -17,6 +17,7 @@ from imagekit.engine.builders import Builder, BuildRequest, Progress
 from imagekit.engine.client import Engine, ImageInfo
 from imagekit.errors import BuildFailed
 from imagekit.model import Catalog
+from imagekit.schema import Platform
 
 BASE_ID = "sha256:" + "b" * 64
 
@@ -53,7 +54,7 @@ class FakeEngine(Engine):
     def untag(self, ref: str) -> None:
         self.refs.pop(ref, None)
 
-    def pull(self, ref: str) -> bool:
+    def pull(self, ref: str, platform: Platform | None = None) -> bool:
         return False
 
     def output_of(self, ref: str, command: str, timeout: int = 120) -> str:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,7 +94,7 @@ def test_every_site_setting_that_reaches_the_build_is_an_input(cat: Catalog) -> 
 def test_each_input_changes_the_key(cat: Catalog, name: str) -> None:
     before = inputs(cat)
     value = getattr(before, name)
-    changed = (*value, ("X", "y")) if isinstance(value, tuple) else value + "x"
+    changed: Any = (*value, ("X", "y")) if isinstance(value, tuple) else value + "x"
     assert dataclasses.replace(before, **{name: changed}).digest() != before.digest()
 
 

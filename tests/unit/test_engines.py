@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import docker
+import docker.errors
 import pytest
 
 from imagekit.engine import choice
@@ -42,8 +44,8 @@ def test_auto_with_a_docker_host_set_never_falls_back_to_podman(
 
 def test_auto_without_any_engine_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DOCKER_HOST", raising=False)
-    monkeypatch.setattr(choice.docker, "from_env", lambda **_: (_ for _ in ()).throw(
-        choice.docker.errors.DockerException("no socket")))
+    monkeypatch.setattr(docker, "from_env", lambda **_: (_ for _ in ()).throw(
+        docker.errors.DockerException("no socket")))
     monkeypatch.setattr(choice, "podman_cli", lambda: None)
     with pytest.raises(ImagekitError) as caught:
         choice.connect(load_catalog(ROOT / "catalog.yaml"), "auto")

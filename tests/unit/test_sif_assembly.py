@@ -18,7 +18,7 @@ import pytest
 
 from imagekit import sif
 from imagekit.engine.client import ImageInfo
-from imagekit.errors import ImagekitError
+from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.model import Catalog
 from imagekit.render.singularity import SingularityRenderer
 from tests.unit.fakes import FakeEngine, without_wheelhouse
@@ -231,7 +231,8 @@ def test_build_sif_natively_then_from_its_record(sif_catalog: Catalog, engine: F
     assert out == sif_catalog.root / "dist/scipy_latest.sif"
     assert (first.status, first.method, first.image_id) == ("built", "native", INFO.id)
     assert first.sha256 == sif.sha256_file(out) and first.size == out.stat().st_size
-    assert not out.with_name(out.name + ".partial").exists()
+    # The conversion writes .scipy_latest.sif.<random>.partial beside it, then renames it.
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name, out.name + ".json"]
     assert sif.read_sidecar(out) == first.as_dict()
 
     again = sif.build_sif(sif_catalog, engine, image, method="native")
@@ -239,6 +240,27 @@ def test_build_sif_natively_then_from_its_record(sif_catalog: Catalog, engine: F
     assert sif.build_sif(sif_catalog, engine, image, method="native", level=1).status == "built"
     assert sif.build_sif(sif_catalog, engine, image, method="native", level=1,
                          force=True).status == "built"
+
+
+@needs_siftool
+def test_a_failed_conversion_leaves_the_old_sif_and_no_partial_file(
+        sif_catalog: Catalog, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sif, "export", fake_export)
+    image = sif_catalog.images["scipy"]
+    out = sif.sif_path(sif_catalog, image)
+    first = sif.build_sif(sif_catalog, engine, image, method="native")
+    seen: list[str] = []
+
+    def squash_then_fail(root: Path, squashfs: Path, level: int, *_: object) -> None:
+        seen.extend(p.name for p in out.parent.glob(f".{out.name}.*.partial"))
+        raise BuildFailed("mksquashfs: no space left on device")
+
+    monkeypatch.setattr(sif, "make_squashfs", squash_then_fail)
+    with pytest.raises(BuildFailed, match="no space left"):
+        sif.build_sif(sif_catalog, engine, image, method="native", force=True)
+    assert len(seen) == 1  # the real temporary name existed while converting ...
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name, out.name + ".json"]
+    assert sif.sha256_file(out) == first.sha256  # ... and is gone, the old SIF kept
 
 
 def test_build_sif_needs_the_image(sif_catalog: Catalog) -> None:
