@@ -13,22 +13,37 @@ from typing import Any
 import docker
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration import suite
+
+ROOT = suite.ROOT
+# Commands that read no catalog (and take no --catalog).
+_NO_CATALOG = frozenset({"inspect", "version"})
 
 
 def imagekit(*args: str, catalog: Path | None = None, check: bool = True,
              timeout: float = 3000, env: dict[str, str] | None = None
              ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI as a user would."""
+    """Run the real CLI as a user would: in the catalog's folder, on the suite's own project
+    (tests/integration/suite.py) unless a test names another catalog."""
+    catalog = catalog or suite.CATALOG
     argv = [sys.executable, "-m", "imagekit", *args]
-    if catalog is not None:
+    if not args or args[0] not in _NO_CATALOG:
         argv += ["--catalog", str(catalog)]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                            cwd=catalog.parent,
                             env={**os.environ, "COLUMNS": "200", **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"imagekit {' '.join(args)} exited {result.returncode}\n"
                              f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}")
     return result
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of stacks/ and profiles/ beside a catalog of the suite's (its registry, its
+    namespace) that a test may change; recipes/ is rendered where a test needs it."""
+    suite.copy_project(tmp_path, parts=("stacks", "profiles", "schemas"))
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

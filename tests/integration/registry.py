@@ -1,6 +1,7 @@
-"""The catalog's registry for the tests: Debian's docker-registry on 127.0.0.1:5055, started
-through the same scripts/registry.sh that `make demo` uses, with data in a folder of its own
-so that every test session starts from an empty registry."""
+"""The suite's registry: Debian's docker-registry on the suite's own loopback address
+(tests/integration/suite.py; never the catalog's 127.0.0.1:5055, where `make demo` leaves
+its registry running), started through the same scripts/registry.sh that `make demo` uses,
+with data in a folder of its own, so that every use starts from an empty registry."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from typing import Any
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-ADDRESS = "127.0.0.1:5055"  # the catalog's registry: local image names carry it
+from tests.integration.suite import ADDRESS, ROOT
 
 
 def answers() -> bool:
@@ -92,12 +92,11 @@ class LocalRegistry:
 
 
 def fresh_registry(folder: Path) -> Iterator[LocalRegistry]:
-    """A fixture body: an empty registry on the catalog's port for the tests, stopped after."""
+    """A fixture body: an empty registry on the suite's address, stopped after."""
     import pytest
 
     if answers():
-        pytest.fail(f"{ADDRESS} already answers (a registry left by `make demo`?): "
-                    "`make stop` first; the tests start their own, empty one")
+        pytest.fail(f"{ADDRESS} already answers: another module's registry was not stopped")
     local = LocalRegistry(folder)
     local.start()
     yield local

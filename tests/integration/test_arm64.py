@@ -23,6 +23,7 @@ from imagekit.publish.registry import Registry
 from imagekit.resolve import load_catalog
 from imagekit.sif import parse_list
 from tests.integration import apptainer as ap
+from tests.integration import suite
 from tests.integration.conftest import ROOT, imagekit
 from tests.integration.registry import fresh_registry
 
@@ -39,7 +40,7 @@ class Arm64:
     outcomes: dict[str, Any]
 
     def ref(self, image: str, suffix: str = "-arm64") -> str:
-        return f"127.0.0.1:5055/{NAMESPACE}/{image}:latest{suffix}"
+        return suite.ref(image, NAMESPACE) + suffix
 
 
 def _timed(step: str, *args: str, catalog: Path) -> Any:
@@ -54,11 +55,8 @@ def _timed(step: str, *args: str, catalog: Path) -> Any:
 @pytest.fixture(scope="module")
 def arm64(tmp_path_factory: pytest.TempPathFactory, client: Any) -> Iterator[Arm64]:
     root = tmp_path_factory.mktemp("arm64")
-    for name in ("stacks", "profiles"):
-        shutil.copytree(ROOT / name, root / name)
-    catalog = root / "catalog.yaml"
-    catalog.write_text((ROOT / "catalog.yaml").read_text()
-                       .replace("namespace: imagekit", f"namespace: {NAMESPACE}")
+    catalog = suite.copy_project(root, NAMESPACE)
+    catalog.write_text(catalog.read_text()
                        .replace("  - stack: base\n",  # its SIF is published too
                                 "  - stack: base\n    formats: [docker, sif]\n")
                        .replace("\nplatforms: [linux/amd64]\n",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,18 +14,17 @@ import pytest
 
 from imagekit.engine.emulation import host_platform
 from imagekit.model import arch
-from tests.integration.conftest import ROOT, imagekit
+from tests.integration import suite
+from tests.integration.conftest import imagekit
 
 pytestmark = pytest.mark.integration
 
-REF = "127.0.0.1:5055/imagekit/{}:latest"
+REF = suite.ref("{}")
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    for name in ("stacks", "profiles"):
-        shutil.copytree(ROOT / name, tmp_path / name)
-    shutil.copy(ROOT / "catalog.yaml", tmp_path / "catalog.yaml")
+    suite.copy_project(tmp_path)
     return tmp_path
 
 
@@ -142,18 +140,18 @@ def test_the_classic_builder_builds_too(build: Callable[..., Any], client: Any,
     catalog = _tiny(project)
     # Its own namespace: the builder is part of the cache key, so the classic builder
     # builds base again, and must not move the tag every other test builds on.
-    catalog.write_text(catalog.read_text().replace("namespace: imagekit", "namespace: classic"))
+    catalog.write_text(suite.catalog_text("classic", source=catalog))
     result = imagekit("build", "tiny", "--builder", "classic", "--plain", "--force",
                       catalog=catalog)
     assert "classic builder" in result.stdout
-    ref = "127.0.0.1:5055/classic/{}:latest"
+    ref = suite.ref("{}", "classic")
     out = client.containers.run(ref.format("tiny"), ["-c", "cat /opt/tiny/hello.txt; "
                                 "python -c 'import six; print(six.__name__)'; "
                                 "echo $TINY_GREETING"],
                                 entrypoint=["/bin/bash"], remove=True).decode()
     assert out.split("\n")[:3] == ["hello", "six", "hello from tiny"]
     for name in ("tiny", "base"):
-        for image in client.images.list(f"127.0.0.1:5055/classic/{name}"):
+        for image in client.images.list(suite.repository(name, "classic")):
             client.images.remove(image.id, force=True)
 
 

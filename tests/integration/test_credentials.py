@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
-import shutil
 import subprocess
 import threading
 import time
@@ -17,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ROOT, imagekit
+from tests.integration import suite
+from tests.integration.conftest import imagekit
 from tests.integration.mirror import Mirror, make_ca
 
 pytestmark = pytest.mark.integration
@@ -52,16 +52,13 @@ def site(tmp_path: Path, client: Any) -> Iterator[tuple[Path, Mirror]]:
     # apt speaks plain HTTP to its mirror (it checks signatures), pip and npm use TLS.
     url = f"http://{userinfo}@{host}:{mirror.port}"
     tls_url = f"https://{userinfo}@{host}:{mirror.tls_port}"
-    for name in ("stacks", "profiles"):
-        shutil.copytree(ROOT / name, tmp_path / name)
+    catalog = suite.copy_project(tmp_path, "canary")
     bundle = tmp_path / "site-ca.crt"
     bundle.write_bytes(Path("/etc/ssl/certs/ca-certificates.crt").read_bytes() + ca.read_bytes())
     site_ca = tmp_path / "profiles/site-ca.yaml"
     site_ca.write_text(site_ca.read_text().replace("/etc/ssl/certs/ca-certificates.crt",
                                                    str(bundle)))
-    catalog = tmp_path / "catalog.yaml"
-    catalog.write_text((ROOT / "catalog.yaml").read_text()
-                       .replace("namespace: imagekit", "namespace: canary")
+    catalog.write_text(catalog.read_text()
                        .replace("  - stack: pyspark\n", "  - stack: pyspark\n"
                                 "  - stack: canary\n    formats: [docker, sif]\n"))
     (tmp_path / "stacks/canary.yaml").write_text(CANARY)
@@ -76,7 +73,7 @@ def site(tmp_path: Path, client: Any) -> Iterator[tuple[Path, Mirror]]:
     yield catalog, mirror
     mirror.stop()
     for ref in ("canary", "base"):
-        for image in client.images.list(f"127.0.0.1:5055/canary/{ref}"):
+        for image in client.images.list(suite.repository(ref, "canary")):
             client.images.remove(image.id, force=True)
 
 
@@ -141,7 +138,7 @@ def test_no_credential_leaves_the_processes_that_need_it(site: tuple[Path, Mirro
     assert ps.seen, "ps was sampled"
 
     for name in ("base", "canary"):
-        image = client.images.get(f"127.0.0.1:5055/canary/{name}:latest")
+        image = client.images.get(suite.ref(name, "canary"))
         assert password not in json.dumps(image.attrs) + json.dumps(image.history())
         assert password.encode() not in b"".join(image.save(named=False)), name
 

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration import suite
 from tests.integration.conftest import ROOT, imagekit
 
 pytestmark = pytest.mark.integration
@@ -40,11 +40,10 @@ checks:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    for name in ("stacks", "profiles"):
-        shutil.copytree(ROOT / name, tmp_path / name)
+    catalog = suite.copy_project(tmp_path)
     _change_tiny(tmp_path)
-    (tmp_path / "catalog.yaml").write_text(
-        (ROOT / "catalog.yaml").read_text().replace(
+    catalog.write_text(
+        catalog.read_text().replace(
             "  - stack: pyspark\n", "  - stack: pyspark\n  - stack: tiny\n"
                                     "    formats: [docker, sif]\n"))
     return tmp_path
@@ -97,7 +96,7 @@ def _image_id(client: Any, ref: str) -> str | None:
         return None
 
 
-REF = "127.0.0.1:5055/imagekit/tiny:latest"
+REF = suite.ref("tiny")
 
 
 @pytest.fixture
@@ -107,7 +106,7 @@ def tiny(project: Path, build: Callable[..., Any], client: Any) -> Iterator[Path
     catalog = project / "catalog.yaml"
     imagekit("build", "tiny", "--format", "docker", "--plain", catalog=catalog)
     yield catalog
-    for image in client.images.list("127.0.0.1:5055/imagekit/tiny"):
+    for image in client.images.list(suite.repository("tiny")):
         client.images.remove(image.id, force=True)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration import suite
 from tests.integration.conftest import failed
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
@@ -45,7 +46,7 @@ def test_vscode_at_root_and_behind_jupyter(build: Callable[..., Any],
 
 def test_pytorch_comes_from_the_wheelhouse(build: Callable[..., Any], client: Any) -> None:
     build("pytorch")
-    out = client.containers.run("127.0.0.1:5055/imagekit/pytorch:latest",
+    out = client.containers.run(suite.ref("pytorch"),
                                 ["-c", "import torch; print(torch.__version__)"],
                                 entrypoint=["python3"], remove=True).decode()
     assert out.strip() == "2.13.0+cpu"

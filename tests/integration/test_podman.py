@@ -25,6 +25,7 @@ import yaml
 
 from imagekit.checks.kernel import execute
 from tests.integration import apptainer as ap
+from tests.integration import suite
 from tests.integration.conftest import ROOT, imagekit
 from tests.integration.podman import TIMES, Rootless, inspect, podman, rootless_user
 from tests.integration.registry import LocalRegistry, fresh_registry
@@ -46,8 +47,7 @@ checks:
 
 
 def _catalog_text() -> str:
-    return ((ROOT / "catalog.yaml").read_text()
-            .replace("namespace: imagekit", f"namespace: {NAMESPACE}")
+    return (suite.catalog_text(NAMESPACE)
             .replace("  - stack: pyspark\n", "  - stack: pyspark\n  - stack: tiny\n"
                                              "    formats: [docker, sif]\n"))
 
@@ -66,7 +66,7 @@ class Rootful:
     outcomes: dict[str, Any] = field(default_factory=dict)
 
     def ref(self, image: str) -> str:
-        return f"127.0.0.1:5055/{NAMESPACE}/{image}:latest"
+        return suite.ref(image, NAMESPACE)
 
 
 @contextlib.contextmanager
@@ -391,8 +391,8 @@ def test_rootless_podman_bootstraps_builds_tests_and_converts(
     assert owners == {"usr/bin/bash": "0/0", "home/jovyan": "1000/100"}, owners
     # The root Podman does not see the user's images.
     assert f"{NAMESPACE}/tiny" not in podman("images", "--format", "{{.Repository}}") or \
-        inspect(f"127.0.0.1:5055/{NAMESPACE}/tiny:latest")["Id"] != inspect(
-            f"127.0.0.1:5055/{NAMESPACE}/tiny:latest", user)["Id"]
+        inspect(suite.ref("tiny", NAMESPACE))["Id"] != inspect(
+            suite.ref("tiny", NAMESPACE), user)["Id"]
     # Every `podman system service` imagekit started for the user ended with its command
     # (rootless Podman runs it as a child in the user's namespace, which has to end too).
     left = subprocess.run(["pgrep", "-u", str(user.uid), "-f", "podman system service"],

@@ -21,14 +21,15 @@ import yaml
 
 from imagekit.publish.catalog import PublishedCatalog, read
 from tests.integration import apptainer as ap
+from tests.integration import suite
 from tests.integration.conftest import ROOT, failed, imagekit
 from tests.integration.registry import LocalRegistry, fresh_registry
 
 pytestmark = pytest.mark.integration
 
-DIST = ROOT / "dist"
+DIST = suite.DIST
 PUBLISHED = ["base", "scipy", "scipy-hpc"]
-NS = "imagekit"
+NS = suite.NAMESPACE
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +78,9 @@ def test_a_registry_stopped_between_two_pushes_changes_nothing_and_a_rerun_conve
     publish("base")
     before = snapshot()
     assert set(before) >= {"catalog.json", "exports/kubespawner.yaml"}
-    proc = subprocess.Popen([sys.executable, "-m", "imagekit", "publish", *PUBLISHED],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "imagekit", "publish", *PUBLISHED,
+                             "--catalog", str(suite.CATALOG)], cwd=suite.PROJECT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
     lines = []
@@ -113,9 +114,7 @@ def test_a_full_disk_while_writing_the_catalog_leaves_no_partial_file(
         registry: LocalRegistry, ready: None, tmp_path: Path) -> None:
     publish("base")
     project = tmp_path / "project"
-    for name in ("stacks", "profiles"):
-        shutil.copytree(ROOT / name, project / name)
-    shutil.copy(ROOT / "catalog.yaml", project / "catalog.yaml")
+    suite.copy_project(project)
     dist = project / "dist"
     dist.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(dist)], check=True)
@@ -153,7 +152,7 @@ def test_the_catalog_names_by_digest_what_the_registry_holds(registry: LocalRegi
     assert {lo.name for lo in catalog.left_out} >= {"rstudio", "vscode"}
     for image in catalog.images:
         path = f"{NS}/{image.name}"
-        assert image.reference == f"127.0.0.1:5055/{path}@{image.digest}"
+        assert image.reference == f"{suite.ADDRESS}/{path}@{image.digest}"
         assert "latest" in image.tags and image.tested.status == "passed"
         assert f"id-{image.image_id[7:19]}" in image.tags  # the immutable tag
         for tag in image.tags:
@@ -340,7 +339,7 @@ def test_credentials_come_from_the_environment_or_docker_config_and_are_never_sh
         config_dir.mkdir()
         token = base64.b64encode(f"publisher:{CANARY}".encode()).decode()
         (config_dir / "config.json").write_text(
-            json.dumps({"auths": {"127.0.0.1:5055": {"auth": token}}}))
+            json.dumps({"auths": {suite.ADDRESS: {"auth": token}}}))
         by_config = _publish_with({**bare, "DOCKER_CONFIG": str(config_dir)}, "scipy")
         assert by_config.returncode == 0, by_config.stderr
 
@@ -358,7 +357,8 @@ def test_credentials_come_from_the_environment_or_docker_config_and_are_never_sh
 
 
 def _publish_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "imagekit", "publish", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "imagekit", "publish", *args, "--catalog",
+                           str(suite.CATALOG)], cwd=suite.PROJECT,
                           env={**env, "COLUMNS": "200"}, capture_output=True, text=True,
                           timeout=900)
 
@@ -377,7 +377,7 @@ def test_a_tls_registry_is_verified_with_the_site_ca(registry: LocalRegistry, pr
     edit(project / "catalog.yaml", "insecure_registry: true", "insecure_registry: false")
     edit(project / "profiles/site-ca.yaml", str(host_bundle), str(site_bundle))
     shutil.copytree(DIST / "tested", project / "dist" / "tested")
-    engine_trust = Path("/etc/docker/certs.d/127.0.0.1:5055")
+    engine_trust = Path("/etc/docker/certs.d") / suite.ADDRESS
     engine_trust.mkdir(parents=True, exist_ok=True)
     shutil.copy(ca, engine_trust / "ca.crt")
     registry.stop()
@@ -394,7 +394,7 @@ def test_a_tls_registry_is_verified_with_the_site_ca(registry: LocalRegistry, pr
         before = (project / "dist" / "catalog.json").read_bytes()
         refused = imagekit("publish", "base", catalog=project / "catalog.yaml", check=False)
         assert refused.returncode == 1
-        assert "TLS to 127.0.0.1:5055 failed" in refused.stderr
+        assert f"TLS to {suite.ADDRESS} failed" in refused.stderr
         assert "Traceback" not in refused.stderr
         assert (project / "dist" / "catalog.json").read_bytes() == before
     finally:

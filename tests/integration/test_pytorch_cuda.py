@@ -5,7 +5,6 @@ rebuilt after a change above torch without downloading torch again."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,12 @@ import pytest
 import yaml
 
 from bench.host import rx_bytes
-from tests.integration.conftest import ROOT, failed, imagekit
+from tests.integration import suite
+from tests.integration.conftest import failed, imagekit
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.docker_engine]
 
-REF = "127.0.0.1:5055/imagekit/pytorch-cuda"
+REF = suite.repository("pytorch-cuda")
 
 
 def _python(client: Any, ref: str, code: str) -> str:
@@ -57,15 +57,11 @@ def test_starts_without_a_gpu_and_carries_the_nvidia_variables(
 @pytest.fixture
 def cuda_plus(tmp_path: Path, client: Any) -> Iterator[Path]:
     """The catalog under its own namespace, with one pip package added to pytorch-cuda."""
-    for name in ("stacks", "profiles"):
-        shutil.copytree(ROOT / name, tmp_path / name)
+    catalog = suite.copy_project(tmp_path, "cudaplus")
     stack = tmp_path / "stacks/pytorch-cuda.yaml"
     spec = yaml.safe_load(stack.read_text())
     spec["pip"] = [*spec["pip"], "tabulate"]
     stack.write_text(yaml.safe_dump(spec, sort_keys=False))
-    catalog = tmp_path / "catalog.yaml"
-    catalog.write_text((ROOT / "catalog.yaml").read_text()
-                       .replace("namespace: imagekit", "namespace: cudaplus"))
     yield catalog
     for image in client.images.list():
         if any("/cudaplus/" in tag for tag in image.tags):
@@ -92,7 +88,7 @@ def test_a_change_above_torch_does_not_download_torch_again(
     result = imagekit("build", "pytorch-cuda", "--format", "docker", "--plain",
                       catalog=cuda_plus)
     received = rx_bytes() - before
-    ref = "127.0.0.1:5055/cudaplus/pytorch-cuda:latest"
+    ref = suite.ref("pytorch-cuda", "cudaplus")
     out = _python(client, ref, "import tabulate, torch; print(torch.__version__)")
     assert out.strip() == _python(client, f"{REF}:latest",
                                   "import torch; print(torch.__version__)").strip()

@@ -20,6 +20,7 @@ import requests
 from imagekit.publish.catalog import PublishedCatalog, read
 from tests.browser import check_site
 from tests.integration import apptainer as ap
+from tests.integration import suite
 from tests.integration.conftest import ROOT, imagekit
 from tests.integration.registry import LocalRegistry, fresh_registry
 
@@ -82,11 +83,7 @@ def release(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterat
         env, cosign_pub, pgp_pub = _keys(root, tools)
         env["PATH"] = f"{tools}:{os.environ['PATH']}"
         project = root / "project"
-        for name in ("stacks", "profiles"):
-            shutil.copytree(ROOT / name, project / name)
-        catalog = project / "catalog.yaml"
-        catalog.write_text((ROOT / "catalog.yaml").read_text()
-                           .replace("namespace: imagekit", f"namespace: {NS}"))
+        catalog = suite.copy_project(project, NS)
         imagekit("build", "scipy", "--format", "docker", "--format", "sif", "--sif-method",
                  "native", "--plain", catalog=catalog, env=env)
         imagekit("test", "base", "scipy", catalog=catalog, env=env)
@@ -168,12 +165,12 @@ def test_verify_passes_then_catches_a_moved_tag_and_a_wrong_key(release: Release
     # latest moved by hand to another image: verify says so and fails.
     scipy, base = release.first.image("scipy"), release.first.image("base")
     _, manifest = release.registry.manifest(f"{NS}/base", base.digest)
-    url = f"http://127.0.0.1:5055/v2/{NS}/scipy/manifests/latest"
+    url = f"http://{suite.ADDRESS}/v2/{NS}/scipy/manifests/latest"
     base_bytes = release.registry.get(f"{NS}/base/manifests/{base.digest}",
                                       Accept=manifest["mediaType"]).content
     # The blobs must exist in scipy's repository for the registry to take the manifest:
     # base's layers are scipy's first layers, and its config is mounted across.
-    requests.post(f"http://127.0.0.1:5055/v2/{NS}/scipy/blobs/uploads/?mount="
+    requests.post(f"http://{suite.ADDRESS}/v2/{NS}/scipy/blobs/uploads/?mount="
                   f"{manifest['config']['digest']}&from={NS}/base", timeout=30)
     assert requests.put(url, data=base_bytes, timeout=30,
                         headers={"Content-Type": manifest["mediaType"]}).status_code == 201
@@ -224,12 +221,12 @@ def test_pin_rolls_back_and_prune_keeps_what_a_catalog_names(release: Release) -
     [staged] = json.loads(release.run("push", "scipy", "--json").stdout)["images"]
     third = staged["reference"].rpartition("@")[2]
     dry = json.loads(release.run("prune", "--keep", "1", "--dry-run", "--json").stdout)
-    assert f"127.0.0.1:5055/{NS}/scipy@{third}" in dry["deleted"]
+    assert f"{suite.repository('scipy', NS)}@{third}" in dry["deleted"]
     assert release.registry.manifest(f"{NS}/scipy", third)  # a dry run deletes nothing
     report = json.loads(release.run("prune", "--keep", "1", "--json").stdout)
     assert report["kept_catalogs"] == ["history-000003"]
     assert report["deleted_catalogs"] == ["history-000001", "history-000002"]
-    assert f"127.0.0.1:5055/{NS}/scipy@{third}" in report["deleted"]
+    assert f"{suite.repository('scipy', NS)}@{third}" in report["deleted"]
     gone = release.registry.get(f"{NS}/scipy/manifests/{third}")
     assert gone.status_code == 404
     # What the kept catalog names stays: the pinned image, its history, base.

@@ -4,14 +4,14 @@ and Debian packages: the versions the lock names, installed only if their hashes
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ROOT, imagekit
+from tests.integration import suite
+from tests.integration.conftest import imagekit
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker_engine]
 
@@ -29,21 +29,18 @@ checks:
 
 @pytest.fixture
 def repro(tmp_path: Path, client: Any) -> Iterator[Path]:
-    for name in ("stacks", "profiles"):
-        shutil.copytree(ROOT / name, tmp_path / name)
+    catalog = suite.copy_project(tmp_path, "repro")
     (tmp_path / "stacks/repro.yaml").write_text(REPRO.format(run="one"))
-    catalog = tmp_path / "catalog.yaml"
-    catalog.write_text((ROOT / "catalog.yaml").read_text()
-                       .replace("namespace: imagekit", "namespace: repro")
+    catalog.write_text(catalog.read_text()
                        .replace("  - stack: pyspark\n", "  - stack: pyspark\n  - stack: repro\n"))
     yield catalog
     for name in ("repro", "base"):
-        for image in client.images.list(f"127.0.0.1:5055/repro/{name}"):
+        for image in client.images.list(suite.repository(name, "repro")):
             client.images.remove(image.id, force=True)
 
 
 def _inside(client: Any, command: str) -> str:
-    out: bytes = client.containers.run("127.0.0.1:5055/repro/repro:latest", ["-c", command],
+    out: bytes = client.containers.run(suite.ref("repro", "repro"), ["-c", command],
                                        entrypoint=["/bin/bash"], remove=True)
     return out.decode()
 
@@ -71,7 +68,7 @@ def test_two_builds_from_one_lock_hold_the_same_packages(
         # nothing the lock depends on changes, so the lock stays current.
         (stacks / "repro.yaml").write_text(REPRO.format(run=run))
         imagekit("build", "repro", "--format", "docker", "--plain", catalog=catalog)
-        image = client.images.get("127.0.0.1:5055/repro/repro:latest")
+        image = client.images.get(suite.ref("repro", "repro"))
         seen.append((image.id, _inside(client, freeze), _inside(client, dpkg)))
     (first_id, first_pip, first_deb), (second_id, second_pip, second_deb) = seen
     assert first_id != second_id, "the second build ran its steps again"
@@ -111,7 +108,7 @@ def test_a_package_whose_hash_is_not_in_the_lock_is_refused(
     assert result.returncode == 1
     assert "hash" in (result.stdout + result.stderr).lower()
     assert "Traceback" not in result.stdout + result.stderr
-    assert client.images.list("127.0.0.1:5055/repro/repro") == []
+    assert client.images.list(suite.repository("repro", "repro")) == []
 
 
 def test_relocking_keeps_the_pins_the_stack_still_allows(repro: Path) -> None:

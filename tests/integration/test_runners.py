@@ -11,7 +11,6 @@ passes between them: not the images, not the test records.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from typing import Any
 import pytest
 
 from imagekit.publish.catalog import PublishedCatalog, read
-from tests.integration.conftest import ROOT, imagekit
+from tests.integration import suite
+from tests.integration.conftest import imagekit
 from tests.integration.registry import LocalRegistry, fresh_registry
 from tests.integration.runners import TIMES, Runner
 
@@ -30,12 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker_engine]
 
 def checkout(folder: Path, namespace: str) -> Path:
     """A runner's checkout of the catalog, publishing under its own namespace."""
-    for name in ("stacks", "profiles"):
-        shutil.copytree(ROOT / name, folder / name)
-    catalog = folder / "catalog.yaml"
-    catalog.write_text((ROOT / "catalog.yaml").read_text()
-                       .replace("namespace: imagekit", f"namespace: {namespace}"))
-    return catalog
+    return suite.copy_project(folder, namespace)
 
 
 @dataclass
@@ -118,10 +113,10 @@ def test_runner_b_pulls_base_by_digest_and_builds_only_scipy(flows: Flows) -> No
     assert _status(o["a-build"]) == {"base": "built"}
     assert _status(o["b-build"]) == {"base": "pulled", "scipy": "built"}
     [pushed_base] = o["a-push"]["images"]
-    ref = "127.0.0.1:5055/runners/base:latest"
+    ref = suite.ref("base", "runners")
     # The very image A built: same ID on both engines, never rebuilt on B.
     assert flows.b.images()[ref] == flows.a.images()[ref]
-    assert pushed_base["reference"].startswith("127.0.0.1:5055/runners/base@sha256:")
+    assert pushed_base["reference"].startswith(f"{suite.repository('base', 'runners')}@sha256:")
 
 
 def test_the_catalog_from_the_registry_matches_a_single_engine_publish(flows: Flows) -> None:
@@ -163,13 +158,13 @@ def test_an_unchanged_image_is_pulled_and_a_forced_build_reuses_the_registry_cac
     again = _run(flows.a, "build scipy (unchanged)", "build", "scipy", "--from-registry",
                  "--json", catalog=flows.a_catalog)
     assert _status(again) == {"scipy": "pulled"}
-    ref = "127.0.0.1:5055/runners/scipy:latest"
+    ref = suite.ref("scipy", "runners")
     pulled = flows.a.client.images.get(ref).attrs["RootFS"]["Layers"]
     flows.a.client.images.remove(ref, force=True)
     log = _run(flows.a, "build scipy --force (registry cache)", "build", "scipy",
                "--from-registry", "--force", "--format", "docker", "--plain",
                catalog=flows.a_catalog)
-    assert "importing cache manifest from 127.0.0.1:5055/runners/scipy:latest" in log, log
+    assert f"importing cache manifest from {ref}" in log, log
     # Every layer came from the registry's inline cache: the same layers, nothing run.
     rebuilt = flows.a.client.images.get(ref).attrs["RootFS"]["Layers"]
     assert rebuilt == pulled

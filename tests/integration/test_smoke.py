@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,8 @@ import pytest
 import requests
 
 from imagekit.checks.kernel import execute
-from tests.integration.conftest import ROOT, failed, imagekit
+from tests.integration import suite
+from tests.integration.conftest import failed, imagekit
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +54,7 @@ def test_a_failing_check_fails_the_run_and_leaves_no_container(
     build: Callable[..., Any], client: Any, tmp_path: Path
 ) -> None:
     build("scipy")
-    for name in ("stacks", "profiles"):
-        shutil.copytree(ROOT / name, tmp_path / name)
-    shutil.copy(ROOT / "catalog.yaml", tmp_path / "catalog.yaml")
+    suite.copy_project(tmp_path)
     stack = tmp_path / "stacks/scipy.yaml"
     stack.write_text(stack.read_text().replace('expect: "45"', 'expect: "46"'))
     result = imagekit("test", "scipy", catalog=tmp_path / "catalog.yaml", check=False)
@@ -70,10 +68,8 @@ def test_all_tests_what_is_built_and_reports_the_rest(build: Callable[..., Any],
                                                      tmp_path: Path) -> None:
     """rstudio cannot be built here: `test --all` must not stop at it."""
     build("base")
-    for name in ("stacks", "profiles"):
-        shutil.copytree(ROOT / name, tmp_path / name)
-    catalog = tmp_path / "catalog.yaml"
-    text = (ROOT / "catalog.yaml").read_text()
+    catalog = suite.copy_project(tmp_path)
+    text = catalog.read_text()
     head, _, _ = text.partition("images:\n")
     catalog.write_text(head + "images:\n  - stack: base\n  - stack: rstudio\n"
                        "defaults: {jupyter: base, rstudio: rstudio}\n")

@@ -3,7 +3,6 @@ comes from the wheelhouse, dependencies of the named packages included."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ROOT, imagekit
+from tests.integration import suite
+from tests.integration.conftest import imagekit
 from tests.integration.mirror import Mirror
 
 pytestmark = pytest.mark.integration
@@ -42,12 +42,9 @@ def test_a_build_with_no_index_installs_from_the_wheelhouse(
                     "python-dateutil==2.9.0.post0"], check=True)
     index = Mirror("nobody", "unused").start()  # an index the build must never ask
     try:
-        for name in ("stacks", "profiles"):
-            shutil.copytree(ROOT / name, tmp_path / name)
+        catalog = suite.copy_project(tmp_path, "offline")
         (tmp_path / "stacks/offline.yaml").write_text(OFFLINE)
-        catalog = tmp_path / "catalog.yaml"
-        catalog.write_text((ROOT / "catalog.yaml").read_text()
-                           .replace("namespace: imagekit", "namespace: offline")
+        catalog.write_text(catalog.read_text()
                            .replace("  - stack: pyspark\n",
                                     "  - stack: pyspark\n  - stack: offline\n"))
         mirrors = tmp_path / "profiles/mirrors.yaml"
@@ -65,7 +62,7 @@ def test_a_build_with_no_index_installs_from_the_wheelhouse(
         result = imagekit("build", "offline", "--format", "docker", "--plain", catalog=catalog)
         assert "--no-index" in result.stdout
         out = client.containers.run(
-            "127.0.0.1:5055/offline/offline:latest",
+            suite.ref("offline", "offline"),
             ["-c", "import dateutil, six; print(dateutil.__version__, six.__version__)"],
             entrypoint=["/opt/venv/bin/python"], remove=True).decode()
         assert out.startswith("2.9.0.post0 ")
@@ -73,5 +70,5 @@ def test_a_build_with_no_index_installs_from_the_wheelhouse(
     finally:
         index.stop()
         for name in ("offline", "base"):
-            for image in client.images.list(f"127.0.0.1:5055/offline/{name}"):
+            for image in client.images.list(suite.repository(name, "offline")):
                 client.images.remove(image.id, force=True)

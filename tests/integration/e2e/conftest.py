@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from imagekit.publish.catalog import PublishedCatalog, read
-from tests.integration.conftest import ROOT, failed, imagekit
+from tests.integration import suite
+from tests.integration.conftest import failed, imagekit
 from tests.integration.registry import LocalRegistry, fresh_registry
 from tests.integration.slurm import Cluster
 
-DIST = ROOT / "dist"
+DIST = suite.DIST
 E2E_IMAGES = ["scipy", "r", "vscode", "scipy-hpc"]
 
 

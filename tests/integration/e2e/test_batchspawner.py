@@ -22,7 +22,8 @@ import requests
 from imagekit.checks.kernel import execute
 from imagekit.publish.catalog import PublishedCatalog
 from tests.integration import apptainer as ap
-from tests.integration.conftest import ROOT, imagekit
+from tests.integration import suite
+from tests.integration.conftest import imagekit
 from tests.integration.e2e import slurmhub as sh
 from tests.integration.e2e.conftest import Timings
 from tests.integration.hubs import Hub
@@ -146,7 +147,7 @@ def test_the_tunnel_script_serves_on_the_node(cluster: Cluster, home: Path,
     shared.chmod(0o755)
     try:
         sif = shared / f"{IMAGE}.sif"
-        _link_or_copy(ROOT / "dist" / f"{IMAGE}_latest.sif", sif)
+        _link_or_copy(suite.DIST / f"{IMAGE}_latest.sif", sif)
         script = home / "tunnel.sbatch"
         imagekit("tunnel", IMAGE, "--sif", str(sif), "--cpus", "1", "--mem", "2G",
                  "-o", str(script))

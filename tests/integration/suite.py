@@ -1,0 +1,74 @@
+"""The suite's own site, beside whatever `make demo` left running.
+
+The demo keeps a registry on the catalog's address (127.0.0.1:5055), the images it built
+(whose local names carry that address and the catalog's namespace) and the checkout's
+`dist/`. The suite touches none of them: every catalog a test uses is a copy of the
+project's own that names the suite's registry (a loopback port of its own, chosen when the
+suite starts, or IMAGEKIT_TEST_REGISTRY) and a namespace of its own, and lives in a
+temporary folder, so that builds, publications and `dist/` are the suite's alone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "suite"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# Chosen once per test process; a loopback address, which Docker and Podman's own defaults
+# already speak plain HTTP to (the catalog says insecure_registry as well).
+ADDRESS = os.environ.get("IMAGEKIT_TEST_REGISTRY") or f"127.0.0.1:{_free_port()}"
+
+
+def catalog_text(namespace: str = NAMESPACE, source: Path = ROOT / "catalog.yaml") -> str:
+    """The project's catalog with the suite's registry and the given namespace."""
+    text = source.read_text()
+    text, registries = re.subn(r"(?m)^registry: .*$", f"registry: {ADDRESS}", text)
+    text, namespaces = re.subn(r"(?m)^namespace: .*$", f"namespace: {namespace}", text)
+    assert (registries, namespaces) == (1, 1), "catalog.yaml: one registry and one namespace"
+    return text
+
+
+def copy_project(folder: Path, namespace: str = NAMESPACE,
+                 parts: tuple[str, ...] = ("stacks", "profiles")) -> Path:
+    """stacks/ and profiles/ copied into `folder` beside a catalog of the suite's; returns
+    the catalog's path (its dist/ is `folder / "dist"`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in parts:
+        shutil.copytree(ROOT / name, folder / name)
+    catalog = folder / "catalog.yaml"
+    catalog.write_text(catalog_text(namespace))
+    return catalog
+
+
+def ref(image: str, namespace: str = NAMESPACE, tag: str = "latest") -> str:
+    """An image's local name (and registry reference) in the suite's site."""
+    return f"{ADDRESS}/{namespace}/{image}:{tag}"
+
+
+def repository(image: str, namespace: str = NAMESPACE) -> str:
+    return f"{ADDRESS}/{namespace}/{image}"
+
+
+# What the compose deployment of test_smoke.py runs (tests/integration/docker-compose.yml).
+os.environ["IMAGEKIT_SUITE_SCIPY"] = ref("scipy")
+
+# The project every test uses unless it makes its own: made when the suite starts, removed
+# when the process ends.
+PROJECT = Path(tempfile.mkdtemp(prefix="imagekit-suite-"))
+CATALOG = copy_project(PROJECT, parts=("stacks", "profiles", "schemas"))
+DIST = PROJECT / "dist"
+atexit.register(shutil.rmtree, PROJECT, ignore_errors=True)
