@@ -2,7 +2,7 @@
 IMAGE ?= scipy
 PYTEST_ARGS ?=
 
-.PHONY: setup demo stop test test-unit test-podman test-arm64 test-all e2e lint bench
+.PHONY: setup demo stop check test test-unit test-podman test-arm64 test-all e2e lint bench
 
 setup:
 	scripts/setup.sh
@@ -17,6 +17,11 @@ demo: setup
 stop:
 	scripts/registry.sh stop
 	scripts/engine.sh --stop
+
+# The fast loop for people (under 3 minutes here, no engine): lint, types (tests included),
+# the catalog's own checks (validate, render/lock/schema/ci --check) and the unit tests.
+check: lint
+	python3 -m pytest -m "not integration" -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint:
 	ruff check .

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,15 +39,18 @@ checks:
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    catalog = suite.copy_project(tmp_path)
-    _change_tiny(tmp_path)
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One project for the module: each fault test changes tiny's input itself (a new token
+    in its slow step), so that what it interrupts really runs."""
+    folder = tmp_path_factory.mktemp("faults")
+    catalog = suite.copy_project(folder)
+    _change_tiny(folder)
     catalog.write_text(
         catalog.read_text().replace(
             "  - stack: pyspark\n", "  - stack: pyspark\n  - stack: tiny\n"
                                     "    formats: [docker, sif]\n"))
-    return tmp_path
+    return folder
 
 
 def _change_tiny(project: Path) -> None:
@@ -83,10 +87,23 @@ def _finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
     return proc.returncode, out
 
 
-def _leftovers(client: Any) -> list[str]:
-    found = [c.name for c in client.containers.list(all=True, filters={"label": TEMPORARY})]
-    found += [v.name for v in client.volumes.list(filters={"label": TEMPORARY})]
-    return found
+def _made(client: Any, proc: subprocess.Popen[str], running: bool = False
+          ) -> tuple[list[str], list[str]]:
+    """The containers and volumes the imagekit process `proc` made and still holds: each
+    carries its maker's session (its pid first), so what other processes on the engine hold
+    at the moment is not counted."""
+    mine = f"{proc.pid}-"
+    selector = {"label": TEMPORARY}
+    containers = [c.name for c in client.containers.list(all=not running, filters=selector)
+                  if c.labels.get(TEMPORARY, "").startswith(mine)]
+    volumes = [v.name for v in client.volumes.list(filters=selector)
+               if (v.attrs.get("Labels") or {}).get(TEMPORARY, "").startswith(mine)]
+    return containers, volumes
+
+
+def _leftovers(client: Any, proc: subprocess.Popen[str]) -> list[str]:
+    containers, volumes = _made(client, proc)
+    return containers + volumes
 
 
 def _image_id(client: Any, ref: str) -> str | None:
@@ -99,9 +116,10 @@ def _image_id(client: Any, ref: str) -> str | None:
 REF = suite.ref("tiny")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def tiny(project: Path, build: Callable[..., Any], client: Any) -> Iterator[Path]:
-    """tiny built once, so that a fault has a tag it must not move."""
+    """tiny built once for the module, so that a fault has a tag it must not move (each test
+    compares with the tag as it found it)."""
     build("base")
     catalog = project / "catalog.yaml"
     imagekit("build", "tiny", "--format", "docker", "--plain", catalog=catalog)
@@ -181,7 +199,7 @@ def test_the_engine_vanishing_mid_build_moves_no_tag(tiny: Path, client: Any,
     assert "tiny" in out and "failed" in out
     assert "Traceback" not in out
     assert _image_id(client, REF) == before
-    assert _leftovers(client) == []
+    assert _leftovers(client, proc) == []
     rerun = imagekit("build", "tiny", "--format", "docker", "--plain", catalog=tiny)
     assert "built" in rerun.stdout
     assert _image_id(client, REF) != before
@@ -199,7 +217,7 @@ def test_ctrl_c_during_a_build_moves_no_tag_and_leaves_nothing(tiny: Path,
     assert code == 130, out[-3000:]
     assert "interrupted" in out and "Traceback" not in out
     assert _image_id(client, REF) == before
-    assert _leftovers(client) == []
+    assert _leftovers(client, proc) == []
     rerun = imagekit("build", "tiny", "--format", "docker", "--plain", catalog=tiny)
     assert "built" in rerun.stdout
     assert _image_id(client, REF) != before
@@ -212,8 +230,8 @@ def test_interrupting_a_test_removes_its_containers_and_volumes(tiny: Path, clie
     # Strike while the random-uid check holds both a container and its volume.
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if client.volumes.list(filters={"label": TEMPORARY}) and \
-                client.containers.list(filters={"label": TEMPORARY}):
+        containers, volumes = _made(client, proc, running=True)
+        if containers and volumes:
             break
         time.sleep(0.2)
     else:
@@ -225,7 +243,7 @@ def test_interrupting_a_test_removes_its_containers_and_volumes(tiny: Path, clie
     code, out = _finish(proc)
     assert code == 130, out[-3000:]
     assert "interrupted" in out and "Traceback" not in out
-    assert _leftovers(client) == []
+    assert _leftovers(client, proc) == []
 
 
 def _sha(path: Path) -> str:
@@ -235,6 +253,7 @@ def _sha(path: Path) -> str:
 def test_ctrl_c_during_sif_conversion_keeps_the_old_sif(tiny: Path, client: Any,
                                                          tmp_path: Path) -> None:
     dist = tiny.parent / "dist"
+    shutil.rmtree(dist, ignore_errors=True)  # what other tests of the module left there
     imagekit("build", "tiny", "--format", "sif", "--sif-method", "native", "--plain",
              catalog=tiny)
     sif = dist / "tiny_latest.sif"
@@ -254,7 +273,7 @@ def test_ctrl_c_during_sif_conversion_keeps_the_old_sif(tiny: Path, client: Any,
     assert _sha(sif) == old
     assert sorted(p.name for p in dist.iterdir()) == ["tiny_latest.sif"]
     assert list(work.iterdir()) == []
-    assert _leftovers(client) == []
+    assert _leftovers(client, proc) == []
     imagekit("build", "tiny", "--format", "sif", "--sif-method", "native", "--plain",
              catalog=tiny)
     assert json.loads(sif.with_suffix(".sif.json").read_text())["status"] == "built"
@@ -263,17 +282,18 @@ def test_ctrl_c_during_sif_conversion_keeps_the_old_sif(tiny: Path, client: Any,
 def test_a_full_disk_while_writing_a_sif_leaves_no_partial_file(tiny: Path, client: Any
                                                                  ) -> None:
     dist = tiny.parent / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
     dist.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(dist)], check=True)
     try:
-        result = imagekit("build", "tiny", "--format", "sif", "--sif-method", "native",
-                          "--plain", catalog=tiny, check=False)
-        output = result.stdout + result.stderr
-        assert result.returncode == 1, output[-3000:]
+        proc = _start("build", "tiny", "--format", "sif", "--sif-method", "native",
+                      "--plain", catalog=tiny)
+        code, output = _finish(proc)
+        assert code == 1, output[-3000:]
         assert "no space left on device" in output.lower()
         assert "Traceback" not in output
         assert list(dist.iterdir()) == []
-        assert _leftovers(client) == []
+        assert _leftovers(client, proc) == []
     finally:
         subprocess.run(["umount", str(dist)], check=True)
     imagekit("build", "tiny", "--format", "sif", "--sif-method", "native", "--plain",
