@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,23 @@ def client() -> Iterator[Any]:
     yield engine
 
 
+_BASE = threading.Lock()
+_BASE_MADE: list[str] = []
+
+
+def main_base() -> str:
+    """The catalog's base in the suite's engine, made once: by the session, or by a setup
+    beside it that needs it first (tests/integration/background.py); never twice at once."""
+    with _BASE:
+        if not _BASE_MADE:
+            imagekit("base")
+            _BASE_MADE.append("imagekit/debian:bookworm")
+    return _BASE_MADE[0]
+
+
 @pytest.fixture(scope="session")
 def base_image(client: Any) -> str:
-    imagekit("base")
-    return "imagekit/debian:bookworm"
+    return main_base()
 
 
 @pytest.fixture(scope="session")
@@ -141,9 +155,36 @@ def failed(report: dict[str, Any]) -> list[str]:
     return [f"{r['name']}: {r['evidence']}" for r in report["results"] if not r["ok"]]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules whose setup runs beside the suite go last (in their order), so that it
+    has every other module's time to run in; no test depends on the order of modules."""
+    def beside(item: pytest.Item) -> bool:
+        return callable(getattr(getattr(item, "module", None), "beside", None))
+
+    items.sort(key=beside)  # stable: the order within each part stays
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the setups that run beside the suite (tests/integration/background.py) of the
+    modules this session runs."""
+    if session.config.option.collectonly:
+        return
+    from tests.integration import background
+
+    for item in session.items:
+        module = getattr(item, "module", None)
+        work = getattr(module, "beside", None)
+        if module is not None and callable(work) and module.__name__ not in background.JOBS:
+            background.start(module.__name__, work)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    from tests.integration import podman
+    from tests.integration import background, podman
     from tests.integration.runners import TIMES, summary
+
+    if background.JOBS:
+        terminalreporter.section("Setups beside the suite (s)")
+        background.summary(terminalreporter.write_line)
 
     if TIMES:
         terminalreporter.section("CI runners (s)")

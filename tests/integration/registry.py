@@ -18,10 +18,10 @@ import requests
 from tests.integration.suite import ADDRESS, ROOT
 
 
-def answers() -> bool:
+def answers(address: str = ADDRESS) -> bool:
     for scheme in ("http", "https"):
         try:
-            code = requests.get(f"{scheme}://{ADDRESS}/v2/", timeout=2, verify=False).status_code
+            code = requests.get(f"{scheme}://{address}/v2/", timeout=2, verify=False).status_code
         except requests.RequestException:
             continue
         if code in (200, 401):
@@ -53,10 +53,11 @@ class LocalRegistry:
     htpasswd: Path | None = None  # set: the registry asks for credentials
     auth: tuple[str, str] | None = None  # what the tests themselves send
     tls: tuple[Path, Path, Path] | None = None  # (CA, certificate, key): serve HTTPS
+    address: str = ADDRESS  # the suite's; a setup beside the suite has one of its own
 
     def _script(self, verb: str) -> None:
         env = {**os.environ, "IMAGEKIT_REGISTRY_DIR": str(self.folder),
-               "IMAGEKIT_REGISTRY_ADDR": ADDRESS}
+               "IMAGEKIT_REGISTRY_ADDR": self.address}
         if self.htpasswd is not None:
             env["IMAGEKIT_REGISTRY_HTPASSWD"] = str(self.htpasswd)
         if self.tls is not None:
@@ -73,7 +74,7 @@ class LocalRegistry:
 
     def get(self, path: str, **headers: str) -> requests.Response:
         scheme = "https" if self.tls else "http"
-        return requests.get(f"{scheme}://{ADDRESS}/v2/{path}", headers=headers, timeout=30,
+        return requests.get(f"{scheme}://{self.address}/v2/{path}", headers=headers, timeout=30,
                             auth=self.auth, verify=str(self.tls[0]) if self.tls else True)
 
     def tags(self, repository: str) -> list[str]:
@@ -91,13 +92,13 @@ class LocalRegistry:
         return response.headers["Docker-Content-Digest"], response.json()
 
 
-def fresh_registry(folder: Path) -> Iterator[LocalRegistry]:
-    """A fixture body: an empty registry on the suite's address, stopped after."""
-    import pytest
-
-    if answers():
-        pytest.fail(f"{ADDRESS} already answers: another module's registry was not stopped")
-    local = LocalRegistry(folder)
+def fresh_registry(folder: Path, address: str = ADDRESS) -> Iterator[LocalRegistry]:
+    """A fixture body: an empty registry on the suite's address (or another of the suite's
+    own), stopped after."""
+    if answers(address):
+        raise AssertionError(f"{address} already answers: another module's registry was "
+                             "not stopped")
+    local = LocalRegistry(folder, address=address)
     local.start()
     yield local
     local.stop()

@@ -22,6 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "suite"
 
 
+def free_address() -> str:
+    """Another loopback address of the suite's: for a registry that runs beside the
+    suite's own (tests/integration/background.py)."""
+    return f"127.0.0.1:{_free_port()}"
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -33,34 +39,37 @@ def _free_port() -> int:
 ADDRESS = os.environ.get("IMAGEKIT_TEST_REGISTRY") or f"127.0.0.1:{_free_port()}"
 
 
-def catalog_text(namespace: str = NAMESPACE, source: Path = ROOT / "catalog.yaml") -> str:
+def catalog_text(namespace: str = NAMESPACE, source: Path = ROOT / "catalog.yaml",
+                 registry: str = ADDRESS) -> str:
     """The project's catalog with the suite's registry and the given namespace."""
     text = source.read_text()
-    text, registries = re.subn(r"(?m)^registry: .*$", f"registry: {ADDRESS}", text)
+    text, registries = re.subn(r"(?m)^registry: .*$", f"registry: {registry}", text)
     text, namespaces = re.subn(r"(?m)^namespace: .*$", f"namespace: {namespace}", text)
     assert (registries, namespaces) == (1, 1), "catalog.yaml: one registry and one namespace"
     return text
 
 
 def copy_project(folder: Path, namespace: str = NAMESPACE,
-                 parts: tuple[str, ...] = ("stacks", "profiles")) -> Path:
+                 parts: tuple[str, ...] = ("stacks", "profiles"),
+                 registry: str = ADDRESS) -> Path:
     """stacks/ and profiles/ copied into `folder` beside a catalog of the suite's; returns
     the catalog's path (its dist/ is `folder / "dist"`)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in parts:
         shutil.copytree(ROOT / name, folder / name)
     catalog = folder / "catalog.yaml"
-    catalog.write_text(catalog_text(namespace))
+    catalog.write_text(catalog_text(namespace, registry=registry))
     return catalog
 
 
-def ref(image: str, namespace: str = NAMESPACE, tag: str = "latest") -> str:
+def ref(image: str, namespace: str = NAMESPACE, tag: str = "latest",
+        registry: str = ADDRESS) -> str:
     """An image's local name (and registry reference) in the suite's site."""
-    return f"{ADDRESS}/{namespace}/{image}:{tag}"
+    return f"{registry}/{namespace}/{image}:{tag}"
 
 
-def repository(image: str, namespace: str = NAMESPACE) -> str:
-    return f"{ADDRESS}/{namespace}/{image}"
+def repository(image: str, namespace: str = NAMESPACE, registry: str = ADDRESS) -> str:
+    return f"{registry}/{namespace}/{image}"
 
 
 # What the compose deployment of test_smoke.py runs (tests/integration/docker-compose.yml).

@@ -25,7 +25,7 @@ import yaml
 
 from imagekit.checks.kernel import execute
 from tests.integration import apptainer as ap
-from tests.integration import suite
+from tests.integration import background, suite
 from tests.integration.conftest import ROOT, imagekit
 from tests.integration.podman import TIMES, Rootless, inspect, podman, rootless_user
 from tests.integration.registry import LocalRegistry, fresh_registry
@@ -349,11 +349,14 @@ def test_kube_play_runs_the_token_pod_and_kube_down_removes_it(rootful: Rootful,
 
 # --- rootless ----------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def rootless() -> Iterator[tuple[Rootless, dict[str, Any]]]:
+def beside(folder: Path) -> tuple[Rootless, dict[str, Any], contextlib.ExitStack]:
+    """The rootless part, run beside the rest of the suite (tests/integration/background.py):
+    a user of its own with its own store bootstraps, builds, converts and tests; the module
+    fixture `rootless` takes the result and ends the user's session at its teardown."""
     files = [("catalog.yaml", _catalog_text()),
              ("stacks/tiny.yaml", TINY.format(post="echo tiny"))]
-    with rootless_user(files) as user:
+    with contextlib.ExitStack() as stack:
+        user = stack.enter_context(rootless_user(files))
         o: dict[str, Any] = {}
         for step, args in (("base (mmdebstrap)", ("base",)),
                            ("build tiny (+ SIF)", ("build", "tiny", "--json")),
@@ -362,7 +365,17 @@ def rootless() -> Iterator[tuple[Rootless, dict[str, Any]]]:
             result = user.imagekit(*args, "--engine", "podman", check=False)
             TIMES[f"podman rootless: {step}"] = round(time.monotonic() - started, 1)
             o[step.split(" (")[0]] = result
-        yield user, o
+        return user, o, stack.pop_all()
+
+
+@pytest.fixture(scope="module")
+def rootless() -> Iterator[tuple[Rootless, dict[str, Any]]]:
+    try:
+        user, o, session = background.result(__name__)
+        with session:
+            yield user, o
+    finally:
+        background.finish(__name__)
 
 
 def test_rootless_podman_bootstraps_builds_tests_and_converts(

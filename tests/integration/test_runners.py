@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from imagekit.publish.catalog import PublishedCatalog, read
-from tests.integration import suite
+from tests.integration import background, suite
 from tests.integration.conftest import imagekit
 from tests.integration.registry import LocalRegistry, fresh_registry
 from tests.integration.runners import TIMES, Runner
@@ -28,9 +28,9 @@ from tests.integration.runners import TIMES, Runner
 pytestmark = [pytest.mark.integration, pytest.mark.docker_engine]
 
 
-def checkout(folder: Path, namespace: str) -> Path:
+def checkout(folder: Path, namespace: str, registry: str) -> Path:
     """A runner's checkout of the catalog, publishing under its own namespace."""
-    return suite.copy_project(folder, namespace)
+    return suite.copy_project(folder, namespace, registry=registry)
 
 
 @dataclass
@@ -38,39 +38,47 @@ class Flows:
     registry: LocalRegistry
     a: Runner
     b: Runner
-    c: Runner
     a_catalog: Path
     b_catalog: Path
     c_catalog: Path
+    stop: Callable[[], None]  # the runners and the registry
     outcomes: dict[str, Any] = field(default_factory=dict)
 
+    def ref(self, image: str) -> str:
+        return suite.ref(image, "runners", registry=self.registry.address)
 
-def _run(runner: Runner, step: str, *args: str, catalog: Path) -> Any:
+    def repository(self, image: str) -> str:
+        return suite.repository(image, "runners", registry=self.registry.address)
+
+
+def _run(runner: Runner, step: str, *args: str, catalog: Path,
+         env: dict[str, str] | None = None) -> Any:
     started = time.monotonic()
-    result = imagekit(*args, catalog=catalog, env=runner.env)
+    result = imagekit(*args, catalog=catalog, env=env if env is not None else runner.env)
     TIMES[f"{runner.name}: {step}"] = round(time.monotonic() - started, 1)
     return json.loads(result.stdout) if "--json" in args else result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def flows(tmp_path_factory: pytest.TempPathFactory, client: Any,
-          base_image: str) -> Iterator[Flows]:
-    root = tmp_path_factory.mktemp("runners")
-    registries = fresh_registry(root / "registry")
+def beside(root: Path) -> Flows:
+    """The two runners' part, run beside the rest of the suite (tests/integration/
+    background.py): each an empty engine of its own, sharing a registry of their own."""
+    address = suite.free_address()
+    registries = fresh_registry(root / "registry", address)
     registry = next(registries)
     runners = [Runner(n, root / f"engine-{n}", s) for n, s in (("a", 41), ("b", 42))]
-    # The single engine is the tests' own, whose cache already holds base and scipy: the
-    # comparison here is of what gets published, not of time (a cold single engine took
-    # 204 s here against the runners' 225 s, measured once; see the README).
-    c = Runner("c", root / "engine-c", 0)
-    c.client = client
+
+    def stop() -> None:
+        for runner in runners:
+            runner.stop()
+        next(registries, None)
+
     try:
         for runner in runners:
             runner.start()
         a, b = runners
-        found = Flows(registry, a, b, c, checkout(root / "checkout-a", "runners"),
-                      checkout(root / "checkout-b", "runners"),
-                      checkout(root / "checkout-c", "single"))
+        found = Flows(registry, a, b, checkout(root / "checkout-a", "runners", address),
+                      checkout(root / "checkout-b", "runners", address),
+                      checkout(root / "checkout-c", "single", address), stop)
         o = found.outcomes
         # Runner A: base on a bootstrapped Debian, tested, pushed under its tree tag.
         o["a-build"] = _run(a, "build base", "build", "base", "--from-registry", "--json",
@@ -85,19 +93,34 @@ def flows(tmp_path_factory: pytest.TempPathFactory, client: Any,
         # Runner A again, CI's last job: the catalog from the registry.
         o["publish"] = _run(a, "publish --from-registry", "publish", "--from-registry", "base",
                             "scipy", "--json", catalog=found.a_catalog)
-        # One engine doing it all, as before.
+        return found
+    except BaseException:
+        stop()
+        raise
+
+
+@pytest.fixture(scope="module")
+def flows(client: Any, base_image: str) -> Iterator[Flows]:
+    found: Flows | None = None
+    try:
+        found = background.result(__name__)
+        # One engine doing it all, as before: the tests' own, whose cache already holds base
+        # and scipy; the comparison here is of what gets published, not of time (a cold
+        # single engine took 204 s here against the runners' 225 s, measured once).
+        c = Runner("c", found.a.folder.parent / "engine-c", 0)
+        o = found.outcomes
         _run(c, "build base scipy", "build", "scipy", "--plain", catalog=found.c_catalog)
         _run(c, "test base scipy", "test", "base", "scipy", catalog=found.c_catalog)
         o["single"] = _run(c, "publish base scipy", "publish", "base", "scipy", "--json",
                            catalog=found.c_catalog)
         yield found
     finally:
-        for runner in runners:
-            runner.stop()
+        if found is not None:
+            found.stop()
         for image in client.images.list():
             if any("/single/" in tag for tag in image.tags):
                 client.images.remove(image.id, force=True)
-        next(registries, None)
+        background.finish(__name__)
 
 
 def _catalog(path: Path) -> PublishedCatalog:
@@ -113,10 +136,10 @@ def test_runner_b_pulls_base_by_digest_and_builds_only_scipy(flows: Flows) -> No
     assert _status(o["a-build"]) == {"base": "built"}
     assert _status(o["b-build"]) == {"base": "pulled", "scipy": "built"}
     [pushed_base] = o["a-push"]["images"]
-    ref = suite.ref("base", "runners")
+    ref = flows.ref("base")
     # The very image A built: same ID on both engines, never rebuilt on B.
     assert flows.b.images()[ref] == flows.a.images()[ref]
-    assert pushed_base["reference"].startswith(f"{suite.repository('base', 'runners')}@sha256:")
+    assert pushed_base["reference"].startswith(f"{flows.repository('base')}@sha256:")
 
 
 def test_the_catalog_from_the_registry_matches_a_single_engine_publish(flows: Flows) -> None:
@@ -158,7 +181,7 @@ def test_an_unchanged_image_is_pulled_and_a_forced_build_reuses_the_registry_cac
     again = _run(flows.a, "build scipy (unchanged)", "build", "scipy", "--from-registry",
                  "--json", catalog=flows.a_catalog)
     assert _status(again) == {"scipy": "pulled"}
-    ref = suite.ref("scipy", "runners")
+    ref = flows.ref("scipy")
     pulled = flows.a.client.images.get(ref).attrs["RootFS"]["Layers"]
     flows.a.client.images.remove(ref, force=True)
     log = _run(flows.a, "build scipy --force (registry cache)", "build", "scipy",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,11 +59,18 @@ def test_a_failing_check_fails_the_run_and_leaves_no_container(
     suite.copy_project(tmp_path)
     stack = tmp_path / "stacks/scipy.yaml"
     stack.write_text(stack.read_text().replace('expect: "45"', 'expect: "46"'))
-    result = imagekit("test", "scipy", catalog=tmp_path / "catalog.yaml", check=False)
-    assert result.returncode == 1
-    assert "FAIL scipy: kernel python3: import numpy" in result.stdout
-    assert "printed '45'" in result.stdout  # the evidence: what was seen instead
-    assert client.containers.list(all=True, filters={"label": "io.imagekit.check"}) == []
+    proc = subprocess.Popen([sys.executable, "-m", "imagekit", "test", "scipy", "--catalog",
+                             str(tmp_path / "catalog.yaml")], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 1
+    assert "FAIL scipy: kernel python3: import numpy" in out
+    assert "printed '45'" in out  # the evidence: what was seen instead
+    # Nothing of this run's is left (its containers carry its session: its pid first);
+    # what another process on the engine holds at the moment is its own.
+    left = client.containers.list(all=True, filters={"label": "io.imagekit.check"})
+    assert [c.name for c in left
+            if c.labels.get("io.imagekit.temporary", "").startswith(f"{proc.pid}-")] == []
 
 
 def test_all_tests_what_is_built_and_reports_the_rest(build: Callable[..., Any],

@@ -1,0 +1,75 @@
+"""Long setups that need nothing of the rest of the suite, run beside it.
+
+A test module may define `beside(folder: Path) -> T`: the part of its setup that owns its
+own resources (its own project, namespace, engine or emulated architecture) and only waits
+on the CPU of an emulator or on the network. When the session has collected, conftest starts
+the `beside` of every selected module in a thread of its own, so that it runs while the
+modules before it do; the module's fixture then takes its result with `result(module)`,
+waiting for it if it has not finished, and an exception raised there is raised again in the
+fixture, so the module's tests fail (never skip) with it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Job:
+    name: str
+    folder: Path
+    done: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    error: BaseException | None = None
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+
+JOBS: dict[str, Job] = {}
+
+
+def start(name: str, work: Callable[[Path], Any]) -> None:
+    # Short: an engine's sockets live under it (a unix socket's path has 107 bytes at most).
+    folder = Path(tempfile.mkdtemp(prefix=f"ik-{name.rpartition('.')[2]}-"))
+    job = JOBS[name] = Job(name, folder)
+
+    def run() -> None:
+        try:
+            job.value = work(job.folder)
+        except BaseException as exc:  # handed to the module's fixture
+            job.error = exc
+        finally:
+            job.seconds = round(time.monotonic() - job.started, 1)
+            job.done.set()
+
+    threading.Thread(target=run, name=f"beside-{name}", daemon=True).start()
+
+
+def result(name: str, timeout: float = 5400) -> Any:
+    """The module's setup as it ended; its folder is the module's to remove (`finish`)."""
+    job = JOBS[name]
+    if not job.done.wait(timeout):
+        raise AssertionError(f"{name}'s setup beside the suite did not end in {timeout:.0f} s")
+    if job.error is not None:
+        raise AssertionError(f"{name}'s setup beside the suite failed: {job.error!r}") \
+            from job.error
+    return job.value
+
+
+def finish(name: str) -> None:
+    job = JOBS.get(name)
+    if job is not None:
+        job.done.wait()
+        shutil.rmtree(job.folder, ignore_errors=True)
+
+
+def summary(write: Callable[[str], None]) -> None:
+    for job in JOBS.values():
+        write(f"{job.name}: {job.seconds} s beside the rest")
