@@ -70,6 +70,12 @@ def finish(name: str) -> None:
         shutil.rmtree(job.folder, ignore_errors=True)
 
 
+def finish_all() -> None:
+    """At the session's end: every setup's folder, whatever its module's fixtures did."""
+    for name in JOBS:
+        finish(name)
+
+
 def summary(write: Callable[[str], None]) -> None:
     for job in JOBS.values():
         write(f"{job.name}: {job.seconds} s beside the rest")

@@ -178,6 +178,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             background.start(module.__name__, work)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.integration import background
+
+    background.finish_all()
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     from tests.integration import background, podman
     from tests.integration.runners import TIMES, summary

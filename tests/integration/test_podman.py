@@ -14,7 +14,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,15 +46,15 @@ checks:
 """
 
 
-def _catalog_text() -> str:
-    return (suite.catalog_text(NAMESPACE)
+def _catalog_text(registry: str = suite.ADDRESS) -> str:
+    return (suite.catalog_text(NAMESPACE, registry=registry)
             .replace("  - stack: pyspark\n", "  - stack: pyspark\n  - stack: tiny\n"
                                              "    formats: [docker, sif]\n"))
 
 
-def _timed(step: str, *args: str, catalog: Path) -> Any:
+def _timed(step: str, *args: str, catalog: Path, env: dict[str, str]) -> Any:
     started = time.monotonic()
-    result = imagekit(*args, catalog=catalog, env=ENGINE)
+    result = imagekit(*args, catalog=catalog, env={**ENGINE, **env})
     TIMES[f"podman rootful: {step}"] = round(time.monotonic() - started, 1)
     return json.loads(result.stdout) if "--json" in args else result.stdout + result.stderr
 
@@ -63,34 +63,46 @@ def _timed(step: str, *args: str, catalog: Path) -> Any:
 class Rootful:
     registry: LocalRegistry
     catalog: Path
+    store: Path
+    stop: Callable[[], None]  # the registry
     outcomes: dict[str, Any] = field(default_factory=dict)
 
     def ref(self, image: str) -> str:
-        return suite.ref(image, NAMESPACE)
+        return suite.ref(image, NAMESPACE, registry=self.registry.address)
+
+
+def _store_env(root: Path) -> dict[str, str]:
+    """What every podman and imagekit reads to use root's Podman with a store and a cache
+    of the module's own (imagekit's own `podman system service` too)."""
+    conf = root / "storage.conf"
+    if not conf.exists():
+        conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root / "store"}"\n'
+                        f'runroot = "{root / "run"}"\n')
+    return {"CONTAINERS_STORAGE_CONF": str(conf), "XDG_CACHE_HOME": str(root / "cache")}
+
+
+def _empty_store(env: dict[str, str]) -> None:
+    for argv in (("pod", "rm", "--all", "--force"), ("rm", "--all", "--force"),
+                 ("rmi", "--all", "--force"), ("volume", "rm", "--all", "--force")):
+        subprocess.run(["podman", *argv], capture_output=True, timeout=600, check=False,
+                       env={**os.environ, **env})
 
 
 @contextlib.contextmanager
 def private_store(root: Path) -> Iterator[None]:
-    """Root's Podman with a store and a cache of the module's own, as on a fresh machine:
-    every podman and imagekit the tests run reads CONTAINERS_STORAGE_CONF and XDG_CACHE_HOME
-    (imagekit's own `podman system service` too). Emptied and removed afterwards: its layers,
-    with buildah's intermediate images, are several GB a CI disk needs back."""
-    conf = root / "storage.conf"
-    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root / "store"}"\n'
-                    f'runroot = "{root / "run"}"\n')
+    """Root's Podman with a store and a cache of the module's own, as on a fresh machine,
+    for the module's tests (the environment of every podman and imagekit they run). Emptied
+    and removed afterwards: its layers, with buildah's intermediate images, are several GB a
+    CI disk needs back."""
+    env = _store_env(root)
     try:
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("CONTAINERS_STORAGE_CONF", str(conf))
-            env.setenv("XDG_CACHE_HOME", str(root / "cache"))
-            try:
-                yield
-            finally:
-                podman("pod", "rm", "--all", "--force", check=False)
-                podman("rm", "--all", "--force", check=False)
-                podman("rmi", "--all", "--force", check=False)
-                podman("volume", "rm", "--all", "--force", check=False)
+        with pytest.MonkeyPatch.context() as patched:
+            for key, value in env.items():
+                patched.setenv(key, value)
+            yield
     finally:
         # Also when the module's setup failed: the store is gigabytes either way.
+        _empty_store(env)
         _remove_store(root)
 
 
@@ -109,36 +121,76 @@ def _remove_store(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def rootful(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rootful]:
-    root = tmp_path_factory.mktemp("podman")
-    with private_store(root):
-        yield from _rootful(root)
-
-
-def _rootful(root: Path) -> Iterator[Rootful]:
-    for name in ("stacks", "profiles"):
-        shutil.copytree(ROOT / name, root / name)
+def _rootful(root: Path) -> Rootful:
+    """Root's Podman with an empty store of its own: the base bootstrapped, base, scipy and
+    scipy-kubeflow built (scipy's SIF too), tested and published to a registry of its own."""
+    root.mkdir(parents=True)
+    env = _store_env(root)
+    address = suite.free_address()
+    catalog = suite.copy_project(root, NAMESPACE, registry=address)
     (root / "stacks/tiny.yaml").write_text(TINY.format(post="echo tiny"))
-    catalog = root / "catalog.yaml"
-    catalog.write_text(_catalog_text())
-    registries = fresh_registry(root / "registry")
-    found = Rootful(next(registries), catalog)
-    o = found.outcomes
-    # The store is empty, as on a fresh machine: the base is bootstrapped.
-    try:
-        o["base"] = _timed("base (debootstrap)", "base", catalog=catalog)
-        o["build"] = _timed("build base scipy scipy-kubeflow (+ scipy's SIF)", "build", "scipy",
-                            "scipy-kubeflow", "--json", catalog=catalog)
-        o["again"] = _timed("build again", "build", "scipy", "--format", "docker", "--json",
-                            catalog=catalog)
-        o["test"] = _timed("test", "test", "base", "scipy", "scipy-kubeflow", "--json",
-                           catalog=catalog)
-        o["publish"] = _timed("publish", "publish", "base", "scipy", "scipy-kubeflow",
-                              "--json", catalog=catalog)
-        yield found
-    finally:
+    catalog.write_text(_catalog_text(address))
+    registries = fresh_registry(root / "registry", address)
+
+    def stop() -> None:
         next(registries, None)
+
+    found = Rootful(next(registries), catalog, root, stop)
+    o = found.outcomes
+    try:
+        # The store is empty, as on a fresh machine: the base is bootstrapped.
+        o["base"] = _timed("base (debootstrap)", "base", catalog=catalog, env=env)
+        o["build"] = _timed("build base scipy scipy-kubeflow (+ scipy's SIF)", "build", "scipy",
+                            "scipy-kubeflow", "--json", catalog=catalog, env=env)
+        o["again"] = _timed("build again", "build", "scipy", "--format", "docker", "--json",
+                            catalog=catalog, env=env)
+        o["test"] = _timed("test", "test", "base", "scipy", "scipy-kubeflow", "--json",
+                           catalog=catalog, env=env)
+        o["publish"] = _timed("publish", "publish", "base", "scipy", "scipy-kubeflow",
+                              "--json", catalog=catalog, env=env)
+        return found
+    except BaseException:
+        found.stop()
+        _empty_store(env)
+        _remove_store(root)
+        raise
+
+
+@dataclass
+class Parts:
+    """What the module's setup beside the suite gave: each part's result, or its error."""
+    done: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+    def take(self, name: str) -> Any:
+        if name in self.errors:
+            raise AssertionError(f"{name}: {self.errors[name]!r}") from self.errors[name]
+        return self.done[name]
+
+
+def beside(folder: Path) -> Parts:
+    """Root's Podman and a rootless user's, one after the other, run beside the rest of the
+    suite (tests/integration/background.py); the fixtures `rootful` and `rootless` take
+    them, and end each at their teardown."""
+    parts = Parts()
+    for name, work in (("rootful", lambda: _rootful(folder / "rootful")),
+                       ("rootless", _rootless)):
+        try:
+            parts.done[name] = work()
+        except Exception as exc:
+            parts.errors[name] = exc
+    return parts
+
+
+@pytest.fixture(scope="module")
+def rootful() -> Iterator[Rootful]:
+    found: Rootful = background.result(__name__).take("rootful")
+    try:
+        with private_store(found.store):
+            yield found
+    finally:
+        found.stop()
+        background.finish(__name__)
 
 
 def test_podman_builds_with_its_own_builder_and_converts_to_sif(rootful: Rootful) -> None:
@@ -349,10 +401,9 @@ def test_kube_play_runs_the_token_pod_and_kube_down_removes_it(rootful: Rootful,
 
 # --- rootless ----------------------------------------------------------------------------
 
-def beside(folder: Path) -> tuple[Rootless, dict[str, Any], contextlib.ExitStack]:
-    """The rootless part, run beside the rest of the suite (tests/integration/background.py):
-    a user of its own with its own store bootstraps, builds, converts and tests; the module
-    fixture `rootless` takes the result and ends the user's session at its teardown."""
+def _rootless() -> tuple[Rootless, dict[str, Any], contextlib.ExitStack]:
+    """A user of its own with its own store bootstraps, builds, converts and tests; the
+    fixture `rootless` ends the user's session at its teardown."""
     files = [("catalog.yaml", _catalog_text()),
              ("stacks/tiny.yaml", TINY.format(post="echo tiny"))]
     with contextlib.ExitStack() as stack:
@@ -370,12 +421,10 @@ def beside(folder: Path) -> tuple[Rootless, dict[str, Any], contextlib.ExitStack
 
 @pytest.fixture(scope="module")
 def rootless() -> Iterator[tuple[Rootless, dict[str, Any]]]:
-    try:
-        user, o, session = background.result(__name__)
-        with session:
-            yield user, o
-    finally:
-        background.finish(__name__)
+    # The job's folder goes at rootful's teardown (or the session's end).
+    user, o, session = background.result(__name__).take("rootless")
+    with session:
+        yield user, o
 
 
 def test_rootless_podman_bootstraps_builds_tests_and_converts(
