@@ -26,7 +26,7 @@ import yaml
 from imagekit.checks.kernel import execute
 from tests.integration import apptainer as ap
 from tests.integration import background, suite
-from tests.integration.conftest import ROOT, imagekit
+from tests.integration.conftest import ROOT, imagekit, main_base
 from tests.integration.podman import TIMES, Rootless, inspect, podman, rootless_user
 from tests.integration.registry import LocalRegistry, fresh_registry
 
@@ -121,6 +121,13 @@ def _remove_store(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def _load_base(ref: str, env: dict[str, str]) -> None:
+    save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
+    loaded = subprocess.run(["podman", "load"], stdin=save.stdout, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, **env})
+    assert save.wait() == 0 and loaded.returncode == 0, loaded.stderr[-2000:]
+
+
 def _rootful(root: Path) -> Rootful:
     """Root's Podman with an empty store of its own: the base bootstrapped, base, scipy and
     scipy-kubeflow built (scipy's SIF too), tested and published to a registry of its own."""
@@ -138,8 +145,12 @@ def _rootful(root: Path) -> Rootful:
     found = Rootful(next(registries), catalog, root, stop)
     o = found.outcomes
     try:
-        # The store is empty, as on a fresh machine: the base is bootstrapped.
-        o["base"] = _timed("base (debootstrap)", "base", catalog=catalog, env=env)
+        # The store is empty, as on a fresh machine, but for the base: debootstrap runs once
+        # per architecture per run (the suite's engine's), and its result is loaded here as a
+        # site would load its base. Bootstrapping itself is tested where it is the subject:
+        # debootstrap in test_build, mmdebstrap and Podman's import in the rootless test.
+        _load_base(main_base(), env)
+        o["base"] = _timed("base (loaded)", "base", catalog=catalog, env=env)
         o["build"] = _timed("build base scipy scipy-kubeflow (+ scipy's SIF)", "build", "scipy",
                             "scipy-kubeflow", "--json", catalog=catalog, env=env)
         o["again"] = _timed("build again", "build", "scipy", "--format", "docker", "--json",
@@ -195,7 +206,7 @@ def rootful() -> Iterator[Rootful]:
 
 def test_podman_builds_with_its_own_builder_and_converts_to_sif(rootful: Rootful) -> None:
     o = rootful.outcomes
-    assert "bootstrapped" in o["base"]
+    assert "is present" in o["base"]  # loaded from the suite's one debootstrap
     status = {b["image"]: b["status"] for b in o["build"]["images"]}
     assert status == {"base": "built", "scipy": "built", "scipy-kubeflow": "built"}
     # Unchanged inputs: the cache key on the image's label finds it again.

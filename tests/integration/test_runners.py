@@ -1,5 +1,6 @@
 """CI at scale, for real on one machine: two runners, each an empty Docker engine of its
-own, share one registry. Runner A builds and pushes `base`; runner B builds `scipy` on
+own, share one registry, which also holds the site's Debian base (as a site keeps it for
+its runners). Runner A builds and pushes `base`; runner B builds `scipy` on
 `base` pulled by digest, tests and pushes it; runner A publishes the catalog from what the
 registry holds. A third empty engine does the same in one place, as `imagekit publish`
 always did: both catalogs must name the same images, parents, tags and test results.
@@ -11,6 +12,7 @@ passes between them: not the images, not the test records.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,16 +23,31 @@ import pytest
 
 from imagekit.publish.catalog import PublishedCatalog, read
 from tests.integration import background, suite
-from tests.integration.conftest import imagekit
+from tests.integration.conftest import imagekit, main_base
 from tests.integration.registry import LocalRegistry, fresh_registry
 from tests.integration.runners import TIMES, Runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker_engine]
 
 
-def checkout(folder: Path, namespace: str, registry: str) -> Path:
-    """A runner's checkout of the catalog, publishing under its own namespace."""
-    return suite.copy_project(folder, namespace, registry=registry)
+def checkout(folder: Path, namespace: str, base: str) -> Path:
+    """A runner's checkout of the catalog, publishing under its own namespace to the
+    registry that holds the site's base."""
+    catalog = suite.copy_project(folder, namespace, registry=base.split("/")[0])
+    text = catalog.read_text()
+    assert "  image: imagekit/debian:bookworm\n" in text
+    catalog.write_text(text.replace("  image: imagekit/debian:bookworm\n", f"  image: {base}\n"))
+    return catalog
+
+
+def _mirror_base(address: str) -> str:
+    """The site's Debian base in its registry, as a site keeps it for its CI runners (the
+    suite bootstraps it once, in its own engine; bootstrapping is test_build's subject): an
+    empty runner pulls it instead of running debootstrap again."""
+    mirrored = f"{address}/mirror/debian:bookworm"
+    for argv in (["docker", "tag", main_base(), mirrored], ["docker", "push", mirrored]):
+        subprocess.run(argv, check=True, capture_output=True, timeout=600)
+    return mirrored
 
 
 @dataclass
@@ -76,11 +93,13 @@ def beside(root: Path) -> Flows:
         for runner in runners:
             runner.start()
         a, b = runners
-        found = Flows(registry, a, b, checkout(root / "checkout-a", "runners", address),
-                      checkout(root / "checkout-b", "runners", address),
-                      checkout(root / "checkout-c", "single", address), stop)
+        mirrored = _mirror_base(address)
+        found = Flows(registry, a, b, checkout(root / "checkout-a", "runners", mirrored),
+                      checkout(root / "checkout-b", "runners", mirrored),
+                      checkout(root / "checkout-c", "single", mirrored), stop)
         o = found.outcomes
-        # Runner A: base on a bootstrapped Debian, tested, pushed under its tree tag.
+        # Runner A: base on the site's Debian base pulled from its registry, tested, pushed
+        # under its tree tag.
         o["a-build"] = _run(a, "build base", "build", "base", "--from-registry", "--json",
                             catalog=found.a_catalog)
         _run(a, "test base", "test", "base", catalog=found.a_catalog)
@@ -120,6 +139,9 @@ def flows(client: Any, base_image: str) -> Iterator[Flows]:
         for image in client.images.list():
             if any("/single/" in tag for tag in image.tags):
                 client.images.remove(image.id, force=True)
+            for tag in image.tags:
+                if "/mirror/debian:" in tag:
+                    client.images.remove(tag)  # the tag only: the base stays
         background.finish(__name__)
 
 
