@@ -63,6 +63,14 @@ def result(name: str, timeout: float = 5400) -> Any:
     return job.value
 
 
+def quiet(timeout: float = 5400) -> None:
+    """Every setup beside the suite has ended: for a test that measures the machine's own
+    network traffic, which theirs would add to."""
+    for job in list(JOBS.values()):
+        if not job.done.wait(timeout):
+            raise AssertionError(f"{job.name}'s setup beside the suite is still running")
+
+
 def finish(name: str) -> None:
     job = JOBS.get(name)
     if job is not None:

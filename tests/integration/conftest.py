@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from tests.integration import suite
 ROOT = suite.ROOT
 # Commands that read no catalog (and take no --catalog).
 _NO_CATALOG = frozenset({"inspect", "version"})
+_SUITE_BUILDS = threading.RLock()
 
 
 def imagekit(*args: str, catalog: Path | None = None, check: bool = True,
@@ -30,9 +32,14 @@ def imagekit(*args: str, catalog: Path | None = None, check: bool = True,
     argv = [sys.executable, "-m", "imagekit", *args]
     if not args or args[0] not in _NO_CATALOG:
         argv += ["--catalog", str(catalog)]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                            cwd=catalog.parent,
-                            env={**os.environ, "COLUMNS": "200", **(env or {})})
+    # Builds of the suite's own project take turns: a setup beside the suite builds in it
+    # too, and two builds of one image at once would race for its tags.
+    turn = _SUITE_BUILDS if args[:1] == ("build",) and catalog == suite.CATALOG \
+        else contextlib.nullcontext()
+    with turn:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                cwd=catalog.parent,
+                                env={**os.environ, "COLUMNS": "200", **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"imagekit {' '.join(args)} exited {result.returncode}\n"
                              f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}")
@@ -87,36 +94,48 @@ def base_image(client: Any) -> str:
     return main_base()
 
 
-@pytest.fixture(scope="session")
-def build(base_image: str) -> Callable[..., list[dict[str, Any]]]:
-    """Build images through the CLI once per session; return the JSON outcomes."""
-    done: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+_BUILT: dict[tuple[str, ...], list[dict[str, Any]]] = {}
 
-    def run(*names: str) -> list[dict[str, Any]]:
-        if names not in done:
+
+def build_images(*names: str) -> list[dict[str, Any]]:
+    """Build images of the suite's project through the CLI, once per session (from the
+    tests or from a setup beside them); return the JSON outcomes."""
+    main_base()
+    with _SUITE_BUILDS:
+        if names not in _BUILT:
             # Docker images only: SIF conversion has its own tests (test_sif.py).
             result = imagekit("build", *names, "--format", "docker", "--json")
-            done[names] = json.loads(result.stdout)["images"]
-        return done[names]
-
-    return run
+            _BUILT[names] = json.loads(result.stdout)["images"]
+        return _BUILT[names]
 
 
-@pytest.fixture(scope="session")
-def smoke() -> Callable[[str], dict[str, Any]]:
-    """`imagekit test IMAGE --json`, once per image per session."""
-    done: dict[str, dict[str, Any]] = {}
+_TESTED: dict[str, dict[str, Any]] = {}
+_TESTING: dict[str, threading.Lock] = {}
+_TABLE = threading.Lock()
 
-    def run(name: str) -> dict[str, Any]:
-        if name not in done:
+
+def smoke_test(name: str) -> dict[str, Any]:
+    """`imagekit test IMAGE --json`, once per image per session (images apart at once)."""
+    with _TABLE:
+        lock = _TESTING.setdefault(name, threading.Lock())
+    with lock:
+        if name not in _TESTED:
             result = imagekit("test", name, "--json", check=False)
             report = json.loads(result.stdout)
             report["exit"] = result.returncode
             report["stderr"] = result.stderr
-            done[name] = report
-        return done[name]
+            _TESTED[name] = report
+        return _TESTED[name]
 
-    return run
+
+@pytest.fixture(scope="session")
+def build(base_image: str) -> Callable[..., list[dict[str, Any]]]:
+    return build_images
+
+
+@pytest.fixture(scope="session")
+def smoke() -> Callable[[str], dict[str, Any]]:
+    return smoke_test
 
 
 @pytest.fixture(scope="session")

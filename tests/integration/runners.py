@@ -49,11 +49,13 @@ class Runner:
 
     def _rules(self, verb: str) -> list[list[str]]:
         net = f"172.30.{self.subnet}.0/24"
+        # -w: dockerd and Podman edit the tables too, beside the suite (wait for the lock).
+        iptables = ["iptables", "-w", "60"]
         return [
-            ["iptables", "-t", "nat", verb, "POSTROUTING", "-s", net, "!", "-o", self.bridge,
+            [*iptables, "-t", "nat", verb, "POSTROUTING", "-s", net, "!", "-o", self.bridge,
              "-j", "MASQUERADE"],
-            ["iptables", verb, "FORWARD", "-i", self.bridge, "-j", "ACCEPT"],
-            ["iptables", verb, "FORWARD", "-o", self.bridge, "-j", "ACCEPT"],
+            [*iptables, verb, "FORWARD", "-i", self.bridge, "-j", "ACCEPT"],
+            [*iptables, verb, "FORWARD", "-o", self.bridge, "-j", "ACCEPT"],
         ]
 
     def start(self) -> None:

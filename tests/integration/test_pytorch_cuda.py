@@ -13,12 +13,24 @@ import pytest
 import yaml
 
 from bench.host import rx_bytes
-from tests.integration import suite
-from tests.integration.conftest import failed, imagekit
+from tests.integration import background, suite
+from tests.integration.conftest import build_images, failed, imagekit, smoke_test
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.docker_engine]
 
 REF = suite.repository("pytorch-cuda")
+
+
+def beside(folder: Path) -> None:
+    """pytorch-cuda built (about 3 GB of wheels) and tested beside the rest of the suite
+    (tests/integration/background.py); the tests take both from the session."""
+    build_images("pytorch-cuda")
+    smoke_test("pytorch-cuda")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _built_beside() -> None:
+    background.result(__name__)
 
 
 def _python(client: Any, ref: str, code: str) -> str:
@@ -84,6 +96,8 @@ def test_a_change_above_torch_does_not_download_torch_again(
     # which is not what this test is about.
     imagekit("build", "scipy", "--format", "docker", "--plain", catalog=cuda_plus)
     mounts = _cache_mounts(client)
+    # What this machine receives is measured: nothing else of the suite may download now.
+    background.quiet()
     before = rx_bytes()
     result = imagekit("build", "pytorch-cuda", "--format", "docker", "--plain",
                       catalog=cuda_plus)
