@@ -22,10 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "suite"
 
 
+_HANDED: set[str] = set()
+
+
 def free_address() -> str:
     """Another loopback address of the suite's: for a registry that runs beside the
-    suite's own (tests/integration/background.py)."""
-    return f"127.0.0.1:{_free_port()}"
+    suite's own (tests/integration/background.py); never one already handed out, the
+    suite's own included (nothing listens there between its modules)."""
+    while True:
+        address = f"127.0.0.1:{_free_port()}"
+        if address != ADDRESS and address not in _HANDED:
+            _HANDED.add(address)
+            return address
 
 
 def _free_port() -> int:
