@@ -22,29 +22,35 @@ ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "suite"
 
 
-_HANDED: set[str] = set()
+# Below the kernel's ephemeral range (32768 and up): a port picked from it could be handed to
+# a container's published port while the suite's registry is stopped between two modules.
+_PORTS = range(5056, 6000)
+_HANDED: set[int] = set()
+
+
+def _free_port() -> int:
+    for port in _PORTS:
+        if port in _HANDED:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 def free_address() -> str:
     """Another loopback address of the suite's: for a registry that runs beside the
-    suite's own (tests/integration/background.py); never one already handed out, the
-    suite's own included (nothing listens there between its modules)."""
-    while True:
-        address = f"127.0.0.1:{_free_port()}"
-        if address != ADDRESS and address not in _HANDED:
-            _HANDED.add(address)
-            return address
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    suite's own (tests/integration/background.py); never one already handed out."""
+    return f"127.0.0.1:{_free_port()}"
 
 
 # Chosen once per test process; a loopback address, which Docker and Podman's own defaults
 # already speak plain HTTP to (the catalog says insecure_registry as well).
-ADDRESS = os.environ.get("IMAGEKIT_TEST_REGISTRY") or f"127.0.0.1:{_free_port()}"
+ADDRESS = os.environ.get("IMAGEKIT_TEST_REGISTRY") or free_address()
 
 
 def catalog_text(namespace: str = NAMESPACE, source: Path = ROOT / "catalog.yaml",
