@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +54,18 @@ def _clear_cache(root: Path) -> None:
         _CLEARED.append(root)
 
 
+_MAKING = threading.Lock()
+
+
 def ensure_root() -> Path:
-    """The sid root with apptainer and cosign, made once and kept (a few hundred MB)."""
+    """The sid root with apptainer and cosign, made once and kept (a few hundred MB); the
+    session starts making it beside the first tests (conftest), and a test that needs it
+    first waits for that."""
+    with _MAKING:
+        return _ensure_root()
+
+
+def _ensure_root() -> Path:
     if (ROOT / "usr/bin/apptainer").exists():
         _clear_cache(ROOT)
         if not (ROOT / "usr/bin/cosign").exists():  # a root made before cosign was needed

@@ -188,8 +188,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     modules this session runs."""
     if session.config.option.collectonly:
         return
-    from tests.integration import background
+    from tests.integration import apptainer, background
 
+    if any(item.get_closest_marker("integration") for item in session.items):
+        # The real Apptainer's sid root (debootstrap and apt, minutes on a bare machine),
+        # which most modules use: made beside the first tests, which need none of it.
+        background.start("apptainer sid root", lambda folder: apptainer.ensure_root())
     for item in session.items:
         module = getattr(item, "module", None)
         work = getattr(module, "beside", None)
