@@ -86,6 +86,11 @@ def repository(image: str, namespace: str = NAMESPACE, registry: str = ADDRESS) 
     return f"{registry}/{namespace}/{image}"
 
 
+# The CLI the tests run is this checkout's, whatever folder it runs in and whichever
+# checkout pip's editable install names.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
 # What the compose deployment of test_smoke.py runs (tests/integration/docker-compose.yml).
 os.environ["IMAGEKIT_SUITE_SCIPY"] = ref("scipy")
 
