@@ -4,6 +4,7 @@ or command line holds them."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import secrets
@@ -14,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
-from tests.integration import suite
-from tests.integration.conftest import imagekit
+from tests.integration import background, suite
+from tests.integration.conftest import imagekit, main_base
 from tests.integration.mirror import Mirror, make_ca
 
 pytestmark = pytest.mark.integration
@@ -42,8 +44,10 @@ def _gateway(client: Any) -> str:
     return str(config.get("Gateway") or next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
-@pytest.fixture
-def site(tmp_path: Path, client: Any) -> Iterator[tuple[Path, Mirror]]:
+@contextlib.contextmanager
+def _site(tmp_path: Path, client: Any) -> Iterator[tuple[Path, Mirror]]:
+    """A site whose every package source (a mirror of the suite's own) asks for a
+    password, in every URL setting of the catalog's profiles."""
     host = _gateway(client)
     (tmp_path / "ca").mkdir()
     ca, tls = make_ca(tmp_path / "ca", host)
@@ -70,11 +74,19 @@ def site(tmp_path: Path, client: Any) -> Iterator[tuple[Path, Mirror]]:
         f"  npm_registry: {tls_url}/npm/\n"
         f"  proxy: {{http: '{url}', https: '{url}', no_proxy: 'localhost,127.0.0.1,{host}'}}\n"
     ))
-    yield catalog, mirror
-    mirror.stop()
-    for ref in ("canary", "base"):
-        for image in client.images.list(suite.repository(ref, "canary")):
-            client.images.remove(image.id, force=True)
+    try:
+        yield catalog, mirror
+    finally:
+        mirror.stop()
+        for ref in ("canary", "base"):
+            for image in client.images.list(suite.repository(ref, "canary")):
+                client.images.remove(image.id, force=True)
+
+
+@pytest.fixture
+def site(tmp_path: Path, client: Any) -> Iterator[tuple[Path, Mirror]]:
+    with _site(tmp_path, client) as found:
+        yield found
 
 
 class CommandLines:
@@ -100,8 +112,31 @@ class CommandLines:
         self._thread.join()
 
 
-def test_no_credential_leaves_the_processes_that_need_it(site: tuple[Path, Mirror],
-                                                          client: Any, tmp_path: Path) -> None:
+def beside(folder: Path) -> None:
+    """The whole of the first test below, run beside the rest of the suite (tests/
+    integration/background.py): a full build of base and canary through the site's mirror
+    while every command line on the machine is sampled. Its assertions are the test's: one
+    that fails here fails that test, with its message."""
+    main_base()
+    for part in ("site", "tmp"):
+        (folder / part).mkdir()
+    client = docker.from_env(timeout=900)
+    try:
+        with _site(folder / "site", client) as site:
+            _no_credential_leaves_the_processes_that_need_it(site, client, folder / "tmp")
+    finally:
+        client.close()
+
+
+def test_no_credential_leaves_the_processes_that_need_it() -> None:
+    try:
+        background.result(__name__)
+    finally:
+        background.finish(__name__)
+
+
+def _no_credential_leaves_the_processes_that_need_it(site: tuple[Path, Mirror], client: Any,
+                                                      tmp_path: Path) -> None:
     catalog, mirror = site
     password = mirror.password
     work = catalog.parent

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,8 @@ import requests
 from imagekit.publish.catalog import PublishedCatalog, read
 from tests.browser import check_site
 from tests.integration import apptainer as ap
-from tests.integration import suite
-from tests.integration.conftest import ROOT, imagekit
+from tests.integration import background, suite
+from tests.integration.conftest import ROOT, imagekit, main_base
 from tests.integration.registry import LocalRegistry, fresh_registry
 
 pytestmark = pytest.mark.integration
@@ -38,6 +38,11 @@ class Release:
     cosign_pub: Path
     pgp_pub: Path
     first: PublishedCatalog
+    stop: Callable[[], None]  # the registry
+
+    @property
+    def address(self) -> str:
+        return self.registry.address
 
     @property
     def dist(self) -> Path:
@@ -73,26 +78,45 @@ def _keys(folder: Path, tools: Path) -> tuple[dict[str, str], Path, Path]:
     return env, folder / "cosign.pub", folder / "sif-signing.pub.asc"
 
 
-@pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[Release]:
-    root = tmp_path_factory.mktemp("release")
-    registries = fresh_registry(root / "registry")
+def beside(root: Path) -> Release:
+    """The first release, made beside the rest of the suite (tests/integration/
+    background.py): the site's keys, base and scipy built under the module's namespace
+    (scipy's SIF too), tested and published, signed, to a registry of the module's own."""
+    address = suite.free_address()
+    registries = fresh_registry(root / "registry", address)
     registry = next(registries)
+
+    def stop() -> None:
+        next(registries, None)
+
     try:
+        main_base()
         tools = ap.host_tools(ap.ensure_root(), root / "bin")
         env, cosign_pub, pgp_pub = _keys(root, tools)
         env["PATH"] = f"{tools}:{os.environ['PATH']}"
         project = root / "project"
-        catalog = suite.copy_project(project, NS)
+        catalog = suite.copy_project(project, NS, registry=address)
         imagekit("build", "scipy", "--format", "docker", "--format", "sif", "--sif-method",
                  "native", "--plain", catalog=catalog, env=env)
         imagekit("test", "base", "scipy", catalog=catalog, env=env)
         imagekit("publish", "base", "scipy", catalog=catalog, env=env)
-        yield Release(registry, catalog, env, cosign_pub, pgp_pub,
-                      read(project / "dist" / "catalog.json"))
+        return Release(registry, catalog, env, cosign_pub, pgp_pub,
+                       read(project / "dist" / "catalog.json"), stop)
+    except BaseException:
+        stop()
+        raise
+
+
+@pytest.fixture(scope="module")
+def release() -> Iterator[Release]:
+    found: Release | None = None
+    try:
+        found = background.result(__name__)
+        yield found
     finally:
-        next(registries, None)
-        shutil.rmtree(root, ignore_errors=True)
+        if found is not None:
+            found.stop()
+        background.finish(__name__)
 
 
 def _referrers(release: Release, repository: str, digest: str) -> dict[str, str]:
@@ -165,12 +189,12 @@ def test_verify_passes_then_catches_a_moved_tag_and_a_wrong_key(release: Release
     # latest moved by hand to another image: verify says so and fails.
     scipy, base = release.first.image("scipy"), release.first.image("base")
     _, manifest = release.registry.manifest(f"{NS}/base", base.digest)
-    url = f"http://{suite.ADDRESS}/v2/{NS}/scipy/manifests/latest"
+    url = f"http://{release.address}/v2/{NS}/scipy/manifests/latest"
     base_bytes = release.registry.get(f"{NS}/base/manifests/{base.digest}",
                                       Accept=manifest["mediaType"]).content
     # The blobs must exist in scipy's repository for the registry to take the manifest:
     # base's layers are scipy's first layers, and its config is mounted across.
-    requests.post(f"http://{suite.ADDRESS}/v2/{NS}/scipy/blobs/uploads/?mount="
+    requests.post(f"http://{release.address}/v2/{NS}/scipy/blobs/uploads/?mount="
                   f"{manifest['config']['digest']}&from={NS}/base", timeout=30)
     assert requests.put(url, data=base_bytes, timeout=30,
                         headers={"Content-Type": manifest["mediaType"]}).status_code == 201
@@ -221,12 +245,13 @@ def test_pin_rolls_back_and_prune_keeps_what_a_catalog_names(release: Release) -
     [staged] = json.loads(release.run("push", "scipy", "--json").stdout)["images"]
     third = staged["reference"].rpartition("@")[2]
     dry = json.loads(release.run("prune", "--keep", "1", "--dry-run", "--json").stdout)
-    assert f"{suite.repository('scipy', NS)}@{third}" in dry["deleted"]
+    scipy = suite.repository("scipy", NS, registry=release.address)
+    assert f"{scipy}@{third}" in dry["deleted"]
     assert release.registry.manifest(f"{NS}/scipy", third)  # a dry run deletes nothing
     report = json.loads(release.run("prune", "--keep", "1", "--json").stdout)
     assert report["kept_catalogs"] == ["history-000003"]
     assert report["deleted_catalogs"] == ["history-000001", "history-000002"]
-    assert f"{suite.repository('scipy', NS)}@{third}" in report["deleted"]
+    assert f"{scipy}@{third}" in report["deleted"]
     gone = release.registry.get(f"{NS}/scipy/manifests/{third}")
     assert gone.status_code == 404
     # What the kept catalog names stays: the pinned image, its history, base.
