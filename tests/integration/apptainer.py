@@ -113,15 +113,28 @@ def add_user(root: Path, name: str, uid: int, gid: int, home: str) -> None:
             f.write(f"{name}:x:{gid}:\n")
 
 
+_FUSE = threading.Lock()
+_FUSE_USERS: list[int] = []  # the mode to give back, while anyone needs it open
+
+
 @contextlib.contextmanager
 def fuse_for_user() -> Iterator[None]:
-    """/dev/fuse is 0600 here; apptainer mounts SIFs with squashfuse as the user."""
-    mode = os.stat("/dev/fuse").st_mode & 0o777
-    os.chmod("/dev/fuse", 0o666)
+    """/dev/fuse is 0600 here; apptainer mounts SIFs with squashfuse as the user. Tests and
+    setups beside them may need it at once: it is given back when the last one is done."""
+    with _FUSE:
+        if not _FUSE_USERS:
+            mode = os.stat("/dev/fuse").st_mode & 0o777
+            os.chmod("/dev/fuse", 0o666)
+        else:
+            mode = _FUSE_USERS[0]
+        _FUSE_USERS.append(mode)
     try:
         yield
     finally:
-        os.chmod("/dev/fuse", mode)
+        with _FUSE:
+            _FUSE_USERS.pop()
+            if not _FUSE_USERS:
+                os.chmod("/dev/fuse", mode)
 
 
 @dataclass

@@ -12,18 +12,19 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 import requests
 
 from imagekit.checks.kernel import execute
 from imagekit.sif import parse_list
 from tests.integration import apptainer as ap
-from tests.integration import suite
-from tests.integration.conftest import ROOT, imagekit
+from tests.integration import background, suite
+from tests.integration.conftest import ROOT, build_images, imagekit, main_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.sif]
 
@@ -247,13 +248,16 @@ def test_tunnel_script_body_prints_the_way_in_and_serves(
         _stop(proc)
 
 
-def test_the_rendered_definition_builds_with_apptainer(
-    apptainer: ap.Apptainer, root: Path, client: Any, build: Any
-) -> None:
+def test_the_rendered_definition_builds_with_apptainer() -> None:
     """recipes/scipy-kubeflow/Singularity.def as `imagekit render` writes it, bootstrapped
     from a `docker save` of its parent instead of the engine, built unprivileged by
-    apptainer itself, then run."""
-    build("scipy-kubeflow")
+    apptainer itself, then run (beside the rest of the suite: `beside` below)."""
+    _outcome("rendered definition")
+
+
+def _rendered_definition_builds_with_apptainer(root: Path, client: Any) -> None:
+    build_images("scipy-kubeflow")
+    apptainer = ap.Apptainer(root)
     work = root / "srv/recipe"
     shutil.rmtree(work, ignore_errors=True)
     imagekit("render", "scipy-kubeflow")
@@ -268,6 +272,11 @@ def test_the_rendered_definition_builds_with_apptainer(
     (work / "Singularity.def").write_text(
         "Bootstrap: docker-archive\nFrom: /srv/recipe/parent.tar\n\n" + rest)
     subprocess.run(["chown", "-R", f"{ap.UID}:{ap.GID}", str(work)], check=True)
+    with ap.fuse_for_user():
+        _build_and_serve(apptainer, work)
+
+
+def _build_and_serve(apptainer: ap.Apptainer, work: Path) -> None:
     started = time.monotonic()
     # --force also lets the child's %labels replace the ones inherited from the parent.
     result = apptainer.run("apptainer", "build", "--force", "--fakeroot", "--ignore-subuid",
@@ -318,11 +327,16 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.docker_engine  # Bootstrap: docker-daemon; Podman's archive route is in test_podman.py
-def test_the_apptainer_method_gives_the_sif_the_native_method_gives(
-        root: Path, base_image: str, tmp_path: Path, client: Any) -> None:
+def test_the_apptainer_method_gives_the_sif_the_native_method_gives() -> None:
     """`--sif-method apptainer` runs the real apptainer 1.4.5 (as root, from the sid root)
     on the same converted definition: both SIFs embed that definition and carry the same
-    runscript, startscript and %test, which passes under apptainer for an ordinary user."""
+    runscript, startscript and %test, which passes under apptainer for an ordinary user
+    (beside the rest of the suite: `beside` below)."""
+    _outcome("methods")
+
+
+def _apptainer_method_gives_what_native_gives(root: Path, tmp_path: Path,
+                                              client: Any) -> None:
     tools = tmp_path / "bin"
     tools.mkdir()
     shutil.copy(ROOT / "tests/integration/bin/sid-root-apptainer", tools / "apptainer")
@@ -372,3 +386,35 @@ def test_the_apptainer_method_gives_the_sif_the_native_method_gives(
             helped = runner.run("apptainer", "run-help", inside).stdout
             assert "Converted from the built image" in helped, method
     shutil.rmtree(shared)
+
+
+def beside(folder: Path) -> dict[str, BaseException | None]:
+    """The module's two apptainer builds (minutes of mksquashfs each), run beside the rest
+    of the suite (tests/integration/background.py); each test takes its own outcome, and an
+    assertion that failed here fails it with its message."""
+    main_base()
+    root = ap.ensure_root()
+    client = docker.from_env(timeout=900)
+    (folder / "methods").mkdir()
+    parts: list[tuple[str, Callable[[], None]]] = [
+        ("rendered definition", lambda: _rendered_definition_builds_with_apptainer(root, client))]
+    if os.environ.get("IMAGEKIT_ENGINE") != "podman":  # the docker_engine marker's reach
+        parts.append(("methods", lambda: _apptainer_method_gives_what_native_gives(
+            root, folder / "methods", client)))
+    outcomes: dict[str, BaseException | None] = {}
+    try:
+        for name, work in parts:
+            try:
+                work()
+                outcomes[name] = None
+            except Exception as exc:
+                outcomes[name] = exc
+    finally:
+        client.close()
+    return outcomes
+
+
+def _outcome(name: str) -> None:
+    error = background.result(__name__)[name]
+    if error is not None:
+        raise AssertionError(f"{name}: {error}") from error
