@@ -97,6 +97,7 @@ os.environ["IMAGEKIT_SUITE_SCIPY"] = ref("scipy")
 # The project every test uses unless it makes its own: made when the suite starts, removed
 # when the process ends.
 PROJECT = Path(tempfile.mkdtemp(prefix="imagekit-suite-"))
+PROJECT.chmod(0o755)  # the SIF tests' unprivileged Apptainer user reads dist/ through it
 CATALOG = copy_project(PROJECT, parts=("stacks", "profiles", "schemas"))
 DIST = PROJECT / "dist"
 atexit.register(shutil.rmtree, PROJECT, ignore_errors=True)
