@@ -48,6 +48,7 @@ def start(name: str, work: Callable[[Path], Any]) -> None:
     """Queue a setup; the setups run in the order they were queued, AT_ONCE at a time."""
     # Short: an engine's sockets live under it (a unix socket's path has 107 bytes at most).
     folder = Path(tempfile.mkdtemp(prefix=f"ik-{name.rpartition('.')[2]}-"))
+    folder.chmod(0o755)  # as the checkout: the SIF tests' unprivileged user reads through it
     job = JOBS[name] = Job(name, folder)
     _QUEUE.put((job, work))
     while len(_WORKERS) < AT_ONCE:
