@@ -34,6 +34,25 @@ class Job:
     seconds: float = 0.0
 
 
+@dataclass
+class Parts:
+    """A setup of independent parts: each part's result, or the error it raised, so that
+    one part's failure fails only the tests that take that part."""
+    done: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+    def run(self, name: str, work: Callable[[], Any]) -> None:
+        try:
+            self.done[name] = work()
+        except Exception as exc:  # handed to the test that takes this part
+            self.errors[name] = exc
+
+    def take(self, name: str) -> Any:
+        if name in self.errors:
+            raise AssertionError(f"{name}: {self.errors[name]!r}") from self.errors[name]
+        return self.done[name]
+
+
 JOBS: dict[str, Job] = {}
 _BEGAN = time.monotonic()
 # Two at a time beside the tests: on this project's 2-core machines the tests themselves

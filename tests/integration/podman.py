@@ -29,9 +29,10 @@ TIMES: dict[str, float] = {}  # step -> seconds, for the session's summary
 SUBIDS = "400000-465535"
 
 
-def podman(*args: str, check: bool = True, timeout: float = 600) -> str:
+def podman(*args: str, check: bool = True, timeout: float = 600,
+           env: dict[str, str] | None = None) -> str:
     result = subprocess.run(["podman", *args], capture_output=True, text=True,
-                            timeout=timeout, check=False)
+                            timeout=timeout, check=False, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)}: {result.stderr[-2000:]}")
     return result.stdout

@@ -51,6 +51,7 @@ def free_address() -> str:
 # Chosen once per test process; a loopback address, which Docker and Podman's own defaults
 # already speak plain HTTP to (the catalog says insecure_registry as well).
 ADDRESS = os.environ.get("IMAGEKIT_TEST_REGISTRY") or free_address()
+_HANDED.add(int(ADDRESS.rpartition(":")[2]))  # a port given by the environment too
 
 
 def catalog_text(namespace: str = NAMESPACE, source: Path = ROOT / "catalog.yaml",

@@ -84,8 +84,7 @@ def _store_env(root: Path) -> dict[str, str]:
 def _empty_store(env: dict[str, str]) -> None:
     for argv in (("pod", "rm", "--all", "--force"), ("rm", "--all", "--force"),
                  ("rmi", "--all", "--force"), ("volume", "rm", "--all", "--force")):
-        subprocess.run(["podman", *argv], capture_output=True, timeout=600, check=False,
-                       env={**os.environ, **env})
+        podman(*argv, check=False, env=env)
 
 
 @contextlib.contextmanager
@@ -167,29 +166,13 @@ def _rootful(root: Path) -> Rootful:
         raise
 
 
-@dataclass
-class Parts:
-    """What the module's setup beside the suite gave: each part's result, or its error."""
-    done: dict[str, Any] = field(default_factory=dict)
-    errors: dict[str, BaseException] = field(default_factory=dict)
-
-    def take(self, name: str) -> Any:
-        if name in self.errors:
-            raise AssertionError(f"{name}: {self.errors[name]!r}") from self.errors[name]
-        return self.done[name]
-
-
-def beside(folder: Path) -> Parts:
+def beside(folder: Path) -> background.Parts:
     """Root's Podman and a rootless user's, one after the other, run beside the rest of the
     suite (tests/integration/background.py); the fixtures `rootful` and `rootless` take
     them, and end each at their teardown."""
-    parts = Parts()
-    for name, work in (("rootful", lambda: _rootful(folder / "rootful")),
-                       ("rootless", _rootless)):
-        try:
-            parts.done[name] = work()
-        except Exception as exc:
-            parts.errors[name] = exc
+    parts = background.Parts()
+    parts.run("rootful", lambda: _rootful(folder / "rootful"))
+    parts.run("rootless", _rootless)
     return parts
 
 

@@ -68,10 +68,9 @@ class Flows:
         return suite.repository(image, "runners", registry=self.registry.address)
 
 
-def _run(runner: Runner, step: str, *args: str, catalog: Path,
-         env: dict[str, str] | None = None) -> Any:
+def _run(runner: Runner, step: str, *args: str, catalog: Path) -> Any:
     started = time.monotonic()
-    result = imagekit(*args, catalog=catalog, env=env if env is not None else runner.env)
+    result = imagekit(*args, catalog=catalog, env=runner.env)
     TIMES[f"{runner.name}: {step}"] = round(time.monotonic() - started, 1)
     return json.loads(result.stdout) if "--json" in args else result.stdout + result.stderr
 

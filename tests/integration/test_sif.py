@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -388,7 +388,7 @@ def _apptainer_method_gives_what_native_gives(root: Path, tmp_path: Path,
     shutil.rmtree(shared)
 
 
-def beside(folder: Path) -> dict[str, BaseException | None]:
+def beside(folder: Path) -> background.Parts:
     """The module's two apptainer builds (minutes of mksquashfs each), run beside the rest
     of the suite (tests/integration/background.py); each test takes its own outcome, and an
     assertion that failed here fails it with its message."""
@@ -396,25 +396,17 @@ def beside(folder: Path) -> dict[str, BaseException | None]:
     root = ap.ensure_root()
     client = docker.from_env(timeout=900)
     (folder / "methods").mkdir()
-    parts: list[tuple[str, Callable[[], None]]] = [
-        ("rendered definition", lambda: _rendered_definition_builds_with_apptainer(root, client))]
-    if os.environ.get("IMAGEKIT_ENGINE") != "podman":  # the docker_engine marker's reach
-        parts.append(("methods", lambda: _apptainer_method_gives_what_native_gives(
-            root, folder / "methods", client)))
-    outcomes: dict[str, BaseException | None] = {}
+    parts = background.Parts()
     try:
-        for name, work in parts:
-            try:
-                work()
-                outcomes[name] = None
-            except Exception as exc:
-                outcomes[name] = exc
+        parts.run("rendered definition",
+                  lambda: _rendered_definition_builds_with_apptainer(root, client))
+        if os.environ.get("IMAGEKIT_ENGINE") != "podman":  # the docker_engine marker's reach
+            parts.run("methods", lambda: _apptainer_method_gives_what_native_gives(
+                root, folder / "methods", client))
     finally:
         client.close()
-    return outcomes
+    return parts
 
 
 def _outcome(name: str) -> None:
-    error = background.result(__name__)[name]
-    if error is not None:
-        raise AssertionError(f"{name}: {error}") from error
+    background.result(__name__).take(name)
