@@ -1,17 +1,26 @@
-"""Long setups that need nothing of the rest of the suite, run beside it.
+"""Long setups that need nothing of the rest of the suite: beside it, or in place.
 
 A test module may define `beside(folder: Path) -> T`: the part of its setup that owns its
-own resources (its own project, namespace, engine or emulated architecture) and only waits
-on the CPU of an emulator or on the network. When the session has collected, conftest queues
-the `beside` of every selected module (after the sid root the SIF tests share); two run at
-a time, in the modules' order, while the tests of the modules before them run (those
-modules go last); the module's fixture then takes its result with `result(module)`,
-waiting for it if it has not finished, and an exception raised there is raised again in the
-fixture, so the module's tests fail (never skip) with it.
+own resources (its own project, namespace, engine, registry or Apptainer) and does its work
+in processes it starts itself. When the session has collected, conftest queues the `beside`
+of every selected module (after the sid root the SIF tests share); two run at a time, in the
+modules' order, while the tests of the modules before them run (those modules go last).
+They run at the lowest CPU priority (nice 19, which every process they start inherits: an
+engine of their own, its builds and containers, Apptainer, debootstrap), so that they take
+only the CPU the tests leave idle and never slow the tests down on a 2-core machine.
+
+A setup whose work is done by the suite's own engine (its builds run in that dockerd, which no
+priority of ours reaches) would only contend with the tests' builds: such a module defines
+`prepare(folder: Path) -> T` instead, run in place when its fixture first asks for it.
+
+Either way the module's fixture takes the result with `result(module)`, waiting for it if
+it has not finished, and an exception raised there is raised again in the fixture, so the
+module's tests fail (never skip) with it.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import tempfile
@@ -32,6 +41,8 @@ class Job:
     error: BaseException | None = None
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
+    work: Callable[[Path], Any] | None = None  # set: run in place, by the first result()
+    where: str = "beside the suite"
 
 
 @dataclass
@@ -55,20 +66,25 @@ class Parts:
 
 JOBS: dict[str, Job] = {}
 _BEGAN = time.monotonic()
-# Two at a time beside the tests: on this project's 2-core machines the tests themselves
-# leave about one core idle; more would slow the tests' own waits (servers, spawns) without
-# ending sooner.
+# Two at a time beside the tests, at the lowest priority: when the tests leave a core idle,
+# each of two setups can have one.
 AT_ONCE = 2
+LOWEST = 19  # nice
 _QUEUE: queue.Queue[tuple[Job, Callable[[Path], Any]]] = queue.Queue()
 _WORKERS: list[threading.Thread] = []
 
 
-def start(name: str, work: Callable[[Path], Any]) -> None:
-    """Queue a setup; the setups run in the order they were queued, AT_ONCE at a time."""
+def _job(name: str) -> Job:
     # Short: an engine's sockets live under it (a unix socket's path has 107 bytes at most).
     folder = Path(tempfile.mkdtemp(prefix=f"ik-{name.rpartition('.')[2]}-"))
     folder.chmod(0o755)  # as the checkout: the SIF tests' unprivileged user reads through it
     job = JOBS[name] = Job(name, folder)
+    return job
+
+
+def start(name: str, work: Callable[[Path], Any]) -> None:
+    """Queue a setup; the setups run in the order they were queued, AT_ONCE at a time."""
+    job = _job(name)
     _QUEUE.put((job, work))
     while len(_WORKERS) < AT_ONCE:
         worker = threading.Thread(target=_work, name=f"beside-{len(_WORKERS)}", daemon=True)
@@ -76,26 +92,41 @@ def start(name: str, work: Callable[[Path], Any]) -> None:
         worker.start()
 
 
+def defer(name: str, work: Callable[[Path], Any]) -> None:
+    """Register a setup that runs in place, in the thread of the first `result(name)`."""
+    job = _job(name)
+    job.work, job.where = work, "in place"
+
+
+def _run(job: Job, work: Callable[[Path], Any]) -> None:
+    job.started = time.monotonic()
+    try:
+        job.value = work(job.folder)
+    except BaseException as exc:  # handed to the module's fixture
+        job.error = exc
+    finally:
+        job.seconds = round(time.monotonic() - job.started, 1)
+        job.done.set()
+
+
 def _work() -> None:
+    # Linux keeps a nice value per thread, and what a thread starts inherits it.
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST)
     while True:
         job, work = _QUEUE.get()
-        job.started = time.monotonic()
-        try:
-            job.value = work(job.folder)
-        except BaseException as exc:  # handed to the module's fixture
-            job.error = exc
-        finally:
-            job.seconds = round(time.monotonic() - job.started, 1)
-            job.done.set()
+        _run(job, work)
 
 
 def result(name: str, timeout: float = 5400) -> Any:
     """The module's setup as it ended; its folder is the module's to remove (`finish`)."""
     job = JOBS[name]
+    if job.work is not None:
+        work, job.work = job.work, None
+        _run(job, work)
     if not job.done.wait(timeout):
         raise AssertionError(f"{name}'s setup beside the suite did not end in {timeout:.0f} s")
     if job.error is not None:
-        raise AssertionError(f"{name}'s setup beside the suite failed: {job.error!r}") \
+        raise AssertionError(f"{name}'s setup {job.where} failed: {job.error!r}") \
             from job.error
     return job.value
 
@@ -104,14 +135,15 @@ def quiet(timeout: float = 5400) -> None:
     """Every setup beside the suite has ended: for a test that measures the machine's own
     network traffic, which theirs would add to."""
     for job in list(JOBS.values()):
-        if not job.done.wait(timeout):
+        if job.where == "beside the suite" and not job.done.wait(timeout):
             raise AssertionError(f"{job.name}'s setup beside the suite is still running")
 
 
 def finish(name: str) -> None:
     job = JOBS.get(name)
     if job is not None:
-        job.done.wait()
+        if job.work is None:  # a setup in place that never ran has nothing to wait for
+            job.done.wait()
         shutil.rmtree(job.folder, ignore_errors=True)
 
 
@@ -124,4 +156,5 @@ def finish_all() -> None:
 def summary(write: Callable[[str], None]) -> None:
     for job in JOBS.values():
         waited = round(job.started - _BEGAN, 1)
-        write(f"{job.name}: {job.seconds} s, started {waited} s into the session")
+        write(f"{job.name} ({job.where}): {job.seconds} s, started {waited} s into the "
+              "session")

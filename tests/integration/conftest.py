@@ -32,8 +32,8 @@ def imagekit(*args: str, catalog: Path | None = None, check: bool = True,
     argv = [sys.executable, "-m", "imagekit", *args]
     if not args or args[0] not in _NO_CATALOG:
         argv += ["--catalog", str(catalog)]
-    # Builds of the suite's own project take turns: a setup beside the suite builds in it
-    # too, and two builds of one image at once would race for its tags.
+    # Builds of the suite's own project take turns: two builds of one image at once (from
+    # two threads of the session) would race for its tags.
     turn = _SUITE_BUILDS if args[:1] == ("build",) and catalog == suite.CATALOG \
         else contextlib.nullcontext()
     with turn:
@@ -185,7 +185,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the setups that run beside the suite (tests/integration/background.py) of the
-    modules this session runs."""
+    modules this session runs, and register those that run in place."""
     if session.config.option.collectonly:
         return
     from tests.integration import apptainer, background
@@ -196,9 +196,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         background.start("apptainer sid root", lambda folder: apptainer.ensure_root())
     for item in session.items:
         module = getattr(item, "module", None)
-        work = getattr(module, "beside", None)
-        if module is not None and callable(work) and module.__name__ not in background.JOBS:
+        if module is None or module.__name__ in background.JOBS:
+            continue
+        if callable(work := getattr(module, "beside", None)):
             background.start(module.__name__, work)
+        elif callable(work := getattr(module, "prepare", None)):
+            background.defer(module.__name__, work)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -212,7 +215,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     from tests.integration.runners import TIMES, summary
 
     if background.JOBS:
-        terminalreporter.section("Setups beside the suite (s)")
+        terminalreporter.section("Module setups, beside the suite or in place (s)")
         background.summary(terminalreporter.write_line)
 
     if TIMES:

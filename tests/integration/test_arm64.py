@@ -51,10 +51,11 @@ def _timed(step: str, *args: str, catalog: Path) -> Any:
     return {"exit": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
 
 
-def beside(folder: Path) -> Arm64:
-    """The emulated part of the module's setup, run beside the rest of the suite
-    (tests/integration/background.py): base's lock for both architectures, the arm64 base
-    bootstrapped under QEMU, base built for arm64 with its SIF, and tested."""
+def prepare(folder: Path) -> Arm64:
+    """The emulated part of the module's setup, run in place (tests/integration/
+    background.py; its QEMU runs in the suite's engine): base's lock for both
+    architectures, the arm64 base bootstrapped under QEMU, base built for arm64 with its
+    SIF, and tested."""
     catalog = suite.copy_project(folder, NAMESPACE)
     catalog.write_text(catalog.read_text()
                        .replace("  - stack: base\n",  # its SIF is published too

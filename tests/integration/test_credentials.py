@@ -92,7 +92,7 @@ def site(tmp_path: Path, client: Any) -> Iterator[tuple[Path, Mirror]]:
 class CommandLines:
     """Every command line on the machine, sampled while a step runs: what `ps -eo args`
     shows, read where ps reads it (/proc/PID/cmdline), without starting a process for each
-    look (a ps every 50 ms took half a core from the tests running beside this one)."""
+    look (a ps every 50 ms forked the pytest process 20 times a second)."""
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
@@ -116,9 +116,9 @@ class CommandLines:
         self._thread.join()
 
 
-def beside(folder: Path) -> None:
-    """The whole of the first test below, run beside the rest of the suite (tests/
-    integration/background.py): a full build of base and canary through the site's mirror
+def prepare(folder: Path) -> None:
+    """The whole of the first test below, run in place (tests/integration/background.py;
+    its build is the suite engine's): a full build of base and canary through the site's mirror
     while every command line on the machine is sampled. Its assertions are the test's: one
     that fails here fails that test, with its message."""
     main_base()

@@ -8,29 +8,25 @@ reachable registries) is not built here: see the README.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration import background, suite
+from tests.integration import suite
 from tests.integration.conftest import build_images, failed, smoke_test
 
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 
-def beside(folder: Path) -> None:
-    """The two large stacks that nothing earlier builds, built and tested beside the rest of
-    the suite (tests/integration/background.py): mostly downloads. r and vscode come from the
-    end-to-end tests' publication; the tests below take all four from the session."""
+@pytest.fixture(scope="module", autouse=True)
+def _built() -> None:
+    """The two large stacks that nothing earlier builds, built and tested in place: their
+    builds are the suite engine's work, which would only contend with the other tests' if
+    run beside them. r and vscode come from the end-to-end tests' publication; the tests
+    below take all four from the session."""
     for image in ("pytorch", "pyspark"):
         build_images(image)
         smoke_test(image)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _built_beside() -> None:
-    background.result(__name__)
 
 
 @pytest.mark.parametrize("image", ["pytorch", "pyspark", "r", "vscode"])

@@ -21,16 +21,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.docker_eng
 REF = suite.repository("pytorch-cuda")
 
 
-def beside(folder: Path) -> None:
-    """pytorch-cuda built (about 3 GB of wheels) and tested beside the rest of the suite
-    (tests/integration/background.py); the tests take both from the session."""
+@pytest.fixture(scope="module", autouse=True)
+def _built() -> None:
+    """pytorch-cuda built (about 3 GB of wheels) and tested in place; the tests take both
+    from the session."""
     build_images("pytorch-cuda")
     smoke_test("pytorch-cuda")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _built_beside() -> None:
-    background.result(__name__)
 
 
 def _python(client: Any, ref: str, code: str) -> str:

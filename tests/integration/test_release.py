@@ -78,9 +78,9 @@ def _keys(folder: Path, tools: Path) -> tuple[dict[str, str], Path, Path]:
     return env, folder / "cosign.pub", folder / "sif-signing.pub.asc"
 
 
-def beside(root: Path) -> Release:
-    """The first release, made beside the rest of the suite (tests/integration/
-    background.py): the site's keys, base and scipy built under the module's namespace
+def prepare(root: Path) -> Release:
+    """The first release, made in place (tests/integration/background.py; its builds are
+    the suite engine's): the site's keys, base and scipy built under the module's namespace
     (scipy's SIF too), tested and published, signed, to a registry of the module's own."""
     address = suite.free_address()
     registries = fresh_registry(root / "registry", address)

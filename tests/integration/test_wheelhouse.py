@@ -43,9 +43,9 @@ class Offline:
     asked: list[Any]  # what the index saw asked of it
 
 
-def beside(folder: Path) -> Offline:
-    """The air-gapped site's build, made beside the rest of the suite (tests/integration/
-    background.py) under a namespace of its own; the test below reads what it saw."""
+def prepare(folder: Path) -> Offline:
+    """The air-gapped site's build, made in place (tests/integration/background.py; its
+    build is the suite engine's) under a namespace of its own; the test below reads what it saw."""
     # The site's wheelhouse, made the way an air-gapped site makes one: every wheel of the
     # tree's packages, here base's and offline's (kept between runs: ~90 MB).
     wheels = WHEELHOUSE
