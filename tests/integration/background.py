@@ -155,6 +155,8 @@ def finish_all() -> None:
 
 def summary(write: Callable[[str], None]) -> None:
     for job in JOBS.values():
+        if job.work is not None:  # in place, and its module's fixture never asked for it
+            continue
         waited = round(job.started - _BEGAN, 1)
         write(f"{job.name} ({job.where}): {job.seconds} s, started {waited} s into the "
               "session")
