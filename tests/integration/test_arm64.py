@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,8 +24,9 @@ from imagekit.resolve import load_catalog
 from imagekit.sif import parse_list
 from tests.integration import apptainer as ap
 from tests.integration import background, suite
-from tests.integration.conftest import ROOT, imagekit
+from tests.integration.conftest import ROOT, imagekit, main_base
 from tests.integration.registry import fresh_registry
+from tests.integration.runners import Runner
 
 pytestmark = [pytest.mark.integration, pytest.mark.arm64]
 
@@ -37,61 +39,85 @@ EM_AARCH64 = 183  # ELF e_machine of AArch64
 class Arm64:
     catalog: Path
     outcomes: dict[str, Any]
+    engine: Runner | None  # a dockerd of the module's own; None under Podman (the suite's)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.engine.env if self.engine else {}
 
     def ref(self, image: str, suffix: str = "-arm64") -> str:
         return suite.ref(image, NAMESPACE) + suffix
 
 
-def _timed(step: str, *args: str, catalog: Path) -> Any:
+def _timed(step: str, *args: str, catalog: Path, env: dict[str, str]) -> Any:
     started = time.monotonic()
-    result = imagekit(*args, catalog=catalog, check=False, timeout=5400)
+    result = imagekit(*args, catalog=catalog, check=False, timeout=5400, env=env)
     TIMES[step] = round(time.monotonic() - started, 1)
     if "--json" in args and result.stdout.strip():
         return json.loads(result.stdout) | {"exit": result.returncode, "stderr": result.stderr}
     return {"exit": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
 
 
-def prepare(folder: Path) -> Arm64:
-    """The emulated part of the module's setup, run in place (tests/integration/
-    background.py; its QEMU runs in the suite's engine): base's lock for both
-    architectures, the arm64 base bootstrapped under QEMU, base built for arm64 with its
-    SIF, and tested."""
-    catalog = suite.copy_project(folder, NAMESPACE)
-    catalog.write_text(catalog.read_text()
-                       .replace("  - stack: base\n",  # its SIF is published too
-                                "  - stack: base\n    formats: [docker, sif]\n")
-                       .replace("\nplatforms: [linux/amd64]\n",
-                                "\nplatforms: [linux/amd64, linux/arm64]\n"))
-    o: dict[str, Any] = {}
-    # base's lock must now hold for arm64 too: resolved for both, the same pins.
-    o["lock"] = _timed("lock base for amd64 and arm64", "lock", "base", catalog=catalog)
-    o["base"] = _timed("arm64: base (debootstrap under QEMU)", "base", "--platform",
-                       "linux/arm64", catalog=catalog)
-    _build_and_test("arm64", catalog, o)
-    return Arm64(catalog, o)
-
-
-def _build_and_test(name: str, catalog: Path, o: dict[str, Any]) -> None:
-    o[f"build-{name}"] = _timed(
-        f"{name}: build base (+ SIF)", "build", "base", "--platform", f"linux/{name}",
-        "--format", "docker", "--format", "sif", "--sif-method", "native", "--force",
-        "--json", catalog=catalog)
-    o[f"test-{name}"] = _timed(f"{name}: test base", "test", "base", "--platform",
-                               f"linux/{name}", "--json", catalog=catalog)
+def beside(folder: Path) -> Arm64:
+    """The module's setup, beside the rest of the suite (tests/integration/background.py):
+    on a Docker engine of its own (under Podman, the suite's: it has no daemon, so its
+    builds are the setup's own processes), which gets the suite's one amd64 base, base's lock
+    for both architectures, the arm64 base bootstrapped under QEMU, and base built for each
+    architecture with its SIF, and tested."""
+    engine = None if os.environ.get("IMAGEKIT_ENGINE") == "podman" \
+        else Runner("arm64", folder / "engine", 43)
+    try:
+        if engine is not None:
+            engine.start()
+            engine.load(main_base())  # debootstrap once per run: the suite's, loaded
+        catalog = suite.copy_project(folder, NAMESPACE)
+        catalog.write_text(catalog.read_text()
+                           .replace("  - stack: base\n",  # its SIF is published too
+                                    "  - stack: base\n    formats: [docker, sif]\n")
+                           .replace("\nplatforms: [linux/amd64]\n",
+                                    "\nplatforms: [linux/amd64, linux/arm64]\n"))
+        found = Arm64(catalog, {}, engine)
+        o, env = found.outcomes, found.env
+        # base's lock must now hold for arm64 too: resolved for both, the same pins.
+        o["lock"] = _timed("lock base for amd64 and arm64", "lock", "base", catalog=catalog,
+                           env=env)
+        o["base"] = _timed("arm64: base (debootstrap under QEMU)", "base", "--platform",
+                           "linux/arm64", catalog=catalog, env=env)
+        # amd64's beside it, on this machine's own architecture, for the comparison.
+        for name in ("arm64", "amd64"):
+            o[f"build-{name}"] = _timed(
+                f"{name}: build base (+ SIF)", "build", "base", "--platform", f"linux/{name}",
+                "--format", "docker", "--format", "sif", "--sif-method", "native", "--force",
+                "--json", catalog=catalog, env=env)
+            o[f"test-{name}"] = _timed(f"{name}: test base", "test", "base", "--platform",
+                                       f"linux/{name}", "--json", catalog=catalog, env=env)
+        return found
+    except BaseException:
+        if engine is not None:
+            engine.stop()
+        raise
 
 
 @pytest.fixture(scope="module")
 def arm64(client: Any) -> Iterator[Arm64]:
+    found: Arm64 | None = None
     try:
-        found: Arm64 = background.result(__name__)
-        # amd64's beside it, on this machine's own architecture, for the comparison.
-        _build_and_test("amd64", found.catalog, found.outcomes)
+        found = background.result(__name__)
         yield found
     finally:
-        for image in client.images.list():
-            if any(f"/{NAMESPACE}/" in tag for tag in image.tags):
-                client.images.remove(image.id, force=True)
+        if found is not None and found.engine is not None:
+            found.engine.stop()  # its images and data with it
+        elif found is not None:
+            for image in client.images.list():
+                if any(f"/{NAMESPACE}/" in tag for tag in image.tags):
+                    client.images.remove(image.id, force=True)
         background.finish(__name__)
+
+
+@pytest.fixture(scope="module")
+def engine(arm64: Arm64, client: Any) -> Any:
+    """The engine the module built on: its own dockerd's API (the suite's under Podman)."""
+    return arm64.engine.client if arm64.engine else client
 
 
 def test_one_lock_is_resolved_for_both_architectures(arm64: Arm64) -> None:
@@ -104,31 +130,31 @@ def test_one_lock_is_resolved_for_both_architectures(arm64: Arm64) -> None:
                     if "==" in line]
 
 
-def test_the_arm64_base_is_bootstrapped_and_is_arm64(arm64: Arm64, client: Any) -> None:
+def test_the_arm64_base_is_bootstrapped_and_is_arm64(arm64: Arm64, engine: Any) -> None:
     assert arm64.outcomes["base"]["exit"] == 0, arm64.outcomes["base"]["stderr"]
     assert "imagekit/debian:bookworm-arm64: bootstrapped" in arm64.outcomes["base"]["stdout"] \
         or "imagekit/debian:bookworm-arm64: present" in arm64.outcomes["base"]["stdout"]
-    base = client.images.get("imagekit/debian:bookworm-arm64")
+    base = engine.images.get("imagekit/debian:bookworm-arm64")
     assert (base.attrs["Architecture"], base.attrs["Os"]) == ("arm64", "linux")
     # The amd64 base is untouched by the arm64 one.
-    assert client.images.get("imagekit/debian:bookworm").attrs["Architecture"] == "amd64"
+    assert engine.images.get("imagekit/debian:bookworm").attrs["Architecture"] == "amd64"
 
 
 def test_the_root_image_is_built_for_arm64_from_the_arm64_base(arm64: Arm64,
-                                                               client: Any) -> None:
+                                                               engine: Any) -> None:
     report = arm64.outcomes["build-arm64"]
     assert report["exit"] == 0, report["stderr"][-3000:]
     (outcome,) = report["images"]
     assert (outcome["platform"], outcome["status"]) == ("linux/arm64", "built")
     assert outcome["ref"] == arm64.ref("base")
-    image = client.images.get(arm64.ref("base"))
+    image = engine.images.get(arm64.ref("base"))
     assert image.attrs["Architecture"] == "arm64"
-    machine = client.containers.run(image.id, ["python3", "-c",
+    machine = engine.containers.run(image.id, ["python3", "-c",
                                                "import platform; print(platform.machine())"],
                                     entrypoint=[], remove=True)
     assert machine.decode().strip() == "aarch64"
     # amd64's, built in the same run, is another image under the unsuffixed tag.
-    amd64 = client.images.get(arm64.ref("base", suffix=""))
+    amd64 = engine.images.get(arm64.ref("base", suffix=""))
     assert amd64.attrs["Architecture"] == "amd64" and amd64.id != image.id
 
 
@@ -174,7 +200,7 @@ def release(arm64: Arm64, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     next(registries)
     try:
         report = _timed("publish base (amd64 + arm64, images and SIFs)", "publish", "base",
-                        "--json", catalog=arm64.catalog)
+                        "--json", catalog=arm64.catalog, env=arm64.env)
         assert report["exit"] == 0, report["stderr"][-3000:]
         dist = arm64.catalog.parent / "dist"
         yield Release(report, read(dist / "catalog.json").image("base"), dist)
@@ -183,13 +209,13 @@ def release(arm64: Arm64, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def test_publish_puts_one_index_of_both_architectures_in_the_catalog_and_exports(
-        arm64: Arm64, release: Release, client: Any) -> None:
+        arm64: Arm64, release: Release, engine: Any) -> None:
     catalog = load_catalog(arm64.catalog)
     registry = Registry(catalog)
     entry = release.entry
     # The catalog lists each architecture's tested image and digest, and the index's.
-    engine = Engine(client)
-    ids = {p: engine.image(catalog.ref("base", platform=p)) for p in catalog.platforms}
+    images = Engine(engine)
+    ids = {p: images.image(catalog.ref("base", platform=p)) for p in catalog.platforms}
     assert [(p.platform, p.image_id) for p in entry.platforms] == [
         (p, info.id if info else None) for p, info in ids.items()]
     assert all(p.tested.status == "passed" and p.sif and p.sbom for p in entry.platforms)
@@ -206,14 +232,15 @@ def test_publish_puts_one_index_of_both_architectures_in_the_catalog_and_exports
     # until it is removed (an engine on each architecture holds only its own).
     for platform, info in ids.items():
         assert info is not None
-        engine.untag(entry.reference)
-        client.images.pull(entry.repository, tag=entry.digest, platform=platform)
-        assert client.images.get(entry.reference).id == info.id, platform
+        images.untag(entry.reference)
+        engine.images.pull(entry.repository, tag=entry.digest, platform=platform)
+        assert engine.images.get(entry.reference).id == info.id, platform
 
 
 def test_verify_checks_the_index_and_each_architecture(arm64: Arm64,
                                                         release: Release) -> None:
-    result = imagekit("verify", "base", "--json", catalog=arm64.catalog, check=False)
+    result = imagekit("verify", "base", "--json", catalog=arm64.catalog, check=False,
+                      env=arm64.env)
     found = {f["check"]: f for f in json.loads(result.stdout)["findings"]}
     wanted = ["index", *(f"{check} ({a})" for a in ("amd64", "arm64")
                          for check in ("digest", "sbom", "test record", "sif"))]
@@ -248,21 +275,22 @@ def test_apptainer_takes_its_own_architectures_sif_from_the_one_reference(
 
 
 @pytest.mark.arm64_stacks
-def test_scipy_is_built_and_tested_for_arm64_from_the_arm64_base(arm64: Arm64, client: Any,
+def test_scipy_is_built_and_tested_for_arm64_from_the_arm64_base(arm64: Arm64, engine: Any,
                                                                   tmp_path: Path) -> None:
     """The issue's second image under emulation (outside CI: `make test-arm64`): scipy's
     lock holds for aarch64, its numpy runs there, the checks pass, its SIF says arm64."""
-    locked = _timed("lock scipy for amd64 and arm64", "lock", "scipy", catalog=arm64.catalog)
+    locked = _timed("lock scipy for amd64 and arm64", "lock", "scipy", catalog=arm64.catalog,
+                    env=arm64.env)
     assert locked["exit"] == 0, locked["stderr"]
     built = _timed("arm64: build scipy (+ SIF)", "build", "scipy", "--platform", "linux/arm64",
                    "--format", "docker", "--format", "sif", "--sif-method", "native", "--json",
-                   catalog=arm64.catalog)
+                   catalog=arm64.catalog, env=arm64.env)
     assert built["exit"] == 0, built["stderr"][-3000:]
     tested = _timed("arm64: test scipy", "test", "scipy", "--platform", "linux/arm64", "--json",
-                    catalog=arm64.catalog)
+                    catalog=arm64.catalog, env=arm64.env)
     failed = [f"{r['name']}: {r['evidence']}" for r in tested["results"] if not r["ok"]]
     assert tested["exit"] == 0 and not failed, (failed, tested["stderr"][-2000:])
-    out = client.containers.run(arm64.ref("scipy"), ["python3", "-c",
+    out = engine.containers.run(arm64.ref("scipy"), ["python3", "-c",
                                 "import platform, numpy, scipy.linalg as la; "
                                 "print(platform.machine(), la.det(numpy.eye(3)))"],
                                 entrypoint=[], remove=True).decode().split()
@@ -277,27 +305,28 @@ def test_scipy_is_built_and_tested_for_arm64_from_the_arm64_base(arm64: Arm64, c
 
 @pytest.mark.arm64_stacks
 def test_pytorch_cuda_is_built_for_arm64_from_pypis_aarch64_wheels(arm64: Arm64,
-                                                                    client: Any) -> None:
+                                                                    engine: Any) -> None:
     """Grace Hopper's case (outside CI: `make test-arm64`): PyPI has torch's CUDA wheels for
     aarch64, so pytorch-cuda's one lock holds for both architectures, and its arm64 image
     imports torch, is tagged with the CUDA it carries and passes its checks under QEMU."""
     locked = _timed("lock pytorch-cuda for amd64 and arm64", "lock", "pytorch-cuda",
-                    catalog=arm64.catalog)
+                    catalog=arm64.catalog, env=arm64.env)
     assert locked["exit"] == 0, locked["stderr"]
     built = _timed("arm64: build pytorch-cuda", "build", "pytorch-cuda", "--platform",
-                   "linux/arm64", "--format", "docker", "--json", catalog=arm64.catalog)
+                   "linux/arm64", "--format", "docker", "--json", catalog=arm64.catalog,
+                   env=arm64.env)
     assert built["exit"] == 0, built["stderr"][-3000:]
     tested = _timed("arm64: test pytorch-cuda", "test", "pytorch-cuda", "--platform",
-                    "linux/arm64", "--json", catalog=arm64.catalog)
+                    "linux/arm64", "--json", catalog=arm64.catalog, env=arm64.env)
     failed = [f"{r['name']}: {r['evidence']}" for r in tested["results"] if not r["ok"]]
     assert tested["exit"] == 0 and not failed, (failed, tested["stderr"][-2000:])
     ref = arm64.ref("pytorch-cuda")
     # One OpenMP thread, as imagekit runs it here: QEMU 7.2 hangs in libgomp's thread pool.
-    out = client.containers.run(ref, ["python3", "-c",
+    out = engine.containers.run(ref, ["python3", "-c",
                                 "import platform, torch; "
                                 "print(platform.machine(), torch.version.cuda)"],
                                 entrypoint=[], environment={"OMP_NUM_THREADS": "1"},
                                 remove=True).decode().split()
     assert out[0] == "aarch64" and len(out) == 2, out
-    tags = {t.rpartition(":")[2] for t in client.images.get(ref).tags}
+    tags = {t.rpartition(":")[2] for t in engine.images.get(ref).tags}
     assert f"cuda-{out[1]}-arm64" in tags, tags
