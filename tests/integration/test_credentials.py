@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import secrets
 import subprocess
 import threading
@@ -21,6 +22,7 @@ import pytest
 from tests.integration import background, suite
 from tests.integration.conftest import imagekit, main_base
 from tests.integration.mirror import Mirror, make_ca
+from tests.integration.runners import Runner
 
 pytestmark = pytest.mark.integration
 
@@ -96,16 +98,23 @@ class CommandLines:
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        while not self._stop.is_set():
-            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-                with contextlib.suppress(OSError):  # the process has ended since the glob
-                    self.seen.add(cmdline.read_bytes().replace(b"\0", b" ")
-                                  .decode(errors="replace").strip())
-            time.sleep(0.05)
+        try:
+            while not self._stop.is_set():
+                for pid in os.listdir("/proc"):
+                    if not pid.isdigit():
+                        continue
+                    # OSError: the process has ended since the listing.
+                    with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+                        self.seen.add(f.read().replace(b"\0", b" ")
+                                      .decode(errors="replace").strip())
+                time.sleep(0.05)
+        except BaseException as exc:  # a sampler that stops must fail the test, not thin it
+            self.error = exc
 
     def __enter__(self) -> CommandLines:
         self._thread.start()
@@ -114,22 +123,34 @@ class CommandLines:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        if self.error is not None:
+            raise AssertionError("command lines were not sampled to the end") from self.error
 
 
-def prepare(folder: Path) -> None:
-    """The whole of the first test below, run in place (tests/integration/background.py;
-    its build is the suite engine's): a full build of base and canary through the site's mirror
-    while every command line on the machine is sampled. Its assertions are the test's: one
-    that fails here fails that test, with its message."""
-    main_base()
+def beside(folder: Path) -> None:
+    """The whole of the first test below, beside the rest of the suite (tests/integration/
+    background.py), on a Docker engine of its own that gets the suite's base (under Podman,
+    the suite's engine: it has no daemon, so its builds are this setup's own processes): a
+    full build of base and canary through the site's mirror while every command line on the
+    machine is sampled. Its assertions are the test's: one that fails here fails that test,
+    with its message."""
+    engine = None if os.environ.get("IMAGEKIT_ENGINE") == "podman" \
+        else Runner("canary", folder / "engine", 44)
     for part in ("site", "tmp"):
         (folder / part).mkdir()
-    client = docker.from_env(timeout=900)
     try:
+        if engine is not None:
+            engine.start()
+            engine.load(main_base())
+            client = engine.client
+        else:
+            client = docker.from_env(timeout=900)
         with _site(folder / "site", client) as site:
-            _no_credential_leaves_the_processes_that_need_it(site, client, folder / "tmp")
+            _no_credential_leaves_the_processes_that_need_it(
+                site, client, folder / "tmp", engine.env if engine else {})
     finally:
-        client.close()
+        if engine is not None:
+            engine.stop()
 
 
 def test_no_credential_leaves_the_processes_that_need_it() -> None:
@@ -140,14 +161,15 @@ def test_no_credential_leaves_the_processes_that_need_it() -> None:
 
 
 def _no_credential_leaves_the_processes_that_need_it(site: tuple[Path, Mirror], client: Any,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path,
+                                                      env: dict[str, str]) -> None:
     catalog, mirror = site
     password = mirror.password
     work = catalog.parent
 
     # Locks resolve through the site's own index (the mirror): the site changed, so do they.
     with CommandLines() as ps:
-        locked = imagekit("lock", "base", "canary", catalog=catalog, check=False)
+        locked = imagekit("lock", "base", "canary", catalog=catalog, check=False, env=env)
     assert locked.returncode == 0, locked.stdout + locked.stderr
     assert "pypi" in mirror.kinds(authorized=True)
     assert password not in locked.stdout + locked.stderr
@@ -159,14 +181,14 @@ def _no_credential_leaves_the_processes_that_need_it(site: tuple[Path, Mirror], 
     mirror.hits.clear()  # what follows is the build's
 
     # (The other stacks keep their locks, stale for this site: only these two are built.)
-    shown = imagekit("render", "base", "canary", catalog=catalog)
+    shown = imagekit("render", "base", "canary", catalog=catalog, env=env)
     recipes = b"".join(p.read_bytes() for p in (work / "recipes").rglob("*") if p.is_file())
     assert b"/npm/" in recipes and b"/debian" in recipes  # the public URLs are rendered
     assert password.encode() not in recipes
 
     with CommandLines() as ps:
         built = imagekit("build", "canary", "--plain", "--force", "--sif-method", "native",
-                         catalog=catalog, check=False)
+                         catalog=catalog, check=False, env=env)
     output = built.stdout + built.stderr
     assert built.returncode == 0, output[-4000:]
     # The credentials reached every tool that needed them: each source saw them, and none
@@ -190,7 +212,7 @@ def _no_credential_leaves_the_processes_that_need_it(site: tuple[Path, Mirror], 
     assert grep.stdout == "", grep.stdout
     assert (root / "usr/local/lib/node_modules/is-number").is_dir()
 
-    shown = imagekit("show", "canary", catalog=catalog)
+    shown = imagekit("show", "canary", catalog=catalog, env=env)
     assert password not in shown.stdout
 
 
