@@ -7,6 +7,7 @@ hub is configured from dist/exports/, the files `imagekit publish` wrote.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,13 +41,19 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
 def published(registry: LocalRegistry, base_image: str,
               smoke: Callable[[str], dict[str, Any]]) -> PublishedCatalog:
     """The hubs' images built, tested and published; the catalog imagekit wrote."""
-    imagekit("build", "r", "vscode", "--format", "docker", "--plain")
-    imagekit("build", "scipy", "scipy-hpc", "--format", "docker", "--format", "sif",
-             "--sif-method", "native", "--plain")
+    with STEPS.timed("build r"):
+        imagekit("build", "r", "--format", "docker", "--plain")
+    with STEPS.timed("build vscode"):
+        imagekit("build", "vscode", "--format", "docker", "--plain")
+    with STEPS.timed("build scipy scipy-hpc (+ SIFs)"):
+        imagekit("build", "scipy", "scipy-hpc", "--format", "docker", "--format", "sif",
+                 "--sif-method", "native", "--plain")
     for name in E2E_IMAGES:
-        report = smoke(name)
+        with STEPS.timed(f"test {name}"):
+            report = smoke(name)
         assert report["exit"] == 0, failed(report)
-    imagekit("publish", *E2E_IMAGES)
+    with STEPS.timed("publish " + " ".join(E2E_IMAGES)):
+        imagekit("publish", *E2E_IMAGES)
     return read(DIST / "catalog.json")
 
 
@@ -79,12 +86,34 @@ class Timings:
 TIMINGS = Timings()
 
 
+class Steps:
+    """Seconds per step of the package's setup, printed at the end."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[step] = round(time.monotonic() - started, 1)
+
+
+STEPS = Steps()
+
+
 @pytest.fixture(scope="session")
 def timings() -> Timings:
     return TIMINGS
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if STEPS.seconds:
+        terminalreporter.section("end-to-end setup (s)")
+        for step, seconds in STEPS.seconds.items():
+            terminalreporter.write_line(f"{step}: {seconds}")
     if not TIMINGS.seconds:
         return
     terminalreporter.section("spawn to ready (s)")
