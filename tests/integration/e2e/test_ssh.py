@@ -5,6 +5,7 @@ loopback port, key authentication), and the server comes up, computes, and is ca
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,14 +30,18 @@ def login_node(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
     home = Path(ensure_user(ACCOUNT).pw_dir)
     sh.fresh_home(home)
     sh.add_to_root(ACCOUNT)
-    runtime = sh.runtime_dir(Path(tempfile.mkdtemp(prefix="imagekit-runtime-")), cluster)
+    folder = Path(tempfile.mkdtemp(prefix="imagekit-runtime-"))
+    runtime = sh.runtime_dir(folder, cluster)
     sh.on_login_path(home, runtime)
     # The login node's Slurm configuration, in the account's SSH environment.
     node = LoginNode(tmp_path_factory.mktemp("login-node"), ACCOUNT,
                      accept_env="JUPYTERHUB_*", session_env={"SLURM_CONF": str(cluster.conf)})
-    node.start()
-    yield node
-    node.stop()
+    try:
+        node.start()
+        yield node
+        node.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
