@@ -89,6 +89,17 @@ def main_base() -> str:
     return _BASE_MADE[0]
 
 
+def load_base(load: list[str], env: dict[str, str]) -> None:
+    """The suite's one base, saved from its engine and loaded into another with `load`
+    (`docker load`, `podman load`), as a site loads its base: debootstrap runs once per run."""
+    save = subprocess.Popen(["docker", "save", main_base()], stdout=subprocess.PIPE)
+    loaded = subprocess.run(load, stdin=save.stdout, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, **env}, check=False)
+    assert save.stdout is not None
+    save.stdout.close()
+    assert save.wait() == 0 and loaded.returncode == 0, loaded.stderr[-2000:]
+
+
 @pytest.fixture(scope="session")
 def base_image(client: Any) -> str:
     return main_base()

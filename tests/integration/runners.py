@@ -20,6 +20,8 @@ from typing import Any
 
 import docker
 
+from tests.integration.conftest import load_base
+
 
 def _ip(*argv: str, check: bool = True) -> None:
     subprocess.run(argv, check=check, capture_output=True, text=True, timeout=30)
@@ -102,19 +104,26 @@ class Runner:
                        check=False)
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def load(self, ref: str) -> None:
-        """An image of the suite's engine, saved there and loaded here (as a site loads its
-        base), so that this empty engine need not make it again."""
-        save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
-        loaded = subprocess.run(["docker", "load"], stdin=save.stdout, capture_output=True,
-                                env={**os.environ, **self.env}, timeout=600, check=False)
-        assert save.stdout is not None
-        save.stdout.close()
-        assert save.wait() == 0 and loaded.returncode == 0, loaded.stderr[-2000:]
-
     def images(self) -> dict[str, str]:
         """Every tag this engine holds -> image ID."""
         return {tag: image.id for image in self.client.images.list() for tag in image.tags}
+
+
+def own_engine(name: str, folder: Path, subnet: int) -> Runner | None:
+    """A setup's own empty dockerd, started and holding the suite's one base; None when the
+    suite runs under Podman, whose engine has no daemon (a setup's builds there are its own
+    processes, at its own priority)."""
+    if os.environ.get("IMAGEKIT_ENGINE") == "podman":
+        return None
+    engine = Runner(name, folder, subnet)
+    try:
+        engine.start()
+        load_base(["docker", "load"], engine.env)
+    except BaseException:
+        engine.stop()
+        raise
+    return engine
+
 
 TIMES: dict[str, float] = {}  # step -> seconds, for the session's summary
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,9 +23,9 @@ from imagekit.resolve import load_catalog
 from imagekit.sif import parse_list
 from tests.integration import apptainer as ap
 from tests.integration import background, suite
-from tests.integration.conftest import ROOT, imagekit, main_base
+from tests.integration.conftest import ROOT, imagekit
 from tests.integration.registry import fresh_registry
-from tests.integration.runners import Runner
+from tests.integration.runners import Runner, own_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.arm64]
 
@@ -64,12 +63,8 @@ def beside(folder: Path) -> Arm64:
     builds are the setup's own processes), which gets the suite's one amd64 base, base's lock
     for both architectures, the arm64 base bootstrapped under QEMU, and base built for each
     architecture with its SIF, and tested."""
-    engine = None if os.environ.get("IMAGEKIT_ENGINE") == "podman" \
-        else Runner("arm64", folder / "engine", 43)
+    engine = own_engine("arm64", folder / "engine", 43)
     try:
-        if engine is not None:
-            engine.start()
-            engine.load(main_base())  # debootstrap once per run: the suite's, loaded
         catalog = suite.copy_project(folder, NAMESPACE)
         catalog.write_text(catalog.read_text()
                            .replace("  - stack: base\n",  # its SIF is published too

@@ -22,7 +22,7 @@ import pytest
 from tests.integration import background, suite
 from tests.integration.conftest import imagekit, main_base
 from tests.integration.mirror import Mirror, make_ca
-from tests.integration.runners import Runner
+from tests.integration.runners import own_engine
 
 pytestmark = pytest.mark.integration
 
@@ -134,23 +134,21 @@ def beside(folder: Path) -> None:
     full build of base and canary through the site's mirror while every command line on the
     machine is sampled. Its assertions are the test's: one that fails here fails that test,
     with its message."""
-    engine = None if os.environ.get("IMAGEKIT_ENGINE") == "podman" \
-        else Runner("canary", folder / "engine", 44)
     for part in ("site", "tmp"):
         (folder / part).mkdir()
+    engine = own_engine("canary", folder / "engine", 44)
+    if engine is None:
+        main_base()  # made in the suite's own engine, which the build uses
+    client = engine.client if engine else docker.from_env(timeout=900)
     try:
-        if engine is not None:
-            engine.start()
-            engine.load(main_base())
-            client = engine.client
-        else:
-            client = docker.from_env(timeout=900)
         with _site(folder / "site", client) as site:
             _no_credential_leaves_the_processes_that_need_it(
                 site, client, folder / "tmp", engine.env if engine else {})
     finally:
         if engine is not None:
             engine.stop()
+        else:
+            client.close()
 
 
 def test_no_credential_leaves_the_processes_that_need_it() -> None:

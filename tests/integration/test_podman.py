@@ -26,7 +26,7 @@ import yaml
 from imagekit.checks.kernel import execute
 from tests.integration import apptainer as ap
 from tests.integration import background, suite
-from tests.integration.conftest import ROOT, imagekit, main_base
+from tests.integration.conftest import ROOT, imagekit, load_base
 from tests.integration.podman import TIMES, Rootless, inspect, podman, rootless_user
 from tests.integration.registry import LocalRegistry, fresh_registry
 
@@ -120,13 +120,6 @@ def _remove_store(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _load_base(ref: str, env: dict[str, str]) -> None:
-    save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
-    loaded = subprocess.run(["podman", "load"], stdin=save.stdout, capture_output=True,
-                            text=True, timeout=600, env={**os.environ, **env})
-    assert save.wait() == 0 and loaded.returncode == 0, loaded.stderr[-2000:]
-
-
 def _rootful(root: Path) -> Rootful:
     """Root's Podman with an empty store of its own: the base bootstrapped, base, scipy and
     scipy-kubeflow built (scipy's SIF too), tested and published to a registry of its own."""
@@ -148,7 +141,7 @@ def _rootful(root: Path) -> Rootful:
         # per architecture per run (the suite's engine's), and its result is loaded here as a
         # site would load its base. Bootstrapping itself is tested where it is the subject:
         # debootstrap in test_build, mmdebstrap and Podman's import in the rootless test.
-        _load_base(main_base(), env)
+        load_base(["podman", "load"], env)
         o["base"] = _timed("base (loaded)", "base", catalog=catalog, env=env)
         o["build"] = _timed("build base scipy scipy-kubeflow (+ scipy's SIF)", "build", "scipy",
                             "scipy-kubeflow", "--json", catalog=catalog, env=env)

@@ -5,7 +5,6 @@ proxy, runs code in its kernel, and is gone when stopped."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from imagekit.checks.kernel import execute
 from imagekit.exports.common import label
 from imagekit.publish.catalog import PublishedCatalog
-from tests.integration.e2e.conftest import Timings
+from tests.integration.e2e.conftest import Timings, wait_for
 from tests.integration.hubs import Hub, unique_user
 
 # DockerSpawner drives the Docker daemon's API: Docker's consumer, not run under Podman.
@@ -59,16 +58,12 @@ def container_of(client: Any, user: str) -> Any:
     return found[0] if found else None
 
 
-def gone(client: Any, user: str, timeout: float = 60) -> bool:
-    """Whether the user's container is removed within the timeout. DockerSpawner creates it
-    with auto_remove: its own remove call meets dockerd's removal under way (HTTP 409) and
-    returns, so the container may outlive the hub's stop by a moment."""
-    deadline = time.monotonic() + timeout
-    while container_of(client, user) is not None:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
+def removed(client: Any, user: str) -> None:
+    """The user's container is gone. DockerSpawner creates it with auto_remove: its own
+    remove call meets dockerd's removal under way (HTTP 409) and returns, so the container
+    may outlive the hub's stop by a moment."""
+    wait_for(lambda: container_of(client, user) is None, 60,
+             f"{user}'s container removed after the hub stopped it")
 
 
 @pytest.mark.parametrize(("image", "kernel", "code", "expect"), [
@@ -90,7 +85,7 @@ def test_a_picked_image_serves_and_computes_through_the_proxy(
     assert execute(hub.user_url(user), hub.token, kernel, code).strip() == expect
 
     hub.stop_server(user)
-    assert gone(client, user)  # stopped and removed
+    removed(client, user)  # stopped and removed
 
 
 def test_the_default_image_comes_first_on_the_form(hub: Hub, published: PublishedCatalog) -> None:
@@ -114,4 +109,4 @@ def test_vscode_answers_through_the_proxy_behind_jupyter_server_proxy(
         assert "code-server" in page.text.lower() or "vscode" in page.text.lower()
     finally:
         hub.stop_server(user)
-    assert gone(client, user)
+    removed(client, user)
