@@ -35,8 +35,7 @@ class Running:
         return data.decode(errors="replace")
 
     def exec(self, command: str, user: str | None = None) -> tuple[int, str]:
-        result = self.container.exec_run(["bash", "-c", command], user=user or "")
-        return int(result.exit_code), result.output.decode(errors="replace")
+        return self.engine.exec(self.container, command, user or "")
 
     def wait_http(self, path: str, timeout: float = 90, accept: tuple[int, ...] = (200,),
                   **kwargs: Any) -> tuple[requests.Response, float]:

@@ -21,8 +21,7 @@ def run_static(t: Target) -> None:
     )
     try:
         def sh(command: str) -> tuple[int, str]:
-            result = container.exec_run(["bash", "-c", command])
-            return int(result.exit_code), result.output.decode(errors="replace")
+            return t.engine.exec(container, command)
 
         checks = t.image.checks
         if checks.imports:

@@ -128,6 +128,12 @@ class Engine:
                 kept.add(str(event.get("id", "")))
         return kept
 
+    def exec(self, container: Any, command: str, user: str = "") -> tuple[int, str]:
+        """Exit status and output (stdout and stderr) of `bash -c command` in a running
+        container, as `user` (the image's own user when empty)."""
+        result = container.exec_run(["bash", "-c", command], user=user)
+        return int(result.exit_code), result.output.decode(errors="replace")
+
     def health(self, container: Any) -> dict[str, Any]:
         """The container's health as the engine reports it (`Status`, `Log`)."""
         container.reload()
