@@ -7,6 +7,14 @@ label never does, so the browser selects the first option: the default image com
 Labels go into that HTML unescaped (see common.label). DockerSpawner has one `default_url`
 for all images, so code-server and RStudio images open in JupyterLab, from where their
 launcher tiles (jupyter-server-proxy) lead on.
+
+And DockerSpawner 14 cannot pull a reference by digest: pull_image() splits
+`repo@sha256:HEX` at its last colon and asks the daemon for the tag HEX of `repo@sha256`,
+which no registry has, so a spawn fails on every host that has not got the image yet (seen
+in the end-to-end test, whose hub host never built it). The export adds a pre-spawn hook that
+pulls the chosen image by its digest when the host lacks it; DockerSpawner then finds it
+present (`pull_policy` "ifnotpresent": a digest never moves, and "always" would take its own
+broken pull again).
 """
 
 from __future__ import annotations
@@ -35,8 +43,36 @@ def export(catalog: PublishedCatalog) -> list[ExportFile]:
         lines += [f"# GPU images ({', '.join(gpu)}) see GPUs only with, e.g.,",
                   "# c.DockerSpawner.extra_host_config = {\"device_requests\": [{\"Driver\": "
                   "\"nvidia\", \"Count\": -1, \"Capabilities\": [[\"gpu\"]]}]}"]
-    lines.append("")
+    lines += ["", *PULL_BY_DIGEST.splitlines(), ""]
     return [ExportFile("dockerspawner.py", "\n".join(lines))]
+
+
+PULL_BY_DIGEST = """\
+# DockerSpawner 14 pulls `repo@sha256:...` as a tag that does not exist: the image the user
+# picked is pulled by its digest here first, when the host lacks it. A site with a
+# pre_spawn_hook of its own calls this one from it.
+c.DockerSpawner.pull_policy = "ifnotpresent"
+
+
+async def imagekit_pull_by_digest(spawner):
+    import docker.errors
+
+    chosen = spawner.user_options.get("image")
+    allowed = spawner.allowed_images
+    if chosen and not (isinstance(allowed, dict) and chosen in allowed):
+        return  # DockerSpawner refuses it in start()
+    reference = allowed[chosen] if chosen else spawner.image
+    repository, _, digest = reference.partition("@")
+    if not digest:
+        return
+    try:
+        await spawner.docker("inspect_image", reference)
+    except docker.errors.NotFound:
+        spawner.log.info("pulling %s by its digest", reference)
+        await spawner.docker("pull", repository, digest)
+
+
+c.DockerSpawner.pre_spawn_hook = imagekit_pull_by_digest"""
 
 
 def ordered_images(catalog: PublishedCatalog) -> list[PublishedImage]:
