@@ -1,8 +1,9 @@
 """End to end: what `imagekit publish` writes, spawned by real hubs.
 
-One publication serves the whole package: the images the hubs spawn (scipy, r, vscode and
-scipy-hpc's SIF) are built, smoke-tested and published to a fresh local registry, and every
-hub is configured from dist/exports/, the files `imagekit publish` wrote.
+One publication serves the whole package (publication.py): the images the hubs spawn are
+built, smoke-tested and published beside the suite, on an engine of their own, to a
+registry of their own; every hub is configured from dist/exports/, the files `imagekit
+publish` wrote, and the hubs' hosts pull what they run.
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
-from imagekit.publish.catalog import PublishedCatalog, read
-from tests.integration import suite
-from tests.integration.conftest import failed, imagekit
-from tests.integration.registry import LocalRegistry, fresh_registry
+from imagekit.publish.catalog import PublishedCatalog
+from tests.integration import background
+from tests.integration.e2e import publication
 from tests.integration.slurm import Cluster
-
-DIST = suite.DIST
-E2E_IMAGES = ["scipy", "r", "vscode", "scipy-hpc"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,28 +31,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="package")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    yield from fresh_registry(tmp_path_factory.mktemp("e2e-registry"))
+def publishing(client: Any) -> Iterator[publication.Publication]:
+    """The package's publication, made beside the suite; its registry is stopped, and what the
+    hubs' host pulled from it removed, when the package ends."""
+    found: publication.Publication = background.result(publication.NAME)
+    try:
+        yield found
+    finally:
+        prefix = f"{found.registry.address}/"
+        for image in client.images.list():
+            if any(tag.startswith(prefix) for tag in image.tags) or any(
+                    digest.startswith(prefix) for digest in image.attrs.get("RepoDigests") or []):
+                with contextlib.suppress(docker.errors.DockerException):
+                    client.images.remove(image.id, force=True)
+        found.stop()
+        background.finish(publication.NAME)
 
 
 @pytest.fixture(scope="package")
-def published(registry: LocalRegistry, base_image: str,
-              smoke: Callable[[str], dict[str, Any]]) -> PublishedCatalog:
-    """The hubs' images built, tested and published; the catalog imagekit wrote."""
-    with STEPS.timed("build r"):
-        imagekit("build", "r", "--format", "docker", "--plain")
-    with STEPS.timed("build vscode"):
-        imagekit("build", "vscode", "--format", "docker", "--plain")
-    with STEPS.timed("build scipy scipy-hpc (+ SIFs)"):
-        imagekit("build", "scipy", "scipy-hpc", "--format", "docker", "--format", "sif",
-                 "--sif-method", "native", "--plain")
-    for name in E2E_IMAGES:
-        with STEPS.timed(f"test {name}"):
-            report = smoke(name)
-        assert report["exit"] == 0, failed(report)
-    with STEPS.timed("publish " + " ".join(E2E_IMAGES)):
-        imagekit("publish", *E2E_IMAGES)
-    return read(DIST / "catalog.json")
+def published(publishing: publication.Publication) -> PublishedCatalog:
+    """The catalog `imagekit publish` wrote."""
+    return publishing.published()
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +66,8 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="package")
-def exports(published: PublishedCatalog) -> Path:
-    return DIST / "exports"
+def exports(publishing: publication.Publication) -> Path:
+    return publishing.dist / "exports"
 
 
 class Timings:
@@ -86,33 +83,15 @@ class Timings:
 TIMINGS = Timings()
 
 
-class Steps:
-    """Seconds per step of the package's setup, printed at the end."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def timed(self, step: str) -> Iterator[None]:
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.seconds[step] = round(time.monotonic() - started, 1)
-
-
-STEPS = Steps()
-
-
 @pytest.fixture(scope="session")
 def timings() -> Timings:
     return TIMINGS
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if STEPS.seconds:
+    if publication.STEPS.seconds:
         terminalreporter.section("end-to-end setup (s)")
-        for step, seconds in STEPS.seconds.items():
+        for step, seconds in publication.STEPS.seconds.items():
             terminalreporter.write_line(f"{step}: {seconds}")
     if not TIMINGS.seconds:
         return

@@ -22,12 +22,14 @@ import requests
 from imagekit.checks.kernel import execute
 from imagekit.publish.catalog import PublishedCatalog
 from tests.integration import apptainer as ap
-from tests.integration import suite
 from tests.integration.conftest import imagekit
+from tests.integration.e2e import publication
 from tests.integration.e2e import slurmhub as sh
 from tests.integration.e2e.conftest import Timings
 from tests.integration.hubs import Hub
 from tests.integration.slurm import Cluster, ensure_user
+
+beside = publication.beside  # the package's one setup (tests/integration/background.py)
 
 USER = "e2ehpc"
 IMAGE = "scipy-hpc"
@@ -142,15 +144,15 @@ def test_spawn_to_ready_twice_more(hub: Hub, timings: Timings, cluster: Cluster,
 
 def test_the_tunnel_script_serves_on_the_node(cluster: Cluster, home: Path,
                                               bin_dir: Path | None,
-                                              published: PublishedCatalog) -> None:
+                                              publishing: publication.Publication) -> None:
     shared = Path(tempfile.mkdtemp(prefix="imagekit-sif-"))
     shared.chmod(0o755)
     try:
         sif = shared / f"{IMAGE}.sif"
-        _link_or_copy(suite.DIST / f"{IMAGE}_latest.sif", sif)
+        _link_or_copy(publishing.dist / f"{IMAGE}_latest.sif", sif)
         script = home / "tunnel.sbatch"
         imagekit("tunnel", IMAGE, "--sif", str(sif), "--cpus", "1", "--mem", "2G",
-                 "-o", str(script))
+                 "-o", str(script), catalog=publishing.catalog)
         entry = pwd.getpwnam(USER)
         os.chown(script, entry.pw_uid, entry.pw_gid)
         env = sh.hub_env(cluster, bin_dir)

@@ -10,13 +10,17 @@ from html import unescape
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
 from imagekit.checks.kernel import execute
 from imagekit.exports.common import label
 from imagekit.publish.catalog import PublishedCatalog
+from tests.integration.e2e import publication
 from tests.integration.e2e.conftest import Timings, wait_for
 from tests.integration.hubs import Hub, unique_user
+
+beside = publication.beside  # the package's one setup (tests/integration/background.py)
 
 # DockerSpawner drives the Docker daemon's API: Docker's consumer, not run under Podman.
 pytestmark = pytest.mark.docker_engine
@@ -73,10 +77,13 @@ def removed(client: Any, user: str) -> None:
 def test_a_picked_image_serves_and_computes_through_the_proxy(
         hub: Hub, published: PublishedCatalog, client: Any, timings: Timings, image: str,
         kernel: str, code: str, expect: str) -> None:
+    # The hub's host has never seen the image: it was built and tested on another engine.
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(published.image(image).image_id)
     user = spawn(hub, published, image, timings)
     container = container_of(client, user)
     assert container is not None and container.status == "running"
-    # The container runs the very image the catalog names, by digest.
+    # The container runs the very image the catalog names, pulled by its digest.
     assert container.image.id == published.image(image).image_id
 
     status = hub.get(user, "/api/status")
