@@ -1,10 +1,12 @@
 """The notebook image Setting of the oneblock / LLMOS platforms.
 
-`setting.yaml` is seed 003's `notebook-default-images` Setting (management.oneblock.ai/v1)
-with the JSON in `default`; `setting-llmos.yaml` is its successor's spelling
-(llmos-operator: `default-notebook-images`, management.llmos.ai/v1). Rancher-style settings:
-the operator rewrites `default` with its built-in value on start and reads an env var, then
-`value`, then `default` -- so for LLMOS the admin's choice goes in `value`.
+`setting.yaml` is oneblock's (management.oneblock.ai/v1), `setting-llmos.yaml` its
+successor's (llmos-operator, management.llmos.ai/v1). Both name it `default-notebook-images`:
+what oneblock's server and dashboard read (oneblock pkg/settings/settings.go), and what the
+llmos operator reads; seed 003's `notebook-default-images` is only the enhancement
+document's example, which no code reads. Rancher-style settings: each operator rewrites
+`default` with its built-in list at every start and serves `value` when it is set
+(oneblock pkg/controller/setting/setting.go), so the site's choice goes in `value`.
 
 The JSON is a string (the CRD field is a string), keyed by notebook type, each entry
 `{containerImage, description, default?}` like the operator's Go `Image` struct (`default`
@@ -21,6 +23,7 @@ from imagekit.exports import ExportFile
 from imagekit.exports.common import by_type, default_image, yaml_text
 from imagekit.publish.catalog import PublishedCatalog
 
+NAME = "default-notebook-images"  # the Setting both platforms' code reads
 # Keep the JSON string on one line, as in the seed, instead of folded at 100 columns.
 ONE_LINE = 1 << 30
 
@@ -29,17 +32,15 @@ def export(catalog: PublishedCatalog) -> list[ExportFile]:
     images = images_json(catalog)
     return [
         ExportFile("setting.yaml", yaml_text(setting(
-            "management.oneblock.ai/v1", "notebook-default-images", "default", images),
-            width=ONE_LINE)),
+            "management.oneblock.ai/v1", NAME, images), width=ONE_LINE)),
         ExportFile("setting-llmos.yaml", yaml_text(setting(
-            "management.llmos.ai/v1", "default-notebook-images", "value", images),
-            width=ONE_LINE)),
+            "management.llmos.ai/v1", NAME, images), width=ONE_LINE)),
     ]
 
 
-def setting(api_version: str, name: str, field: str, text: str) -> dict[str, Any]:
+def setting(api_version: str, name: str, text: str) -> dict[str, Any]:
     return {"apiVersion": api_version, "kind": "Setting", "metadata": {"name": name},
-            field: text}
+            "value": text}
 
 
 def images_json(catalog: PublishedCatalog) -> str:

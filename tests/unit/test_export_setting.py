@@ -1,11 +1,12 @@
 """Given a published catalog, the notebook image Setting offers each type's images by digest,
-with exactly one default per type.
+with exactly one default per type, where the platforms' own code reads it.
 
-Format: seed 003 (`notebook-default-images`, management.oneblock.ai/v1, JSON in `default`);
-its successor llmos-ai/llmos-operator `pkg/settings` (`default-notebook-images`,
-management.llmos.ai/v1; Rancher-style provider reads env, then `value`, then `default`) and
-the Go `Image{containerImage, description, default omitempty}`; llmos-ai/dashboard's
-notebook form does `images[notebookType].map(...)`, so every type key must be present.
+oneblock (oneblock-ai/oneblock pkg/settings) and its successor llmos-operator both read the
+Setting `default-notebook-images`; each operator rewrites `default` with its built-in list at
+every start and serves `value` when set. Each document validates against its platform's own
+Setting CRD (`../shared/consumers/`), unknown fields refused. The JSON follows the Go
+`Image{containerImage, description, default omitempty}`; llmos-ai/dashboard's notebook form
+does `images[notebookType].map(...)`, so every type key must be present.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 from imagekit.exports import setting
 from imagekit.exports.common import NOTEBOOK_TYPES
 from imagekit.publish.catalog import PublishedCatalog, read
+from tests import consumers
 from tests.hub import SAMPLE
 
 DIGEST_REFERENCE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
@@ -45,27 +47,43 @@ def groups_in(document: dict[str, Any], field: str) -> dict[str, list[dict[str, 
     return groups
 
 
-def test_oneblock_setting_as_in_seed_003(published: PublishedCatalog) -> None:
-    document = documents(published)["setting.yaml"]
-    assert document["apiVersion"] == "management.oneblock.ai/v1"
-    assert document["kind"] == "Setting"
-    assert document["metadata"] == {"name": "notebook-default-images"}
-    assert "value" not in document
-    groups = groups_in(document, "default")
-    assert list(groups) == ["code-server", "jupyter", "rstudio"]
+CRDS = {"setting.yaml": "management.oneblock.ai_settings.yaml",
+        "setting-llmos.yaml": "management.llmos.ai_settings.yaml"}
 
 
-def test_llmos_setting_puts_the_json_in_value(published: PublishedCatalog) -> None:
+@pytest.mark.parametrize("name", sorted(CRDS))
+def test_each_setting_is_one_its_platforms_crd_accepts(published: PublishedCatalog,
+                                                       name: str) -> None:
+    document = documents(published)[name]
+    group, kind, versions = consumers.crd_names(CRDS[name])
+    api_group, _, version = document["apiVersion"].partition("/")
+    assert (api_group, document["kind"]) == (group, kind)
+    assert version in versions
+    assert consumers.crd_errors(document, CRDS[name], version) == []
+    # What the platform's code reads: the name, and the JSON in `value` (`default` is the
+    # operator's own, rewritten at every start).
+    assert document["metadata"] == {"name": "default-notebook-images"}
+    assert "default" not in document
+    assert list(groups_in(document, "value")) == ["code-server", "jupyter", "rstudio"]
+
+
+def test_a_field_the_crd_does_not_have_is_refused() -> None:
+    # The check above can fail: a field the Setting CRD lacks, and a JSON that is no string.
+    wrong = {"apiVersion": "management.oneblock.ai/v1", "kind": "Setting",
+             "metadata": {"name": "default-notebook-images"}, "values": "{}", "value": {}}
+    errors = consumers.crd_errors(wrong, CRDS["setting.yaml"], "v1")
+    assert any("'values'" in e for e in errors), errors
+    assert any(e.startswith("value:") for e in errors), errors
+
+
+def test_both_settings_hold_the_same_images(published: PublishedCatalog) -> None:
     docs = documents(published)
-    llmos = docs["setting-llmos.yaml"]
-    assert llmos["apiVersion"] == "management.llmos.ai/v1"
-    assert llmos["metadata"] == {"name": "default-notebook-images"}
-    assert "default" not in llmos
-    assert groups_in(llmos, "value") == groups_in(docs["setting.yaml"], "default")
+    assert groups_in(docs["setting-llmos.yaml"], "value") == groups_in(docs["setting.yaml"],
+                                                                         "value")
 
 
 def test_one_default_per_group_and_digest_references(published: PublishedCatalog) -> None:
-    groups = groups_in(documents(published)["setting.yaml"], "default")
+    groups = groups_in(documents(published)["setting.yaml"], "value")
     assert set(groups) == set(NOTEBOOK_TYPES)
     for kind in NOTEBOOK_TYPES:
         entries = groups[kind]
@@ -86,7 +104,7 @@ def test_one_default_per_group_and_digest_references(published: PublishedCatalog
 
 def test_groups_without_images_are_empty_not_missing(published: PublishedCatalog) -> None:
     # The sample publishes no RStudio image; the dashboard indexes the type key directly.
-    groups = groups_in(documents(published)["setting.yaml"], "default")
+    groups = groups_in(documents(published)["setting.yaml"], "value")
     assert groups["rstudio"] == []
 
 
@@ -94,6 +112,6 @@ def test_default_falls_back_when_the_catalog_default_is_not_offered(
         published: PublishedCatalog) -> None:
     only_base = published.model_copy(update={"images": [
         i for i in published.images if i.name != "scipy"]})
-    jupyter = groups_in(documents(only_base)["setting.yaml"], "default")["jupyter"]
+    jupyter = groups_in(documents(only_base)["setting.yaml"], "value")["jupyter"]
     assert [e["containerImage"] for e in jupyter if e.get("default")] == [
         published.image("base").reference]
