@@ -7,8 +7,9 @@
 # itself with its test dependencies, and QEMU's user-mode emulation for arm64 images
 # (qemu-user-static, binfmt-support; scripts/emulation.sh registers it). The end-to-end tests
 # (tests/integration/e2e/) also need Slurm and munge, an SSH server for the "login node",
-# and configurable-http-proxy (from npm) for JupyterHub; none of their services is started
-# here: the tests start and stop their own.
+# and configurable-http-proxy (from npm) for JupyterHub; the unit tests need TypeScript's
+# compiler (from npm). None of their services is started here: the tests start and stop
+# their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,12 @@ fi
 chp=/var/cache/imagekit/chp
 if [ ! -x "$chp/node_modules/.bin/configurable-http-proxy" ]; then
     npm install --silent --no-audit --no-fund --prefix "$chp" configurable-http-proxy@4 >/dev/null
+fi
+# TypeScript's compiler, for the tests that run a consumer's own TypeScript (the Kubeflow
+# form's imageDisplayName): it strips the types, node runs the function as its source has it.
+ts=/var/cache/imagekit/typescript
+if [ ! -e "$ts/node_modules/typescript/package.json" ]; then
+    npm install --silent --no-audit --no-fund --prefix "$ts" typescript@5.9.3 >/dev/null
 fi
 scripts/podman-host.sh
 # arm64 beside amd64: QEMU in binfmt_misc (imagekit says clearly when it is missing).

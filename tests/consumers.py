@@ -7,6 +7,8 @@ skips) when they are missing.
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +71,40 @@ def crd_names(name: str) -> tuple[str, str, list[str]]:
     spec = crd["spec"]
     return spec["group"], spec["names"]["kind"], [v["name"] for v in spec["versions"]
                                                   if v.get("served", True)]
+
+
+TYPESCRIPT = Path("/var/cache/imagekit/typescript/node_modules/typescript")  # scripts/setup.sh
+
+
+def typescript_method(file: str, name: str) -> str:
+    """A class method's text as the consumer's source has it: from its first line to the
+    closing brace at the same indentation."""
+    lines = path(file).read_text().splitlines()
+    for start, line in enumerate(lines):
+        if line.lstrip().startswith(f"{name}(") and line.rstrip().endswith("{"):
+            indent = line[:len(line) - len(line.lstrip())]
+            end = lines.index(f"{indent}}}", start)
+            return "\n".join(lines[start:end + 1])
+    raise AssertionError(f"{file}: no method {name}")
+
+
+def run_typescript_method(file: str, name: str, fields: dict[str, Any],
+                          calls: list[list[Any]]) -> list[Any]:
+    """Call a consumer's TypeScript method, verbatim, on an object with `fields`, once per
+    argument list: TypeScript's own compiler strips the types and node runs it."""
+    assert TYPESCRIPT.exists(), f"{TYPESCRIPT}: TypeScript's compiler is missing (make setup)"
+    members = "\n".join(f"  {key} = {json.dumps(value)};" for key, value in fields.items())
+    source = f"class Consumer {{\n{members}\n{typescript_method(file, name)}\n}}\n"
+    program = (
+        f"const ts = require({json.dumps(str(TYPESCRIPT))});\n"
+        f"const js = ts.transpileModule({json.dumps(source)}, {{compilerOptions: "
+        "{target: ts.ScriptTarget.ES2020}}).outputText;\n"
+        "const Consumer = new Function(js + '\\nreturn Consumer;')();\n"
+        "const object = new Consumer();\n"
+        f"const calls = {json.dumps(calls)};\n"
+        f"console.log(JSON.stringify(calls.map(args => object.{name}(...args))));\n")
+    result = subprocess.run(["node", "-e", program], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    answers: list[Any] = json.loads(result.stdout)
+    return answers

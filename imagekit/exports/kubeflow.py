@@ -4,6 +4,14 @@ Shape and key names follow kubeflow/notebooks (branch notebooks-v1)
 `components/crud-web-apps/jupyter/manifests/base/configs/spawner_ui_config.yaml`, and what
 its backend (`backend/apps/common/form.py`, `utils.py`) and Angular form read from it.
 The file is mounted as the app's ConfigMap; the backend reads `spawnerFormDefaults` only.
+
+The form labels an option with `imageDisplayName` (frontend form-image.component.ts), which
+splits the reference at ':' and keeps the first two parts: a bare digest reference,
+`host:5055/ns/scipy@sha256:HEX`, shows as `host:5055/ns/scipy@sha256`, and `hideTag` would
+leave every option showing `host`. Options are therefore `repository:TAG@sha256:HEX`, with
+the image's most specific published tag: the pod still runs the digest (beside a digest a
+tag is not used to pull), and the form shows `host:5055/ns/scipy`, or `ns/scipy:TAG@sha256`
+for a registry without a port (its host hidden by `hideRegistry`).
 """
 
 from __future__ import annotations
@@ -47,8 +55,8 @@ def spawner_ui_config(catalog: PublishedCatalog) -> dict[str, Any]:
     defaults: dict[str, Any] = {
         "allowCustomImage": True,
         "hideRegistry": True,
-        # The form splits references at ':' to show "name:tag"; with a digest (and a
-        # registry port) hiding the "tag" would leave every option showing the same text.
+        # The form splits references at ':' to show "name:tag"; with a registry port,
+        # hiding the "tag" would leave every option showing the registry's host.
         "hideTag": False,
         "imagePullPolicy": {"readOnly": False, "value": "IfNotPresent"},
     }
@@ -83,9 +91,17 @@ def image_group(catalog: PublishedCatalog, images: list[PublishedImage]) -> dict
     """`{value, options}`; an empty group keeps the keys (the form disables it on "")."""
     default = default_image(catalog, images)
     return {
-        "value": default.reference if default else "",
-        "options": [image.reference for image in images],
+        "value": form_reference(default) if default else "",
+        "options": [form_reference(image) for image in images],
     }
+
+
+def form_reference(image: PublishedImage) -> str:
+    """`repository:TAG@sha256:...`: the digest the pod runs, with the image's last published
+    tag other than `latest` (or `latest`) for the form to show (see the module's note)."""
+    repository, _, digest = image.reference.partition("@")
+    named = [tag for tag in image.tags if tag != "latest"] or image.tags
+    return f"{repository}:{named[-1]}@{digest}" if named else image.reference
 
 
 def gpu_value(images: list[PublishedImage]) -> dict[str, Any]:

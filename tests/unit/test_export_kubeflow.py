@@ -24,6 +24,7 @@ import yaml
 
 from imagekit.exports import kubeflow
 from imagekit.publish.catalog import NotebookType, PublishedCatalog, read
+from tests import consumers
 from tests.hub import SAMPLE
 
 DIGEST_REFERENCE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
@@ -74,29 +75,68 @@ def test_cpu_and_memory_survive_the_backend_arithmetic(published: PublishedCatal
     assert memory_limit == "2.4Gi"
 
 
-def test_image_groups_offer_digest_references_by_type(published: PublishedCatalog) -> None:
+def pinned(option: str) -> tuple[str, str]:
+    """(repository, digest) of a form option `repository:TAG@sha256:...`."""
+    named, _, digest = option.partition("@")
+    repository, _, tag = named.rpartition(":")
+    assert "/" not in tag and tag, option  # a tag, not a registry's port
+    return repository, digest
+
+
+def test_image_groups_offer_the_published_digests_by_type(published: PublishedCatalog) -> None:
     config = config_of(published)
     for key, kind in GROUPS.items():
         group = config[key]
         assert set(group) == {"value", "options"}
-        wanted = [i.reference for i in published.for_consumer("kubeflow") if i.type == kind]
-        assert group["options"] == wanted
+        wanted = [i for i in published.for_consumer("kubeflow") if i.type == kind]
         for option in group["options"]:
             assert DIGEST_REFERENCE.fullmatch(option), option
+        # Each option is the catalog's repository and digest: the pod runs exactly that.
+        assert [pinned(o) for o in group["options"]] == [
+            tuple(i.reference.split("@")) for i in wanted]
         if wanted:
-            assert group["value"] == published.image(published.defaults[kind]).reference
+            default = published.image(published.defaults[kind])
+            assert pinned(group["value"]) == tuple(default.reference.split("@"))
             assert group["value"] in group["options"]
         else:  # the sample publishes no RStudio image: the form disables the group on ""
             assert group == {"value": "", "options": []}
 
 
-def test_only_images_meant_for_kubeflow(published: PublishedCatalog) -> None:
-    scipy = published.image("scipy-kubeflow")
-    assert scipy.reference in config_of(published)["image"]["options"]
-    without = published.model_copy(update={"images": [
-        i.model_copy(update={"consumers": [c for c in i.consumers if c != "kubeflow"]})
-        if i.name == "scipy-kubeflow" else i for i in published.images]})
-    assert scipy.reference not in config_of(without)["image"]["options"]
+FORM = "kubeflow-v1-form-image.component.ts"
+
+
+def labels(config: dict[str, Any], options: list[str], **override: bool) -> list[str]:
+    """How the jupyter web app's form shows each option: its own imageDisplayName."""
+    fields = {"hideRegistry": config["hideRegistry"], "hideTag": config["hideTag"], **override}
+    shown: list[str] = consumers.run_typescript_method(FORM, "imageDisplayName", fields,
+                                                       [[o] for o in options])
+    return shown
+
+
+def on_registry(catalog: PublishedCatalog, host: str) -> PublishedCatalog:
+    return catalog.model_copy(update={"images": [
+        i.model_copy(update={"reference": host + i.reference[i.reference.index("/"):]})
+        for i in catalog.images]})
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:5055", "registry.example.org"])
+def test_the_forms_own_labels_tell_every_image_apart(published: PublishedCatalog,
+                                                     host: str) -> None:
+    catalog = on_registry(published, host)
+    config = config_of(catalog)
+    images = {pinned(o)[1]: o for key in GROUPS for o in config[key]["options"]}
+    options = list(images.values())
+    shown = labels(config, options)
+    assert len(set(shown)) == len(shown) == len(catalog.for_consumer("kubeflow")), shown
+    for option, label in zip(options, shown, strict=True):
+        image = next(i for i in catalog.images if i.reference.endswith(pinned(option)[1]))
+        # The image's own name, whole, in its label; and its tag where no port is in the way.
+        assert label.rsplit("/", 1)[-1].split(":")[0].split("@")[0] == image.name, label
+        if ":" not in host:
+            assert label == f"imagekit/{image.name}:{image.tags[-1]}@sha256", label
+    # Hiding the "tag" would leave the registry's host alone on every option with a port.
+    hidden = labels(config, options, hideTag=True)
+    assert (len(set(hidden)) == 1) == (":" in host), hidden
 
 
 def test_gpu_vendor_offered_iff_a_gpu_image_is_published(published: PublishedCatalog) -> None:
