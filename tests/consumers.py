@@ -7,8 +7,10 @@ skips) when they are missing.
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +110,12 @@ def run_typescript_method(file: str, name: str, fields: dict[str, Any],
     assert result.returncode == 0, result.stderr[-2000:]
     answers: list[Any] = json.loads(result.stdout)
     return answers
+
+
+def module(name: str) -> Any:
+    """A consumer's Python package that is not on PyPI (armada_jupyter), imported from the
+    consumers' folder as its repository has it."""
+    assert (FOLDER / name.split(".")[0]).is_dir(), f"{FOLDER / name}: missing"
+    if str(FOLDER) not in sys.path:
+        sys.path.append(str(FOLDER))
+    return importlib.import_module(name)

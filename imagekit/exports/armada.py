@@ -1,12 +1,14 @@
-"""Armada: the armada-jupyter deploy config (seed 000) and an armadactl submit file.
+"""Armada: armada-jupyter's config and an armadactl submit file.
 
-`armada.yaml` is the design's config: `version`, `submissions[]` of `{name, image, timeout,
-resources}`. `armada-submit.yaml` is what `armadactl submit` reads (armadaproject/armada
-`pkg/client/domain/types.go` JobSubmitFile: `queue`, `jobSetId`, `jobs` of
-`pkg/api/submit.proto` JobSubmitRequestItem, in their JSON names). One job per image: keep
-the ones you want to start. armadactl decodes leniently (unknown keys are ignored), so the
-file also carries the two keys the released armada-jupyter tool requires on top of a submit
-file (`version`, `waitForJobsRunning`), and runs unchanged under both.
+`armada.yaml` is read by armada-jupyter (armadaproject/armada-jupyter, the program that
+implements seed 000's design: `armada_jupyter/submissions.py` `convert_to_submission`):
+`queue`, `jobSetId`, `waitForJobsRunning` and `jobs`, each job a `podSpec` (one container,
+with a named port), `priority`, `namespace`, `labels` and `services`, whose first port
+armada-jupyter builds the notebook's URL from. The seed's own example (`version`,
+`submissions[]`) is read by no program. `armada-submit.yaml` is what `armadactl submit`
+reads (armadaproject/armada `pkg/client/domain/types.go` JobSubmitFile: `queue`,
+`jobSetId`, `jobs` of `pkg/api/submit.proto` JobSubmitRequestItem, in their JSON names).
+One job per image in each: keep the ones you want to start.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from imagekit.exports import ExportFile
 from imagekit.exports.common import GPU_RESOURCE, container_resources, dns_label, yaml_text
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage
 
-CONFIG_VERSION = "0.1"
-TIMEOUT = "36h"
 QUEUE = "notebooks"
 JOB_SET = "imagekit-notebooks"
 NAMESPACE = "default"
@@ -29,28 +29,17 @@ NB_UID = 1000  # jovyan in every imagekit image
 
 def export(catalog: PublishedCatalog) -> list[ExportFile]:
     images = catalog.for_consumer("armada")
-    return [ExportFile("armada.yaml", yaml_text(deploy_config(images))),
+    return [ExportFile("armada.yaml", yaml_text(jupyter_config(images))),
             ExportFile("armada-submit.yaml", yaml_text(submit_file(images)))]
 
 
-def deploy_config(images: list[PublishedImage]) -> dict[str, Any]:
-    return {"version": CONFIG_VERSION,
-            "submissions": [submission(image) for image in images]}
-
-
-def submission(image: PublishedImage) -> dict[str, Any]:
-    return {"name": image.name, "image": image.reference, "timeout": TIMEOUT,
-            "resources": container_resources(image.resources)}
+def jupyter_config(images: list[PublishedImage]) -> dict[str, Any]:
+    """armada-jupyter's: a submit file, and whether to wait for the jobs to run."""
+    return {**submit_file(images), "waitForJobsRunning": True}
 
 
 def submit_file(images: list[PublishedImage]) -> dict[str, Any]:
-    return {
-        "version": CONFIG_VERSION,
-        "queue": QUEUE,
-        "jobSetId": JOB_SET,
-        "waitForJobsRunning": True,
-        "jobs": [job(image) for image in images],
-    }
+    return {"queue": QUEUE, "jobSetId": JOB_SET, "jobs": [job(image) for image in images]}
 
 
 def job(image: PublishedImage) -> dict[str, Any]:

@@ -1,19 +1,24 @@
-"""Given a published catalog, the Armada exports start the images as valid Kubernetes pods.
+"""Given a published catalog, the Armada exports are read by their programs and start the
+images as valid Kubernetes pods.
 
-Formats: seed 000 (armada-jupyter config: version, submissions[] of name, image, timeout,
-resources) and armadaproject/armada `pkg/client/domain/types.go` JobSubmitFile with
-`pkg/api/submit.proto` JobSubmitRequestItem (priority, namespace, labels, podSpec, services
-{type NodePort|Headless, ports}); the server's `validateResources` refuses requests that
-differ from limits. armadaproject/armada-jupyter `submissions.py` also needs
-`waitForJobsRunning` and reads `services[0].ports[0]`.
+`armada.yaml` goes through armada-jupyter's own code (armadaproject/armada-jupyter at the
+commit in ../shared/consumers/, with armada-client 0.2.9 from PyPI): `convert_to_submission`
+reads it, `inject_url` and `create_armada_request` build the request it would submit.
+`armada-submit.yaml` is armadactl's submit file (armadaproject/armada
+`pkg/client/domain/types.go` JobSubmitFile, the keys of its own testdata file); the server's
+`validateResources` refuses requests that differ from limits. Every pod spec validates as a
+Pod with kubernetes-validate --strict.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import re
+from pathlib import Path
 from typing import Any
 
+import grpc
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
@@ -21,6 +26,7 @@ from kubernetes_validate.utils import latest_version  # type: ignore[import-unty
 
 from imagekit.exports import armada
 from imagekit.publish.catalog import PublishedCatalog, read
+from tests import consumers
 from tests.hub import SAMPLE
 
 DIGEST_REFERENCE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
@@ -42,30 +48,57 @@ def as_pod(pod_spec: dict[str, Any], name: str = "notebook") -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": pod_spec}
 
 
-def test_deploy_config_as_in_seed_000(published: PublishedCatalog) -> None:
+def jupyter_submission(tmp_path: Path, config: dict[str, Any]) -> Any:
+    path = tmp_path / "armada.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return consumers.module("armada_jupyter.submissions").convert_to_submission(str(path))
+
+
+def test_armada_jupyter_reads_the_config_and_builds_each_request(
+        published: PublishedCatalog, tmp_path: Path) -> None:
     config, _ = exported(published)
-    assert config["version"] == "0.1"
+    submission = jupyter_submission(tmp_path, config)
+    assert (submission.queue, submission.job_set_id, submission.wait_for_jobs_running) == (
+        "notebooks", "imagekit-notebooks", True)
     images = published.for_consumer("armada")
-    assert [s["name"] for s in config["submissions"]] == [i.name for i in images]
-    for submission, image in zip(config["submissions"], images, strict=True):
-        assert set(submission) == {"name", "image", "timeout", "resources"}
-        assert submission["image"] == image.reference
-        assert DIGEST_REFERENCE.fullmatch(submission["image"])
-        assert re.fullmatch(r"\d+h", submission["timeout"])
-        assert submission["resources"]["cpu"] == image.resources.cpu
-        assert submission["resources"]["memory"] == image.resources.memory
+    assert len(submission.jobs) == len(images)
+    utils = consumers.module("armada_jupyter.armada_utils")
+    armada_client: Any = importlib.import_module("armada_client.client")  # 0.2.9, from PyPI
+    client = armada_client.ArmadaClient(grpc.insecure_channel("127.0.0.1:9"))  # never dialled
+    for job, image in zip(submission.jobs, images, strict=True):
+        job, start, end = utils.inject_url(job)
+        assert start == f"http://notebook-{image.port}-armada-" and end.startswith("-0.default.")
+        request = utils.create_armada_request(job, client)
+        (container,) = request.pod_spec.containers
+        assert container.image == image.reference
+        assert DIGEST_REFERENCE.fullmatch(container.image)
+        assert container.ports[0].containerPort == image.port
+        limits = {k: v.string for k, v in container.resources.limits.items()}
+        requests = {k: v.string for k, v in container.resources.requests.items()}
+        assert limits == requests and limits["cpu"] == image.resources.cpu
+        assert limits["memory"] == image.resources.memory
+        assert [list(s.ports) for s in request.services] == [[image.port]]
+        assert request.namespace == "default" and request.priority == 1
+        assert request.labels["app.kubernetes.io/name"] == image.name
 
 
-def test_submit_file_shape(published: PublishedCatalog) -> None:
+def test_armada_jupyter_refuses_the_seeds_example_format(tmp_path: Path) -> None:
+    # What armada.yaml used to be (the design document's example): no program reads it.
+    seed = {"version": "0.1", "submissions": [{"name": "scipy", "image": "x", "timeout": "1h"}]}
+    with pytest.raises(KeyError, match="jobs"):
+        jupyter_submission(tmp_path, seed)
+
+
+def test_submit_file_has_armadactls_keys(published: PublishedCatalog) -> None:
     _, submit = exported(published)
-    assert submit["queue"] == "notebooks"
-    assert submit["jobSetId"] == "imagekit-notebooks"
-    assert submit["waitForJobsRunning"] is True
+    sample = yaml.safe_load(consumers.path("armada-jobs-ingress.sample.yaml").read_text())
+    assert set(submit) == set(sample) == {"queue", "jobSetId", "jobs"}
     images = published.for_consumer("armada")
     assert len(submit["jobs"]) == len(images)
     for job, image in zip(submit["jobs"], images, strict=True):
+        assert set(job) <= {"priority", "namespace", "labels", "annotations", "podSpec",
+                            "services", "ingress"}
         assert isinstance(job["priority"], int)
-        assert job["namespace"]
         assert "podSpecs" not in job
         (container,) = job["podSpec"]["containers"]
         assert container["name"] == "notebook"
@@ -73,6 +106,8 @@ def test_submit_file_shape(published: PublishedCatalog) -> None:
         assert container["securityContext"]["runAsUser"] == 1000
         assert container["ports"][0]["containerPort"] == image.port
         assert job["services"] == [{"type": "NodePort", "ports": [image.port]}]
+    config, _ = exported(published)
+    assert config == {**submit, "waitForJobsRunning": True}
 
 
 def test_requests_equal_limits_gpu_included(published: PublishedCatalog) -> None:
