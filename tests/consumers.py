@@ -7,6 +7,7 @@ skips) when they are missing.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import json
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: the CRDs are large
 FOLDER = Path(__file__).resolve().parents[1].parent / "shared" / "consumers"
 
 
@@ -26,10 +28,16 @@ def path(name: str) -> Path:
     return found
 
 
+@functools.cache
+def _crd(name: str) -> dict[str, Any]:
+    crd: dict[str, Any] = yaml.load(path(name).read_text(), Loader=_LOADER)
+    return crd
+
+
 def crd_schema(name: str, version: str) -> dict[str, Any]:
     """The openAPIV3Schema of a CustomResourceDefinition's served version, from its file
     (Helm templates included: the CRD files of a chart have no template syntax in them)."""
-    crd = yaml.safe_load(path(name).read_text())
+    crd = _crd(name)
     assert crd["kind"] == "CustomResourceDefinition", name
     for entry in crd["spec"]["versions"]:
         if entry["name"] == version:
@@ -59,18 +67,22 @@ def _strict(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+@functools.cache
+def _validator(name: str, version: str) -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(_strict(crd_schema(name, version)))
+
+
 def crd_errors(document: dict[str, Any], name: str, version: str) -> list[str]:
     """What the CRD's schema refuses in a custom resource (apiVersion, kind and metadata
     are the API server's own, checked by the caller)."""
-    validator = jsonschema.Draft7Validator(_strict(crd_schema(name, version)))
+    validator = _validator(name, version)
     return [f"{'.'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}"
             for error in validator.iter_errors(document)]
 
 
 def crd_names(name: str) -> tuple[str, str, list[str]]:
     """(group, kind, served versions) of a CRD file."""
-    crd = yaml.safe_load(path(name).read_text())
-    spec = crd["spec"]
+    spec = _crd(name)["spec"]
     return spec["group"], spec["names"]["kind"], [v["name"] for v in spec["versions"]
                                                   if v.get("served", True)]
 

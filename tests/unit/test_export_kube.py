@@ -1,6 +1,7 @@
 """Given a published catalog, `imagekit export kube IMAGE` writes a PersistentVolumeClaim and
-a Pod that Kubernetes' own schemas accept, shaped as the Notebook CRD's template.spec (seed
-003) describes it. tests/integration/test_podman.py runs them with `podman kube play`."""
+a Pod that Kubernetes' own schemas accept, whose spec both Notebook CRDs (Kubeflow's, every
+served version, and oneblock's; ../shared/consumers/) accept as `spec.template.spec`.
+tests/integration/test_podman.py runs them with `podman kube play`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from kubernetes_validate.utils import latest_version  # type: ignore[import-unty
 
 from imagekit.exports import kube
 from imagekit.publish.catalog import PublishedCatalog, read
+from tests import consumers
 from tests.hub import SAMPLE
 
 
@@ -50,6 +52,32 @@ def test_the_pod_is_the_notebook_template(published: PublishedCatalog) -> None:
     assert volumes[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory"}
     assert {"name": "NB_PREFIX", "value": "/notebook/default/scipy-kubeflow"} in \
         container["env"]
+
+
+KUBEFLOW, ONEBLOCK = "kubeflow.org_notebooks.yaml", "ml.oneblock.ai_notebooks.yaml"
+NOTEBOOK_CRDS = [(KUBEFLOW, "v1"), (KUBEFLOW, "v1beta1"), (KUBEFLOW, "v1alpha1"), (ONEBLOCK, "v1")]
+
+
+@pytest.mark.parametrize(("crd", "version"), NOTEBOOK_CRDS)
+def test_the_pod_spec_is_a_notebook_template_its_crds_accept(published: PublishedCatalog,
+                                                             crd: str, version: str) -> None:
+    group, kind, versions = consumers.crd_names(crd)
+    assert kind == "Notebook" and version in versions
+    for image in published.images:
+        _, pod = documents(published, image.name)
+        notebook = {"apiVersion": f"{group}/{version}", "kind": kind,
+                    "metadata": {"name": pod["metadata"]["name"]},
+                    "spec": {"template": {"spec": pod["spec"]}}}
+        assert consumers.crd_errors(notebook, crd, version) == [], image.name
+    # The check can fail: a field a PodSpec does not have, and a port given as a string.
+    broken: dict[str, Any] = {
+        "apiVersion": f"{group}/{version}", "kind": kind, "metadata": {"name": "x"},
+        "spec": {"template": {"spec": {**pod["spec"], "container": []}}}}
+    broken["spec"]["template"]["spec"]["containers"] = [
+        {**pod["spec"]["containers"][0], "ports": [{"containerPort": "8888"}]}]
+    errors = consumers.crd_errors(broken, crd, version)
+    assert any("'container'" in e for e in errors), errors
+    assert any("containerPort" in e for e in errors), errors
 
 
 def test_other_images_take_their_token_from_a_secret_and_carry_none(
