@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import celpy
 import jsonschema
 import yaml
+from celpy.adapter import json_to_cel
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: the CRDs are large
 FOLDER = Path(__file__).resolve().parents[1].parent / "shared" / "consumers"
@@ -73,11 +75,59 @@ def _validator(name: str, version: str) -> jsonschema.Draft7Validator:
 
 
 def crd_errors(document: dict[str, Any], name: str, version: str) -> list[str]:
-    """What the CRD's schema refuses in a custom resource (apiVersion, kind and metadata
-    are the API server's own, checked by the caller)."""
-    validator = _validator(name, version)
-    return [f"{'.'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}"
-            for error in validator.iter_errors(document)]
+    """What the API server refuses in a custom resource, in its order: the schema's defaults
+    applied, then the schema (unknown fields included) and its CEL rules
+    (`x-kubernetes-validations`; transition rules, which compare with `oldSelf`, apply to
+    updates only). apiVersion, kind and metadata are the server's own, checked by the caller."""
+    schema = crd_schema(name, version)
+    document = defaulted(document, schema)
+    errors = [f"{'.'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}"
+              for error in _validator(name, version).iter_errors(document)]
+    return errors + cel_errors(document, schema)
+
+
+def defaulted(value: Any, schema: dict[str, Any]) -> Any:
+    """`value` with the structural schema's `default`s filled in where fields are absent."""
+    if isinstance(value, dict):
+        value = dict(value)
+        properties = schema.get("properties", {})
+        for key, sub in properties.items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+        for key, item in value.items():
+            sub = properties.get(key) or schema.get("additionalProperties")
+            if isinstance(sub, dict):
+                value[key] = defaulted(item, sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value = [defaulted(item, schema["items"]) for item in value]
+    return value
+
+
+def cel_errors(value: Any, schema: dict[str, Any], at: str = "") -> list[str]:
+    """The failed CEL rules of a schema and its parts, each evaluated with `self` bound to
+    its own part of the document, as the API server does (with cel-python)."""
+    errors: list[str] = []
+    for rule in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in rule["rule"]:
+            continue
+        if not _cel(rule["rule"]).evaluate({"self": json_to_cel(value)}):
+            errors.append(f"{at or '(top)'}: {rule.get('message') or rule['rule']}")
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        for key, item in value.items():
+            sub = properties.get(key) or schema.get("additionalProperties")
+            if isinstance(sub, dict):
+                errors += cel_errors(item, sub, f"{at}.{key}" if at else key)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            errors += cel_errors(item, schema["items"], f"{at}[{index}]")
+    return errors
+
+
+@functools.cache
+def _cel(rule: str) -> Any:
+    environment = celpy.Environment()
+    return environment.program(environment.compile(rule))
 
 
 def crd_names(name: str) -> tuple[str, str, list[str]]:

@@ -22,6 +22,7 @@ from kubernetes_validate.utils import latest_version  # type: ignore[import-unty
 
 from imagekit.exports import workspacekind
 from imagekit.publish.catalog import Previous, PublishedCatalog, read
+from tests import consumers
 from tests.hub import SAMPLE
 
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -71,6 +72,34 @@ def test_one_kind_per_published_type(published: PublishedCatalog) -> None:
         assert kind["apiVersion"] == "kubeflow.org/v1beta1"
         assert kind["kind"] == "WorkspaceKind"
         assert "namespace" not in kind["metadata"]  # cluster-scoped
+
+
+CRD = "kubeflow.org_workspacekinds.yaml"  # kubeflow/notebooks notebooks-v2, ../shared/consumers
+
+
+def test_every_kind_is_one_the_crd_accepts_cel_rules_included(published: PublishedCatalog
+                                                               ) -> None:
+    group, kind_name, versions = consumers.crd_names(CRD)
+    for catalog in (published, republished(published, "scipy", NEW_SCIPY)):
+        for kind in kinds_of(catalog):
+            api_group, _, version = kind["apiVersion"].partition("/")
+            assert (api_group, kind["kind"]) == (group, kind_name) and version in versions
+            assert consumers.crd_errors(kind, CRD, version) == [], kind["metadata"]["name"]
+
+
+def test_the_crd_check_bites_on_schema_and_cel(published: PublishedCatalog) -> None:
+    kind = kinds_of(published)[0]
+    version = kind["apiVersion"].partition("/")[2]
+    # A field the CRD lacks; and a logo with both a URL and a ConfigMap, which its CEL rule
+    # (exactly one of them) refuses though the schema alone accepts it.
+    spawner = kind["spec"]["spawner"]
+    logo = {"url": "https://example.org/logo.svg",
+            "configMap": {"name": "logos", "key": "logo.svg"}}
+    broken = {**kind, "spec": {**kind["spec"], "spawner": {**spawner, "logo": logo,
+                                                             "colour": "red"}}}
+    errors = consumers.crd_errors(broken, CRD, version)
+    assert any("'colour'" in e for e in errors), errors
+    assert any(e.startswith("spec.spawner.logo:") for e in errors), errors
 
 
 def test_structure_follows_the_go_types(published: PublishedCatalog) -> None:
