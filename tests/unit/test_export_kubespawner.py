@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from traitlets.config import Config
@@ -17,6 +18,7 @@ from traitlets.config import Config
 from imagekit.exports import kubespawner
 from imagekit.exports.common import cpu_cores, memory_bytes
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage, read
+from tests import consumers
 from tests.hub import SAMPLE, User
 
 KUBECONFIG = """\
@@ -174,3 +176,38 @@ def test_memory_is_what_byte_specification_accepts(memory: str, spec: str | int)
     override = kubespawner.override(image)
     assert override["mem_limit"] == spec
     assert ByteSpecification().validate(None, spec) == memory_bytes(memory)
+
+
+def _without_required(schema: Any) -> Any:
+    """An override file's schema: helm merges the file into the chart's values.yaml, which
+    holds every key the chart's schema requires, and validates the merge."""
+    if isinstance(schema, dict):
+        return {k: _without_required(v) for k, v in schema.items() if k != "required"}
+    if isinstance(schema, list):
+        return [_without_required(v) for v in schema]
+    return schema
+
+
+def test_the_values_file_is_one_z2jhs_schema_accepts(published: PublishedCatalog) -> None:
+    schema = _without_required(yaml.safe_load(
+        consumers.path("z2jh-values.schema.yaml").read_text()))
+    validator = jsonschema.Draft7Validator(schema)
+    values = yaml.safe_load(kubespawner.export(published)[0].text)
+    assert [e.message for e in validator.iter_errors(values)] == []
+    # It can fail: the schema refuses a key the chart does not have.
+    wrong: dict[str, Any] = {"singleuser": {"profileList": [], "profilelist": []}}
+    assert any("profilelist" in e.message for e in validator.iter_errors(wrong))
+
+
+def test_every_override_key_is_a_kubespawner_trait(published: PublishedCatalog) -> None:
+    from kubespawner import KubeSpawner
+
+    traits = set(KubeSpawner.class_trait_names())
+    overrides = []
+    for profile in profile_list(published):
+        overrides.append(profile.get("kubespawner_override", {}))
+        for option in profile.get("profile_options", {}).values():
+            overrides += [c.get("kubespawner_override", {}) for c in option["choices"].values()]
+    keys = {key for override in overrides for key in override}
+    assert keys and keys <= traits, keys - traits
+    assert "image_spec" not in keys  # a deprecated alias of `image`
