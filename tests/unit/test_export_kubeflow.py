@@ -16,7 +16,10 @@ Checked against kubeflow/notebooks, branch notebooks-v1:
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +27,7 @@ import yaml
 
 from imagekit.exports import kubeflow
 from imagekit.publish.catalog import NotebookType, PublishedCatalog, read
-from tests import consumers
+from tests import consumers, kubeflow_backend
 from tests.hub import SAMPLE
 
 DIGEST_REFERENCE = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
@@ -153,3 +156,80 @@ def test_gpu_vendor_offered_iff_a_gpu_image_is_published(published: PublishedCat
 
 def test_output_is_deterministic(published: PublishedCatalog) -> None:
     assert kubeflow.export(published) == kubeflow.export(read(SAMPLE))
+
+
+def _shape(value: Any, depth: int = 3) -> Any:
+    """A value's keys and types, to `depth` levels of mappings."""
+    if isinstance(value, dict) and depth:
+        return {key: _shape(item, depth - 1) for key, item in value.items()}
+    return type(value).__name__
+
+
+def test_every_key_and_type_of_the_upstream_config_is_there(published: PublishedCatalog
+                                                            ) -> None:
+    upstream = yaml.safe_load(consumers.path("kubeflow-v1-spawner_ui_config.yaml").read_text())
+    theirs, ours = _shape(upstream["spawnerFormDefaults"]), _shape(config_of(published))
+
+    def missing(a: Any, b: Any, at: str) -> list[str]:
+        if not isinstance(a, dict):
+            # An option list may be empty here and full upstream: its type is what counts.
+            return [] if a == b else [f"{at}: {b} instead of {a}"]
+        if not isinstance(b, dict):
+            return [f"{at}: {b} instead of a mapping"]
+        return [m for key in a for m in (missing(a[key], b[key], f"{at}.{key}") if key in b
+                                         else [f"{at}.{key}: missing"])]
+
+    assert missing(theirs, ours, "spawnerFormDefaults") == []
+
+
+SERVER_TYPES = {"image": "jupyter", "imageGroupOne": "group-one", "imageGroupTwo": "group-two"}
+
+
+@pytest.fixture
+def backend(published: PublishedCatalog, tmp_path: Path) -> Iterator[kubeflow_backend.Backend]:
+    config = tmp_path / "spawner_ui_config.yaml"
+    config.write_text(kubeflow.export(published)[0].text)
+    yield from kubeflow_backend.backend(tmp_path / "app", config)
+
+
+def form_body(defaults: dict[str, Any], group: str, image: str) -> dict[str, Any]:
+    """What the web app's form sends when a user picks `image` and keeps every default
+    (the frontend fills the notebook's name into the new volume's name)."""
+    def value(key: str) -> Any:
+        return defaults[key]["value"]
+
+    workspace = json.loads(json.dumps(value("workspaceVolume"))
+                           .replace("{notebook-name}", "notebook"))
+    return {"name": "notebook", "namespace": "team", "serverType": SERVER_TYPES[group],
+            "image": image, "imagePullPolicy": value("imagePullPolicy"), "cpu": value("cpu"),
+            "memory": value("memory"), "gpus": value("gpus"),
+            "tolerationGroup": value("tolerationGroup") or "none",
+            "affinityConfig": value("affinityConfig") or "none",
+            "configurations": value("configurations"), "shm": value("shm"),
+            "datavols": value("dataVolumes"), "workspace": workspace}
+
+
+def test_the_web_apps_backend_makes_a_notebook_of_every_image(
+        published: PublishedCatalog, backend: kubeflow_backend.Backend) -> None:
+    defaults = config_of(published)
+    picked = [(group, option) for group in SERVER_TYPES for option in defaults[group]["options"]]
+    assert len(picked) == len(published.for_consumer("kubeflow"))
+    for group, option in picked:
+        status, answer = backend.create("team", form_body(defaults, group, option))
+        assert status == 200, answer
+        notebook = backend.cluster.notebooks[-1]
+        [container] = notebook["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == option  # the pod runs the catalog's digest
+        annotations = notebook["metadata"]["annotations"]
+        assert annotations["notebooks.kubeflow.org/server-type"] == SERVER_TYPES[group]
+        assert container["resources"]["requests"] == {"cpu": defaults["cpu"]["value"],
+                                                      "memory": defaults["memory"]["value"]}
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts == {"/dev/shm", "/home/jovyan"}
+        assert notebook["apiVersion"].startswith("kubeflow.org/")
+        version = notebook["apiVersion"].partition("/")[2]
+        assert consumers.crd_errors(notebook, "kubeflow.org_notebooks.yaml", version) == []
+    # It can fail: the backend refuses what its config does not allow.
+    body = form_body(defaults, "image", defaults["image"]["value"])
+    status, _ = backend.create("team", {**body, "serverType": "desktop"})
+    assert status == 400
