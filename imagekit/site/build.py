@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jinja2
 
+from imagekit import hpc
 from imagekit.errors import BuildFailed
 from imagekit.progress import human_size
 from imagekit.publish.catalog import PublishedCatalog, PublishedImage
@@ -36,6 +37,7 @@ class Command:
     title: str
     text: str
     note: str = ""
+    download: str = ""  # a file of the site the command needs
 
 
 def commands(catalog: PublishedCatalog, image: PublishedImage) -> list[Command]:
@@ -60,11 +62,32 @@ def commands(catalog: PublishedCatalog, image: PublishedImage) -> list[Command]:
                     "`singularity` takes the same arguments"),
             Command("Apptainer / Singularity: one command in the image",
                     f"apptainer exec{nv}{binds} {where} python3 --version"),
-            Command("Slurm, through an SSH tunnel",
-                    f"imagekit tunnel {image.name} --sif {where} --submit",
-                    "writes and submits the batch job; its log says which tunnel to open"),
+            Command("Slurm, through an SSH tunnel: submit the batch job",
+                    f"sbatch {tunnel_file(image)}",
+                    "the batch job runs this very SIF, by its digest; no imagekit needed. "
+                    f"Its log, imagekit-{image.name}-JOBID.log, names the tunnel and the URL",
+                    download=tunnel_file(image)),
+            Command("Slurm, through an SSH tunnel: on your own machine",
+                    "ssh -N -L PORT:NODE:PORT USER@LOGIN",
+                    "the line to copy is in the job's log, with the port and node filled "
+                    "in; then open the URL it prints, token included"),
         ]
     return out
+
+
+def tunnel_file(image: PublishedImage) -> str:
+    return f"{image.name}.sbatch"
+
+
+def tunnel_script(catalog: PublishedCatalog, image: PublishedImage) -> str:
+    """`imagekit tunnel`'s batch job for a published SIF, by its digest: what a cluster's
+    user downloads from the site and submits without imagekit."""
+    assert image.sif is not None
+    flags = ["--no-https"] if catalog.registry_insecure else []
+    served = hpc.Served(image.name, image.type, image.gpu, tuple(image.binds))
+    return hpc.job_script(served, image.sif.path or image.sif.reference, hpc.JobOptions(),
+                          flags=flags if image.sif.path is None else [],
+                          origin="imagekit's catalog site from the published catalog")
 
 
 def hubs(image: PublishedImage) -> list[tuple[str, list[str]]]:
@@ -89,6 +112,8 @@ def pages(catalog: PublishedCatalog) -> dict[str, str]:
     for image in catalog.images:
         files[f"{image.name}.html"] = env.get_template("image.html.j2").render(
             image=image, **context)
+        if image.sif is not None:
+            files[tunnel_file(image)] = tunnel_script(catalog, image)
     files["style.css"] = (TEMPLATES / "style.css").read_text()
     return files
 

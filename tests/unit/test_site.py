@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,3 +84,33 @@ def test_a_missing_catalog_is_one_clear_error(tmp_path: Path, cli: Cli) -> None:
     assert code == 2 and "no published catalog" in output
     assert not (tmp_path / "site").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_each_sif_image_has_its_batch_job_by_digest(tmp_path: Path, cli: Cli) -> None:
+    dist = _dist(tmp_path)
+    assert cli("site", "--published", str(dist / "catalog.json"), "--output",
+               str(dist / "site"))[0] == 0
+    catalog = read(dist / "catalog.json")
+    scripts = sorted(p.name for p in (dist / "site").glob("*.sbatch"))
+    assert scripts == sorted(f"{i.name}.sbatch" for i in catalog.images if i.sif is not None)
+    for image in catalog.images:
+        if image.sif is None:
+            continue
+        script = dist / "site" / f"{image.name}.sbatch"
+        text = script.read_text()
+        assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+        assert f"SIF={image.sif.reference}\n" in text and "@sha256:" in image.sif.reference
+        assert "apptainer run --no-https" in text  # the sample's registry speaks HTTP
+        page = (dist / "site" / f"{image.name}.html").read_text()
+        assert f'href="{image.name}.sbatch"' in page and f"sbatch {image.name}.sbatch" in page
+
+
+def test_a_published_name_cannot_change_the_batch_job(tmp_path: Path, cli: Cli) -> None:
+    data = json.loads(SAMPLE.read_text())
+    hpc = next(i for i in data["images"] if i.get("sif"))
+    hpc["name"] = "x\n#SBATCH --uid=0"
+    dist = _dist(tmp_path, json.dumps(data))
+    code, output = cli("site", "--published", str(dist / "catalog.json"), "--output",
+                       str(dist / "site"))
+    assert code == 2 and "image name" in output, output
+    assert not (dist / "site").exists()

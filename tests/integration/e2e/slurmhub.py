@@ -130,9 +130,12 @@ def sbatch_from_terminal(hub: Hub, user: str) -> str:
 
 
 def run_as(user: str, *argv: str, env: dict[str, str] | None = None,
-           cwd: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["runuser", "-u", user, "--", *argv], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=120)
+           cwd: str | None = None, clean: bool = False) -> subprocess.CompletedProcess[str]:
+    """`argv` as `user`, in this environment with `env` on top, or in `env` alone (clean)."""
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"  # found on this PATH
+    return subprocess.run([runuser, "-u", user, "--", *argv], capture_output=True,
+                          text=True, env=(env or {}) if clean else {**os.environ, **(env or {})},
+                          cwd=cwd, timeout=120)
 
 
 def serve(hub: Hub) -> Iterator[Hub]:

@@ -169,6 +169,39 @@ def test_the_tunnel_script_serves_on_the_node(cluster: Cluster, home: Path,
         shutil.rmtree(shared, ignore_errors=True)
 
 
+def test_the_sites_batch_job_serves_for_a_user_without_imagekit(
+        cluster: Cluster, home: Path, bin_dir: Path | None,
+        publishing: publication.Publication) -> None:
+    """The HPC user's way: the batch job the catalog site offers for the image (by the
+    published digest), fetched from the site's files, submitted with sbatch by a user whose
+    PATH has no imagekit; the job pulls the SIF from the registry itself."""
+    imagekit("site", catalog=publishing.catalog)
+    offered = publishing.dist / "site" / f"{IMAGE}.sbatch"
+    page = (publishing.dist / "site" / f"{IMAGE}.html").read_text()
+    assert f'href="{offered.name}"' in page and f"sbatch {offered.name}" in page
+    sif = publishing.published().image(IMAGE).sif
+    assert sif is not None and f"SIF={sif.reference}\n" in offered.read_text()
+    # A plain login environment: the cluster's tools (and apptainer), no imagekit, no
+    # PYTHONPATH into this checkout.
+    path = ":".join([*([str(bin_dir)] if bin_dir else []), "/usr/local/bin", "/usr/bin",
+                     "/bin"])
+    assert shutil.which("imagekit", path=path) is None
+    env = {"PATH": path, "SLURM_CONF": str(cluster.conf), "HOME": str(home), "USER": USER,
+           "LANG": "C.UTF-8"}
+    fetched = sh.run_as(USER, "cp", str(offered), str(home / offered.name), env=env,
+                        cwd=str(home), clean=True)
+    assert fetched.returncode == 0, fetched.stderr
+    with ap.fuse_for_user():
+        submitted = sh.run_as(USER, "sbatch", "--parsable", offered.name, env=env,
+                              cwd=str(home), clean=True)
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = submitted.stdout.strip()
+        try:
+            _serves(home / f"imagekit-{IMAGE}-{job_id}.log")
+        finally:
+            cluster.run("scancel", job_id)
+
+
 def _serves(log: Path) -> None:
     text = ""
     for _ in range(240):
