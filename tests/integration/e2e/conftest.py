@@ -8,13 +8,11 @@ publish` wrote, and the hubs' hosts pull what they run.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import docker.errors
 import pytest
 
 from imagekit.publish.catalog import PublishedCatalog
@@ -31,19 +29,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="package")
-def publishing(client: Any) -> Iterator[publication.Publication]:
-    """The package's publication, made beside the suite; its registry is stopped, and what the
-    hubs' host pulled from it removed, when the package ends."""
+def publishing() -> Iterator[publication.Publication]:
+    """The package's publication, made beside the suite; its registry is stopped when the
+    package ends."""
     found: publication.Publication = background.result(publication.NAME)
     try:
         yield found
     finally:
-        prefix = f"{found.registry.address}/"
-        for image in client.images.list():
-            if any(tag.startswith(prefix) for tag in image.tags) or any(
-                    digest.startswith(prefix) for digest in image.attrs.get("RepoDigests") or []):
-                with contextlib.suppress(docker.errors.DockerException):
-                    client.images.remove(image.id, force=True)
         found.stop()
         background.finish(publication.NAME)
 

@@ -1,10 +1,15 @@
 """Given the published catalog, when a JupyterHub configured with imagekit's DockerSpawner
 export spawns each image a user picks on its form, then the server answers through the hub's
-proxy, runs code in its kernel, and is gone when stopped."""
+proxy, runs code in its kernel, and is gone when stopped.
+
+The hub's DockerSpawner drives a dockerd of the module's own, started empty (its own data
+root, socket and bridge; tests/integration/runners.py): a host that has never seen the
+images, which pulls each one by the digest the catalog names, as on a site's first spawn."""
 
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -19,28 +24,50 @@ from imagekit.publish.catalog import PublishedCatalog
 from tests.integration.e2e import publication
 from tests.integration.e2e.conftest import Timings, wait_for
 from tests.integration.hubs import Hub, unique_user
+from tests.integration.runners import Runner
 
 beside = publication.beside  # the package's one setup (tests/integration/background.py)
 
 # DockerSpawner drives the Docker daemon's API: Docker's consumer, not run under Podman.
 pytestmark = pytest.mark.docker_engine
 
-# The hub listens for its containers on docker0 (GUIDE.md section 6).
-SITE = """
+SUBNET = 46  # 172.30.46.0/24, the spawn host's bridge (publication.py's engine has 45)
+
+# The hub listens for its containers on the spawn host's bridge (GUIDE.md section 6).
+SITE = f"""
 # --- the site's part: where the containers reach the hub, and how they are kept
-c.JupyterHub.hub_connect_ip = '172.17.0.1'
+c.JupyterHub.hub_connect_ip = '172.30.{SUBNET}.1'
 c.DockerSpawner.remove = True
 c.DockerSpawner.use_internal_ip = False
-c.DockerSpawner.name_template = 'e2e-{username}'
+c.DockerSpawner.name_template = 'e2e-{{username}}'
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 120
 """
 
 
 @pytest.fixture(scope="module")
-def hub(exports: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+def host() -> Iterator[Runner]:
+    """The spawn host: an empty dockerd, removed with all it pulled when the module ends."""
+    engine = Runner("spawn", Path(tempfile.mkdtemp(prefix="ik-spawn-")), SUBNET)
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="module")
+def client(host: Runner) -> Any:
+    """The spawn host's Docker API, where the tests look for the users' containers."""
+    return host.client
+
+
+@pytest.fixture(scope="module")
+def hub(exports: Path, host: Runner, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     config = (exports / "dockerspawner.py").read_text() + SITE
-    running = Hub(tmp_path_factory.mktemp("hub-docker"), config, hub_ip="0.0.0.0")
+    # DockerSpawner's Docker client reads DOCKER_HOST, as on a hub whose engine is elsewhere.
+    running = Hub(tmp_path_factory.mktemp("hub-docker"), config, hub_ip="0.0.0.0",
+                  env=host.env)
     running.start()
     yield running
     running.stop()
@@ -77,7 +104,7 @@ def removed(client: Any, user: str) -> None:
 def test_a_picked_image_serves_and_computes_through_the_proxy(
         hub: Hub, published: PublishedCatalog, client: Any, timings: Timings, image: str,
         kernel: str, code: str, expect: str) -> None:
-    # The hub's host has never seen the image: it was built and tested on another engine.
+    # The spawn host has never seen the image: it was built and tested on another engine.
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(published.image(image).image_id)
     user = spawn(hub, published, image, timings)
