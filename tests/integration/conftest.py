@@ -207,16 +207,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         background.start("apptainer sid root", lambda folder: apptainer.ensure_root())
     for item in session.items:
         module = getattr(item, "module", None)
-        if module is None:
+        if module is None or module.__name__ in background.JOBS:
             continue
-        # A setup is named by the module that defines it: the modules of a package may share
-        # one (the e2e package's publication).
-        beside, prepare = getattr(module, "beside", None), getattr(module, "prepare", None)
-        if callable(beside) and beside.__module__ not in background.JOBS:
-            background.start(beside.__module__, beside)
-        elif callable(prepare) and not callable(beside) \
-                and prepare.__module__ not in background.JOBS:
-            background.defer(prepare.__module__, prepare)
+        if callable(work := getattr(module, "beside", None)):
+            background.start(module.__name__, work)
+        elif callable(work := getattr(module, "prepare", None)):
+            background.defer(module.__name__, work)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -1,9 +1,9 @@
 """End to end: what `imagekit publish` writes, spawned by real hubs.
 
 One publication serves the whole package (publication.py): the images the hubs spawn are
-built, smoke-tested and published beside the suite, on an engine of their own, to a
-registry of their own; every hub is configured from dist/exports/, the files `imagekit
-publish` wrote, and the hubs' hosts pull what they run.
+built, smoke-tested and published to a fresh local registry, and every hub is configured
+from dist/exports/, the files `imagekit publish` wrote. DockerSpawner's host is an empty
+dockerd of its own, which pulls what it spawns.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from imagekit.publish.catalog import PublishedCatalog
-from tests.integration import background
 from tests.integration.e2e import publication
+from tests.integration.registry import fresh_registry
 from tests.integration.slurm import Cluster
 
 
@@ -29,15 +29,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="package")
-def publishing() -> Iterator[publication.Publication]:
-    """The package's publication, made beside the suite; its registry is stopped when the
-    package ends."""
-    found: publication.Publication = background.result(publication.NAME)
+def publishing(base_image: str, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[publication.Publication]:
+    """The package's publication (publication.py), into a fresh registry on the suite's
+    address, stopped when the package ends."""
+    registries = fresh_registry(tmp_path_factory.mktemp("e2e-registry"))
+    registry = next(registries)
     try:
-        yield found
+        yield publication.publish(registry)
     finally:
-        found.stop()
-        background.finish(publication.NAME)
+        next(registries, None)  # stopped, its blobs removed, also when the setup failed
 
 
 @pytest.fixture(scope="package")

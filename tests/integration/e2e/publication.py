@@ -1,33 +1,28 @@
 """The end-to-end package's publication: the images the hubs spawn (scipy, r, vscode and
-scipy-hpc's SIF) built, smoke-tested and published beside the suite, as a site's CI would.
+scipy-hpc's SIF) built, smoke-tested and published to a fresh registry, as a site's CI would.
 
-It runs on a dockerd of its own (tests/integration/runners.py), loaded with the suite's one
-base, in a project of its own (namespace `e2e`) that publishes to a registry of its own.
-That engine is stopped and emptied once the publication is written: the hubs' hosts have
-never seen the images, and DockerSpawner pulls each one by the digest the catalog names,
-as it does on a site's first spawn. Each e2e test module declares `beside` from here, so
-the package's tests go last and this setup starts first (tests/integration/background.py).
+It runs in place, on the suite's own project and engine, when the package's first test asks
+for it: the builds are the session's own (test_heavy builds r and vscode too; whichever runs
+first builds them, the other finds them in the engine's cache), and the registry takes the
+suite's address, which no other module holds by then. The hubs read what `imagekit publish`
+wrote in that project's dist/; DockerSpawner's host is an empty dockerd that pulls each image
+by its digest (test_dockerspawner.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagekit.publish.catalog import PublishedCatalog, read
 from tests.integration import suite
-from tests.integration.conftest import failed, imagekit
-from tests.integration.registry import LocalRegistry, fresh_registry
-from tests.integration.runners import own_engine
+from tests.integration.conftest import failed, imagekit, smoke_test
+from tests.integration.registry import LocalRegistry
 
-NAME = __name__  # the setup's name in tests/integration/background.py
-NAMESPACE = "e2e"
 IMAGES = ["scipy", "r", "vscode", "scipy-hpc"]
-SUBNET = 45  # 172.30.45.0/24: the engine's bridge (runners 41-42, arm64 43, credentials 44)
 
 
 class Steps:
@@ -50,9 +45,8 @@ STEPS = Steps()
 
 @dataclass
 class Publication:
-    catalog: Path  # the package's own project; `imagekit` runs there
+    catalog: Path  # the project `imagekit` runs in
     registry: LocalRegistry
-    stop: Callable[[], None]  # the registry
 
     @property
     def dist(self) -> Path:
@@ -62,43 +56,19 @@ class Publication:
         return read(self.dist / "catalog.json")
 
 
-def beside(folder: Path) -> Publication:
-    address = suite.free_address()
-    catalog = suite.copy_project(folder / "project", NAMESPACE,
-                                 parts=("stacks", "profiles", "schemas"), registry=address)
-    registries = fresh_registry(folder / "registry", address)
-
-    def stop() -> None:
-        next(registries, None)
-
-    found = Publication(catalog, next(registries), stop)
-    try:
-        with STEPS.timed("engine of its own, the suite's base loaded"):
-            engine = own_engine("e2e", folder / "engine", SUBNET)
-        env = engine.env if engine is not None else {}
-        try:
-            _publish(catalog, env)
-        finally:
-            if engine is not None:
-                engine.stop()  # its images and data go: the hubs' hosts pull what they run
-        return found
-    except BaseException:
-        found.stop()
-        raise
-
-
-def _publish(catalog: Path, env: dict[str, str]) -> None:
-    def run(step: str, *args: str) -> str:
-        with STEPS.timed(step):
-            return imagekit(*args, catalog=catalog, env=env).stdout
-
-    run("build r", "build", "r", "--format", "docker", "--plain")
-    run("build vscode", "build", "vscode", "--format", "docker", "--plain")
-    run("build scipy scipy-hpc (+ SIFs)", "build", "scipy", "scipy-hpc", "--format", "docker",
-        "--format", "sif", "--sif-method", "native", "--plain")
+def publish(registry: LocalRegistry) -> Publication:
+    """Build, test and publish the hubs' images into `registry` (on the suite's address)."""
+    with STEPS.timed("build r"):
+        imagekit("build", "r", "--format", "docker", "--plain")
+    with STEPS.timed("build vscode"):
+        imagekit("build", "vscode", "--format", "docker", "--plain")
+    with STEPS.timed("build scipy scipy-hpc (+ SIFs)"):
+        imagekit("build", "scipy", "scipy-hpc", "--format", "docker", "--format", "sif",
+                 "--sif-method", "native", "--plain")
     for name in IMAGES:
         with STEPS.timed(f"test {name}"):
-            result = imagekit("test", name, "--json", catalog=catalog, env=env, check=False)
-        report = json.loads(result.stdout)
-        assert result.returncode == 0, (name, failed(report), result.stderr[-2000:])
-    run("publish " + " ".join(IMAGES), "publish", *IMAGES)
+            report = smoke_test(name)  # once per session: test_heavy's too
+        assert report["exit"] == 0, (name, failed(report))
+    with STEPS.timed("publish " + " ".join(IMAGES)):
+        imagekit("publish", *IMAGES)
+    return Publication(suite.CATALOG, registry)

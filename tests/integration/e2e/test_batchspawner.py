@@ -29,8 +29,6 @@ from tests.integration.e2e.conftest import Timings
 from tests.integration.hubs import Hub
 from tests.integration.slurm import Cluster, ensure_user
 
-beside = publication.beside  # the package's one setup (tests/integration/background.py)
-
 USER = "e2ehpc"
 IMAGE = "scipy-hpc"
 JOB = f"jupyterhub-{IMAGE}"

@@ -21,17 +21,14 @@ import pytest
 from imagekit.checks.kernel import execute
 from imagekit.exports.common import label
 from imagekit.publish.catalog import PublishedCatalog
-from tests.integration.e2e import publication
 from tests.integration.e2e.conftest import Timings, wait_for
 from tests.integration.hubs import Hub, unique_user
 from tests.integration.runners import Runner
 
-beside = publication.beside  # the package's one setup (tests/integration/background.py)
-
 # DockerSpawner drives the Docker daemon's API: Docker's consumer, not run under Podman.
 pytestmark = pytest.mark.docker_engine
 
-SUBNET = 46  # 172.30.46.0/24, the spawn host's bridge (publication.py's engine has 45)
+SUBNET = 45  # 172.30.45.0/24, the spawn host's bridge (runners 41-42, arm64 43, credentials 44)
 
 # The hub listens for its containers on the spawn host's bridge (GUIDE.md section 6).
 SITE = f"""

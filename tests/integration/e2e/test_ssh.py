@@ -21,8 +21,6 @@ from tests.integration.hubs import Hub, unique_user
 from tests.integration.slurm import Cluster, ensure_user
 from tests.integration.sshd import LoginNode
 
-beside = publication.beside  # the package's one setup (tests/integration/background.py)
-
 ACCOUNT = "e2esvc"
 IMAGE = "scipy-hpc"
 JOB = f"jupyterhub-{IMAGE}"
