@@ -54,8 +54,9 @@ def host() -> Iterator[Runner]:
 
 
 @pytest.fixture(scope="module")
-def client(host: Runner) -> Any:
-    """The spawn host's Docker API, where the tests look for the users' containers."""
+def spawns(host: Runner) -> Any:
+    """The spawn host's Docker API, where the tests look for the users' containers (not the
+    session's `client`, the suite's own engine, which the session's fixtures use)."""
     return host.client
 
 
@@ -99,13 +100,13 @@ def removed(client: Any, user: str) -> None:
     ("r", "ir", "suppressMessages(library(dplyr)); cat(nrow(filter(mtcars, cyl == 4)))", "11"),
 ])
 def test_a_picked_image_serves_and_computes_through_the_proxy(
-        hub: Hub, published: PublishedCatalog, client: Any, timings: Timings, image: str,
+        hub: Hub, published: PublishedCatalog, spawns: Any, timings: Timings, image: str,
         kernel: str, code: str, expect: str) -> None:
     # The spawn host has never seen the image: it was built and tested on another engine.
     with pytest.raises(docker.errors.ImageNotFound):
-        client.images.get(published.image(image).image_id)
+        spawns.images.get(published.image(image).image_id)
     user = spawn(hub, published, image, timings)
-    container = container_of(client, user)
+    container = container_of(spawns, user)
     assert container is not None and container.status == "running"
     # The container runs the very image the catalog names, pulled by its digest.
     assert container.image.id == published.image(image).image_id
@@ -116,7 +117,7 @@ def test_a_picked_image_serves_and_computes_through_the_proxy(
     assert execute(hub.user_url(user), hub.token, kernel, code).strip() == expect
 
     hub.stop_server(user)
-    removed(client, user)  # stopped and removed
+    removed(spawns, user)  # stopped and removed
 
 
 def test_the_default_image_comes_first_on_the_form(hub: Hub, published: PublishedCatalog) -> None:
@@ -128,7 +129,7 @@ def test_the_default_image_comes_first_on_the_form(hub: Hub, published: Publishe
 
 
 def test_vscode_answers_through_the_proxy_behind_jupyter_server_proxy(
-        hub: Hub, published: PublishedCatalog, client: Any, timings: Timings) -> None:
+        hub: Hub, published: PublishedCatalog, spawns: Any, timings: Timings) -> None:
     user = spawn(hub, published, "vscode", timings)
     try:
         # jupyter-vscode-proxy starts code-server on first request, below the user's prefix.
@@ -140,4 +141,4 @@ def test_vscode_answers_through_the_proxy_behind_jupyter_server_proxy(
         assert "code-server" in page.text.lower() or "vscode" in page.text.lower()
     finally:
         hub.stop_server(user)
-    removed(client, user)
+    removed(spawns, user)
