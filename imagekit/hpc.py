@@ -161,24 +161,14 @@ def tunnel_script(catalog: Catalog, image: Image, options: JobOptions,
                              tuple(image.binds)), path, options, runtime)
 
 
-_IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")  # schema.Name
-
-
 @dataclass(frozen=True)
 class Served:
     """What a tunnel job needs to know of an image (from the model or the published
-    catalog)."""
+    catalog, which both hold names to schema.Name: a name goes into #SBATCH lines)."""
     name: str
     type: str
     gpu: bool
     binds: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        # The name goes into #SBATCH lines unquoted: a published catalog read from a file
-        # is held to the model's rule for names.
-        if not _IMAGE_NAME.fullmatch(self.name):
-            raise ImagekitError(f"image name {self.name!r}: lowercase letters, digits, . _ - "
-                                "only")
 
 
 def job_script(image: Served, path: str, options: JobOptions, runtime: str = "apptainer",

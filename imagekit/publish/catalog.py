@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from imagekit.errors import ImagekitError, Problem
-from imagekit.schema import Consumer, Platform
+from imagekit.schema import Consumer, Name, Platform
 
 SCHEMA_ID: Literal["imagekit.catalog/v1"] = "imagekit.catalog/v1"
 NotebookType = Literal["jupyter", "code-server", "rstudio"]
@@ -118,7 +118,7 @@ class PlatformImage(Doc):
 
 
 class PublishedImage(Doc):
-    name: str
+    name: Name  # as in the model: it reaches batch scripts' #SBATCH lines
     stack: str
     parent: str | None
     profiles: list[str] = []

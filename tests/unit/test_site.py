@@ -109,8 +109,11 @@ def test_a_published_name_cannot_change_the_batch_job(tmp_path: Path, cli: Cli) 
     data = json.loads(SAMPLE.read_text())
     hpc = next(i for i in data["images"] if i.get("sif"))
     hpc["name"] = "x\n#SBATCH --uid=0"
-    dist = _dist(tmp_path, json.dumps(data))
-    code, output = cli("site", "--published", str(dist / "catalog.json"), "--output",
-                       str(dist / "site"))
-    assert code == 2 and "image name" in output, output
-    assert not (dist / "site").exists()
+    published = tmp_path / "catalog.json"
+    published.write_text(json.dumps(data))
+    code, output = cli("site", "--published", str(published), "--output",
+                       str(tmp_path / "site"))
+    index = data["images"].index(hpc)
+    assert code == 2 and f"images.{index}.name" in output and "not a valid name" in output, \
+        output
+    assert not (tmp_path / "site").exists()
