@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from imagekit.publish.catalog import PublishedCatalog
+from tests.integration import suite
 from tests.integration.e2e import publication
 from tests.integration.registry import fresh_registry
 from tests.integration.slurm import Cluster
@@ -29,22 +30,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="package")
-def publishing(base_image: str, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[publication.Publication]:
-    """The package's publication (publication.py), into a fresh registry on the suite's
-    address, stopped when the package ends."""
+def published(base_image: str, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[PublishedCatalog]:
+    """The package's publication (publication.py) into a fresh registry on the suite's
+    address, which is stopped when the package ends; the catalog `imagekit publish` wrote."""
     registries = fresh_registry(tmp_path_factory.mktemp("e2e-registry"))
-    registry = next(registries)
+    next(registries)
     try:
-        yield publication.publish(registry)
+        yield publication.publish()
     finally:
         next(registries, None)  # stopped, its blobs removed, also when the setup failed
-
-
-@pytest.fixture(scope="package")
-def published(publishing: publication.Publication) -> PublishedCatalog:
-    """The catalog `imagekit publish` wrote."""
-    return publishing.published()
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +54,8 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="package")
-def exports(publishing: publication.Publication) -> Path:
-    return publishing.dist / "exports"
+def exports(published: PublishedCatalog) -> Path:
+    return suite.DIST / "exports"
 
 
 class Timings:

@@ -14,13 +14,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 from imagekit.publish.catalog import PublishedCatalog, read
 from tests.integration import suite
 from tests.integration.conftest import failed, imagekit, smoke_test
-from tests.integration.registry import LocalRegistry
 
 IMAGES = ["scipy", "r", "vscode", "scipy-hpc"]
 
@@ -43,21 +40,9 @@ class Steps:
 STEPS = Steps()
 
 
-@dataclass
-class Publication:
-    catalog: Path  # the project `imagekit` runs in
-    registry: LocalRegistry
-
-    @property
-    def dist(self) -> Path:
-        return self.catalog.parent / "dist"
-
-    def published(self) -> PublishedCatalog:
-        return read(self.dist / "catalog.json")
-
-
-def publish(registry: LocalRegistry) -> Publication:
-    """Build, test and publish the hubs' images into `registry` (on the suite's address)."""
+def publish() -> PublishedCatalog:
+    """Build, test and publish the hubs' images into the registry on the suite's address;
+    the catalog `imagekit publish` wrote (its exports beside it, in the suite's dist/)."""
     with STEPS.timed("build r"):
         imagekit("build", "r", "--format", "docker", "--plain")
     with STEPS.timed("build vscode"):
@@ -71,4 +56,4 @@ def publish(registry: LocalRegistry) -> Publication:
         assert report["exit"] == 0, (name, failed(report))
     with STEPS.timed("publish " + " ".join(IMAGES)):
         imagekit("publish", *IMAGES)
-    return Publication(suite.CATALOG, registry)
+    return read(suite.DIST / "catalog.json")

@@ -22,8 +22,8 @@ import requests
 from imagekit.checks.kernel import execute
 from imagekit.publish.catalog import PublishedCatalog
 from tests.integration import apptainer as ap
+from tests.integration import suite
 from tests.integration.conftest import imagekit
-from tests.integration.e2e import publication
 from tests.integration.e2e import slurmhub as sh
 from tests.integration.e2e.conftest import Timings
 from tests.integration.hubs import Hub
@@ -142,42 +142,33 @@ def test_spawn_to_ready_twice_more(hub: Hub, timings: Timings, cluster: Cluster,
 
 def test_the_tunnel_script_serves_on_the_node(cluster: Cluster, home: Path,
                                               bin_dir: Path | None,
-                                              publishing: publication.Publication) -> None:
+                                              published: PublishedCatalog) -> None:
     shared = Path(tempfile.mkdtemp(prefix="imagekit-sif-"))
     shared.chmod(0o755)
     try:
         sif = shared / f"{IMAGE}.sif"
-        _link_or_copy(publishing.dist / f"{IMAGE}_latest.sif", sif)
+        _link_or_copy(suite.DIST / f"{IMAGE}_latest.sif", sif)
         script = home / "tunnel.sbatch"
         imagekit("tunnel", IMAGE, "--sif", str(sif), "--cpus", "1", "--mem", "2G",
-                 "-o", str(script), catalog=publishing.catalog)
+                 "-o", str(script))
         entry = pwd.getpwnam(USER)
         os.chown(script, entry.pw_uid, entry.pw_gid)
-        env = sh.hub_env(cluster, bin_dir)
-        with ap.fuse_for_user():
-            submitted = sh.run_as(USER, "sbatch", "--parsable", str(script), env=env,
-                                  cwd=str(home))
-            assert submitted.returncode == 0, submitted.stderr
-            job_id = submitted.stdout.strip()
-            try:
-                _serves(home / f"imagekit-{IMAGE}-{job_id}.log")
-            finally:
-                cluster.run("scancel", job_id)
+        _submit_and_reach(cluster, home, str(script), sh.hub_env(cluster, bin_dir))
     finally:
         shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_the_sites_batch_job_serves_for_a_user_without_imagekit(
         cluster: Cluster, home: Path, bin_dir: Path | None,
-        publishing: publication.Publication) -> None:
+        published: PublishedCatalog) -> None:
     """The HPC user's way: the batch job the catalog site offers for the image (by the
     published digest), fetched from the site's files, submitted with sbatch by a user whose
     PATH has no imagekit; the job pulls the SIF from the registry itself."""
-    imagekit("site", catalog=publishing.catalog)
-    offered = publishing.dist / "site" / f"{IMAGE}.sbatch"
-    page = (publishing.dist / "site" / f"{IMAGE}.html").read_text()
+    imagekit("site")
+    offered = suite.DIST / "site" / f"{IMAGE}.sbatch"
+    page = (suite.DIST / "site" / f"{IMAGE}.html").read_text()
     assert f'href="{offered.name}"' in page and f"sbatch {offered.name}" in page
-    sif = publishing.published().image(IMAGE).sif
+    sif = published.image(IMAGE).sif
     assert sif is not None and f"SIF={sif.reference}\n" in offered.read_text()
     # A plain login environment: the cluster's tools (and apptainer), no imagekit, no
     # PYTHONPATH into this checkout.
@@ -189,9 +180,16 @@ def test_the_sites_batch_job_serves_for_a_user_without_imagekit(
     fetched = sh.run_as(USER, "cp", str(offered), str(home / offered.name), env=env,
                         cwd=str(home), clean=True)
     assert fetched.returncode == 0, fetched.stderr
+    _submit_and_reach(cluster, home, offered.name, env, clean=True)
+
+
+def _submit_and_reach(cluster: Cluster, home: Path, script: str, env: dict[str, str],
+                      clean: bool = False) -> None:
+    """The user submits the tunnel job from their home and reaches the server its log names;
+    the job is cancelled afterwards. `clean`: in `env` alone, not this process's."""
     with ap.fuse_for_user():
-        submitted = sh.run_as(USER, "sbatch", "--parsable", offered.name, env=env,
-                              cwd=str(home), clean=True)
+        submitted = sh.run_as(USER, "sbatch", "--parsable", script, env=env, cwd=str(home),
+                              clean=clean)
         assert submitted.returncode == 0, submitted.stderr
         job_id = submitted.stdout.strip()
         try:

@@ -54,13 +54,6 @@ def host() -> Iterator[Runner]:
 
 
 @pytest.fixture(scope="module")
-def spawns(host: Runner) -> Any:
-    """The spawn host's Docker API, where the tests look for the users' containers (not the
-    session's `client`, the suite's own engine, which the session's fixtures use)."""
-    return host.client
-
-
-@pytest.fixture(scope="module")
 def hub(exports: Path, host: Runner, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     config = (exports / "dockerspawner.py").read_text() + SITE
     # DockerSpawner's Docker client reads DOCKER_HOST, as on a hub whose engine is elsewhere.
@@ -100,13 +93,13 @@ def removed(client: Any, user: str) -> None:
     ("r", "ir", "suppressMessages(library(dplyr)); cat(nrow(filter(mtcars, cyl == 4)))", "11"),
 ])
 def test_a_picked_image_serves_and_computes_through_the_proxy(
-        hub: Hub, published: PublishedCatalog, spawns: Any, timings: Timings, image: str,
+        hub: Hub, published: PublishedCatalog, host: Runner, timings: Timings, image: str,
         kernel: str, code: str, expect: str) -> None:
     # The spawn host has never seen the image: it was built and tested on another engine.
     with pytest.raises(docker.errors.ImageNotFound):
-        spawns.images.get(published.image(image).image_id)
+        host.client.images.get(published.image(image).image_id)
     user = spawn(hub, published, image, timings)
-    container = container_of(spawns, user)
+    container = container_of(host.client, user)
     assert container is not None and container.status == "running"
     # The container runs the very image the catalog names, pulled by its digest.
     assert container.image.id == published.image(image).image_id
@@ -117,7 +110,7 @@ def test_a_picked_image_serves_and_computes_through_the_proxy(
     assert execute(hub.user_url(user), hub.token, kernel, code).strip() == expect
 
     hub.stop_server(user)
-    removed(spawns, user)  # stopped and removed
+    removed(host.client, user)  # stopped and removed
 
 
 def test_the_default_image_comes_first_on_the_form(hub: Hub, published: PublishedCatalog) -> None:
@@ -129,7 +122,7 @@ def test_the_default_image_comes_first_on_the_form(hub: Hub, published: Publishe
 
 
 def test_vscode_answers_through_the_proxy_behind_jupyter_server_proxy(
-        hub: Hub, published: PublishedCatalog, spawns: Any, timings: Timings) -> None:
+        hub: Hub, published: PublishedCatalog, host: Runner, timings: Timings) -> None:
     user = spawn(hub, published, "vscode", timings)
     try:
         # jupyter-vscode-proxy starts code-server on first request, below the user's prefix.
@@ -141,4 +134,4 @@ def test_vscode_answers_through_the_proxy_behind_jupyter_server_proxy(
         assert "code-server" in page.text.lower() or "vscode" in page.text.lower()
     finally:
         hub.stop_server(user)
-    removed(spawns, user)
+    removed(host.client, user)

@@ -14,7 +14,6 @@ import pytest
 
 from imagekit.checks.kernel import execute
 from tests.integration.conftest import imagekit
-from tests.integration.e2e import publication
 from tests.integration.e2e import slurmhub as sh
 from tests.integration.e2e.conftest import Timings
 from tests.integration.hubs import Hub, unique_user
@@ -46,11 +45,10 @@ def login_node(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="module")
-def hub(publishing: publication.Publication, login_node: LoginNode,
+def hub(exports: Path, login_node: LoginNode,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     config = imagekit("export", "batchspawner", "--ssh", f"{ACCOUNT}@127.0.0.1:{login_node.port}",
-                      "--ssh-config", str(login_node.client_config),
-                      catalog=publishing.catalog).stdout
+                      "--ssh-config", str(login_node.client_config)).stdout
     # The hub's own environment has no Slurm configuration: only the login node does.
     running = Hub(tmp_path_factory.mktemp("hub-ssh"), config, env={"SLURM_CONF": "/nonexistent"})
     yield from sh.serve(running)
