@@ -120,10 +120,22 @@ def rootless_user(catalog_files: list[tuple[str, str]]) -> Iterator[Rootless]:
         path.chmod(modes[path] | stat.S_IXOTH)
     user = Rootless(account.pw_uid, account.pw_gid, home, work)
     try:
+        # The user starts as a new one: a run stopped before its teardown left its store
+        # (a base found "present" is not a bootstrap) and its build cache behind.
+        _forget(user)
         yield user
     finally:
         for path, mode in modes.items():
             path.chmod(stat.S_IMODE(mode))
         # Everything the user's Podman holds goes (its layers are the disk's largest here).
-        user.run("podman", "system", "reset", "--force", check=False, timeout=600)
+        _forget(user)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _forget(user: Rootless) -> None:
+    """The user's Podman store, its services and imagekit's build cache, gone."""
+    subprocess.run(["pkill", "-u", str(user.uid), "-f", "podman"], check=False)
+    user.run("podman", "system", "reset", "--force", check=False, timeout=600)
+    for path in (user.home / ".local/share/containers", user.home / ".cache/imagekit",
+                 user.home / ".cache/containers"):
+        shutil.rmtree(path, ignore_errors=True)
