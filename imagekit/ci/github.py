@@ -6,7 +6,14 @@ on the main branch from the registry, by the digest of the parent's tree tag; on
 request, which pushes nothing, from the parent job's `docker save` artifact. It builds,
 tests, converts its SIF when the image has one, and on the main branch pushes the image, the
 SIF and their records (`imagekit push`). The last job publishes the catalog and the exports
-from what the registry holds (`imagekit publish --from-registry`), building nothing.
+from what the registry holds (`imagekit publish --from-registry`), building nothing; the
+catalog it publishes is the registry's (`NAMESPACE/catalog:latest`).
+
+A pull request's image jobs are jobs of their own (`pr-image-*`), skipped whole on a push as
+the main branch's are on a pull request: a runner fetches the actions of every step of a job
+it runs, whatever the step's `if:`, so the main branch's path uses no action but checkout and
+setup-python, and nothing that only GitHub serves but the runner itself (cosign is
+downloaded, by a checked digest, only where the repository has a signing key).
 
 The file is written, never kept by hand: `imagekit ci github --check` fails when it no
 longer matches the tree.
@@ -30,9 +37,20 @@ CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"  # v4.2.2
 SETUP_PYTHON = "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065"  # v5.6.0
 UPLOAD = "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02"  # v4.6.2
 DOWNLOAD = "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093"  # v4.3.0
-COSIGN = "sigstore/cosign-installer@d7543c93d881b35a8faa02e8e3605f69b7a1ce62"  # v3.10.0
-RELEASES = {CHECKOUT: "v4.2.2", SETUP_PYTHON: "v5.6.0", UPLOAD: "v4.6.2", DOWNLOAD: "v4.3.0",
-            COSIGN: "v3.10.0"}
+RELEASES = {CHECKOUT: "v4.2.2", SETUP_PYTHON: "v5.6.0", UPLOAD: "v4.6.2", DOWNLOAD: "v4.3.0"}
+# cosign itself, where the repository signs: its release binary, checked against the digest
+# sigstore/cosign-installer v3.10.0 pins for it (an action would be fetched from GitHub on
+# every run, signing or not).
+COSIGN_RELEASE = "v2.6.0"
+COSIGN_SHA256 = "ea5c65f99425d6cfbb5c4b5de5dac035f14d09131c1a0ea7c7fc32eab39364f9"
+COSIGN_INSTALL = f"""\
+mkdir -p "$RUNNER_TEMP/cosign"
+curl -fsSL --retry 3 -o "$RUNNER_TEMP/cosign/cosign" \\
+  https://github.com/sigstore/cosign/releases/download/{COSIGN_RELEASE}/cosign-linux-amd64
+echo "{COSIGN_SHA256}  $RUNNER_TEMP/cosign/cosign" | sha256sum --check --strict
+chmod 0755 "$RUNNER_TEMP/cosign/cosign"
+echo "$RUNNER_TEMP/cosign" >> "$GITHUB_PATH"
+"""
 # The site's cosign key, when the repository has one as a secret: written to a file only
 # the job's user reads, named to imagekit by path (never on a command line).
 SIGNING = """\
@@ -43,6 +61,7 @@ fi
 """
 ON_MAIN = "github.event_name != 'pull_request' && github.ref == 'refs/heads/main'"
 ON_PR = "github.event_name == 'pull_request'"
+NOT_PR = "github.event_name != 'pull_request'"
 HEADER = """\
 # Written by `imagekit ci github` from the stack tree ({images} images in {waves} waves):
 # do not edit. `imagekit ci github --check` fails when it no longer matches the tree.
@@ -67,6 +86,10 @@ def job_id(image: str) -> str:
     return f"image-{image.replace('.', '-')}"
 
 
+def pr_job_id(image: str) -> str:
+    return f"pr-{job_id(image)}"
+
+
 def install_command(root: Path) -> str:
     """imagekit itself: from the checkout when the catalog lives in imagekit's own source
     tree, else the release this workflow was written by."""
@@ -84,7 +107,12 @@ def _setup(install: str) -> list[dict[str, Any]]:
     ]
 
 
-def _image_job(plan: Plan, image: PlannedImage, install: str) -> dict[str, Any]:
+def _image_job(plan: Plan, image: PlannedImage, install: str, *,
+               pull_request: bool) -> dict[str, Any]:
+    """An image's job on the main branch (pushes it under its tree tag) or on a pull request
+    (pushes nothing: its parent comes from the parent's job as an artifact). The two are
+    separate jobs, each skipped whole on the other event, so that the main branch's runs
+    never fetch the artifact actions."""
     sif = "sif" in image.formats
     formats = " ".join(f"--format {f}" for f in image.formats)
     archive = f"$RUNNER_TEMP/parent/{image.parent}.tar"  # no template in a shell line
@@ -97,14 +125,12 @@ def _image_job(plan: Plan, image: PlannedImage, install: str) -> dict[str, Any]:
                               "debootstrap)",
                       "run": "sudo apt-get update && sudo apt-get install -y debootstrap "
                              '&& sudo --preserve-env "$(command -v imagekit)" base'})
-    if image.parent is not None:
+    if image.parent is not None and pull_request:
         steps += [
-            {"name": f"Parent {image.parent} from its job (pull request)", "if": ON_PR,
-             "uses": DOWNLOAD,
+            {"name": f"Parent {image.parent} from its job", "uses": DOWNLOAD,
              "with": {"name": f"image-{image.parent}",
                       "path": "${{ runner.temp }}/parent"}},
-            {"name": f"Load {image.parent} (pull request)", "if": ON_PR,
-             "run": f'docker load --input "{archive}"'},
+            {"name": f"Load {image.parent}", "run": f'docker load --input "{archive}"'},
         ]
     steps += [
         {"name": f"Build {image.name} (its parent pulled or loaded, never rebuilt)",
@@ -112,31 +138,40 @@ def _image_job(plan: Plan, image: PlannedImage, install: str) -> dict[str, Any]:
          "env": _credentials()},
         {"name": f"Test {image.name}", "run": f"imagekit test {image.name}"},
     ]
-    if image.children:
+    if image.children and pull_request:
         steps += [
-            {"name": f"Hand {image.name} to its children's jobs (pull request)", "if": ON_PR,
+            {"name": f"Hand {image.name} to its children's jobs",
              "run": f'docker save --output "$RUNNER_TEMP/{image.name}.tar" {image.ref}'},
-            {"uses": UPLOAD, "if": ON_PR,
+            {"uses": UPLOAD,
              "with": {"name": f"image-{image.name}",
                       "path": f"${{{{ runner.temp }}}}/{image.name}.tar",
                       "retention-days": 1, "compression-level": 0}},
         ]
-    steps += [
-        {"uses": COSIGN, "if": ON_MAIN},
-        {"name": f"Push {image.name}" + (" and its SIF" if sif else "")
-                 + " by digest, signed, with its SBOM and test record", "if": ON_MAIN,
-         "run": f"{SIGNING}imagekit push {image.name}\n",
-         "env": {**_credentials(), "COSIGN_KEY_PEM": "${{ secrets.IMAGEKIT_COSIGN_KEY }}",
-                 "IMAGEKIT_COSIGN_PASSWORD": "${{ secrets.IMAGEKIT_COSIGN_PASSWORD }}"}},
-    ]
-    return {
-        "name": image.name,
-        "needs": [job_id(image.parent) if image.parent else "plan"],
+    if not pull_request:
+        steps += [
+            {"name": f"Install cosign {COSIGN_RELEASE} (where the repository signs)",
+             "if": f"{ON_MAIN} && env.IMAGEKIT_SIGNS == 'true'", "run": COSIGN_INSTALL},
+            {"name": f"Push {image.name}" + (" and its SIF" if sif else "")
+                     + " by digest, signed, with its SBOM and test record", "if": ON_MAIN,
+             "run": f"{SIGNING}imagekit push {image.name}\n",
+             "env": {**_credentials(), "COSIGN_KEY_PEM": "${{ secrets.IMAGEKIT_COSIGN_KEY }}",
+                     "IMAGEKIT_COSIGN_PASSWORD": "${{ secrets.IMAGEKIT_COSIGN_PASSWORD }}"}},
+        ]
+    parent = image.parent and (pr_job_id(image.parent) if pull_request else job_id(image.parent))
+    job: dict[str, Any] = {
+        "name": f"{image.name} (pull request)" if pull_request else image.name,
+        "needs": [parent or "plan"],
+        "if": ON_PR if pull_request else NOT_PR,
         "runs-on": RUNNER,
         "timeout-minutes": 120,
         "permissions": {"contents": "read"},
-        "steps": steps,
     }
+    if not pull_request:
+        # Whether the repository has a signing key, as a step's `if:` can read it (secrets
+        # are not in that context); the key itself reaches the push step alone.
+        job["env"] = {"IMAGEKIT_SIGNS": "${{ secrets.IMAGEKIT_COSIGN_KEY != '' }}"}
+    job["steps"] = steps
+    return job
 
 
 def _credentials() -> dict[str, str]:
@@ -159,7 +194,9 @@ def workflow(plan: Plan, root: Path) -> str:
         },
     }
     for image in built:
-        jobs[job_id(image.name)] = _image_job(plan, image, install)
+        jobs[job_id(image.name)] = _image_job(plan, image, install, pull_request=False)
+    for image in built:
+        jobs[pr_job_id(image.name)] = _image_job(plan, image, install, pull_request=True)
     jobs["catalog"] = {
         "name": "publish the catalog and the exports",
         "if": ON_MAIN,
@@ -171,8 +208,6 @@ def workflow(plan: Plan, root: Path) -> str:
             *_setup(install),
             {"name": "Publish what the registry holds for this commit (nothing is built)",
              "run": "imagekit publish --from-registry --all", "env": _credentials()},
-            {"uses": UPLOAD, "with": {"name": "catalog", "path": "dist/",
-                                      "retention-days": 30}},
         ],
     }
     document = {

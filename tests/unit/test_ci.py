@@ -142,24 +142,47 @@ def test_every_need_names_a_job_and_follows_the_tree(cli: Cli) -> None:
     for need in (n for job in jobs.values() for n in job.get("needs", [])):
         assert need in jobs, need
     for image in plan["images"]:
-        job = jobs[f"image-{image['name']}"]
-        expected = f"image-{image['parent']}" if image["parent"] else "plan"
-        assert job["needs"] == [expected], image["name"]
-        runs = [s["run"] for s in job["steps"] if "run" in s]
-        assert any(r.startswith(f"imagekit build {image['name']} --from-registry")
-                   for r in runs)
-        assert f"imagekit test {image['name']}" in runs
+        job, pr = jobs[f"image-{image['name']}"], jobs[f"pr-image-{image['name']}"]
+        parent = image["parent"]
+        assert job["needs"] == [f"image-{parent}" if parent else "plan"], image["name"]
+        assert pr["needs"] == [f"pr-image-{parent}" if parent else "plan"], image["name"]
+        # Each is skipped whole on the other's event.
+        assert job["if"] == "github.event_name != 'pull_request'"
+        assert pr["if"] == "github.event_name == 'pull_request'"
+        for each in (job, pr):
+            runs = [s["run"] for s in each["steps"] if "run" in s]
+            assert any(r.startswith(f"imagekit build {image['name']} --from-registry")
+                       for r in runs)
+            assert f"imagekit test {image['name']}" in runs
         # Only the main branch pushes; a pull request hands parents over as artifacts.
         pushes = [s for s in job["steps"] if f"imagekit push {image['name']}\n" in s.get(
             "run", "")]
         assert len(pushes) == 1 and "pull_request" in pushes[0]["if"]
+        assert not [s for s in pr["steps"] if "imagekit push" in s.get("run", "")]
         # The signing key reaches imagekit as a file, never on a command line.
         assert "${{" not in pushes[0]["run"] and "COSIGN_KEY_PEM" in pushes[0]["env"]
-        uploads = [s for s in job["steps"] if "upload-artifact" in s.get("uses", "")]
+        uploads = [s for s in pr["steps"] if "upload-artifact" in s.get("uses", "")]
         assert bool(uploads) == bool(image["children"])
+        downloads = [s for s in pr["steps"] if "download-artifact" in s.get("uses", "")]
+        assert bool(downloads) == bool(parent)
     catalog = jobs["catalog"]
     assert sorted(catalog["needs"]) == sorted(f"image-{i['name']}" for i in plan["images"])
     assert any(s.get("run") == "imagekit publish --from-registry --all" for s in catalog["steps"])
+    # A run fetches the actions of every step of the jobs it runs, whatever a step's `if:`:
+    # the jobs a push runs use no action but checkout and setup-python (the artifact service
+    # and the cosign installer are GitHub's alone). cosign itself is downloaded by a checked
+    # digest, and only where the repository has a signing key.
+    for name, job in jobs.items():
+        if job.get("if") == "github.event_name == 'pull_request'":
+            continue
+        for step in job["steps"]:
+            action = step.get("uses", "").partition("@")[0]
+            assert action in ("", "actions/checkout", "actions/setup-python"), (name, step)
+            if "cosign/releases" in step.get("run", ""):
+                assert "sha256sum --check" in step["run"]
+                assert step["if"].endswith("&& env.IMAGEKIT_SIGNS == 'true'")
+                assert job["env"]["IMAGEKIT_SIGNS"] == \
+                    "${{ secrets.IMAGEKIT_COSIGN_KEY != '' }}"
 
 
 def test_the_workflow_is_valid_for_github(tmp_path: Path) -> None:
