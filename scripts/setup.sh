@@ -8,8 +8,9 @@
 # (qemu-user-static, binfmt-support; scripts/emulation.sh registers it). The end-to-end tests
 # (tests/integration/e2e/) also need Slurm and munge, an SSH server for the "login node",
 # and configurable-http-proxy (from npm) for JupyterHub; the unit tests need TypeScript's
-# compiler (from npm). None of their services is started here: the tests start and stop
-# their own.
+# compiler (from npm), and the run of the generated GitHub workflow by act needs sudo, which
+# its steps call as on GitHub's runners. None of their services is started here: the tests
+# start and stop their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,7 @@ packages=(docker.io debootstrap squashfs-tools siftool bubblewrap docker-compose
           docker-registry ca-certificates curl chromium fonts-dejavu-core gnupg
           slurmctld slurmd slurm-client munge openssh-server openssh-client
           podman uidmap slirp4netns runc fuse-overlayfs catatonit mmdebstrap
-          qemu-user-static binfmt-support)
+          qemu-user-static binfmt-support sudo)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -242,3 +242,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("arm64 under QEMU beside amd64 (s)")
         for step, seconds in test_arm64.TIMES.items():
             terminalreporter.write_line(f"{step}: {seconds}")
+    from tests.integration import test_workflow
+
+    if test_workflow.TIMES:
+        terminalreporter.section("The GitHub workflow run by act, per job (s)")
+        for job, seconds in test_workflow.TIMES.items():
+            terminalreporter.write_line(f"{job}: {seconds}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import docker
 
-from tests.integration.conftest import load_base
+from tests.integration.conftest import load_base, main_base
 
 
 def _ip(*argv: str, check: bool = True) -> None:
@@ -107,6 +107,16 @@ class Runner:
     def images(self) -> dict[str, str]:
         """Every tag this engine holds -> image ID."""
         return {tag: image.id for image in self.client.images.list() for tag in image.tags}
+
+
+def mirror_base(address: str) -> str:
+    """The site's Debian base in its registry, as a site keeps it for its CI runners (the
+    suite bootstraps it once, in its own engine; bootstrapping is test_build's subject): an
+    empty runner pulls it instead of running debootstrap again."""
+    mirrored = f"{address}/mirror/debian:bookworm"
+    for argv in (["docker", "tag", main_base(), mirrored], ["docker", "push", mirrored]):
+        subprocess.run(argv, check=True, capture_output=True, timeout=600)
+    return mirrored
 
 
 def own_engine(name: str, folder: Path, subnet: int) -> Runner | None:

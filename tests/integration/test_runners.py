@@ -12,7 +12,6 @@ passes between them: not the images, not the test records.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,9 +22,9 @@ import pytest
 
 from imagekit.publish.catalog import PublishedCatalog, read
 from tests.integration import background, suite
-from tests.integration.conftest import imagekit, main_base
+from tests.integration.conftest import imagekit
 from tests.integration.registry import LocalRegistry, fresh_registry
-from tests.integration.runners import TIMES, Runner
+from tests.integration.runners import TIMES, Runner, mirror_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker_engine]
 
@@ -38,16 +37,6 @@ def checkout(folder: Path, namespace: str, base: str) -> Path:
     assert "  image: imagekit/debian:bookworm\n" in text
     catalog.write_text(text.replace("  image: imagekit/debian:bookworm\n", f"  image: {base}\n"))
     return catalog
-
-
-def _mirror_base(address: str) -> str:
-    """The site's Debian base in its registry, as a site keeps it for its CI runners (the
-    suite bootstraps it once, in its own engine; bootstrapping is test_build's subject): an
-    empty runner pulls it instead of running debootstrap again."""
-    mirrored = f"{address}/mirror/debian:bookworm"
-    for argv in (["docker", "tag", main_base(), mirrored], ["docker", "push", mirrored]):
-        subprocess.run(argv, check=True, capture_output=True, timeout=600)
-    return mirrored
 
 
 @dataclass
@@ -92,7 +81,7 @@ def beside(root: Path) -> Flows:
         for runner in runners:
             runner.start()
         a, b = runners
-        mirrored = _mirror_base(address)
+        mirrored = mirror_base(address)
         found = Flows(registry, a, b, checkout(root / "checkout-a", "runners", mirrored),
                       checkout(root / "checkout-b", "runners", mirrored),
                       checkout(root / "checkout-c", "single", mirrored), stop)
