@@ -232,19 +232,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if TIMES:
         terminalreporter.section("CI runners (s)")
         summary(terminalreporter.write_line)
-    if podman.TIMES:
-        terminalreporter.section("Podman (s)")
-        for step, seconds in podman.TIMES.items():
-            terminalreporter.write_line(f"{step}: {seconds}")
-    from tests.integration import test_arm64
+    from tests.integration import test_arm64, test_workflow
 
-    if test_arm64.TIMES:
-        terminalreporter.section("arm64 under QEMU beside amd64 (s)")
-        for step, seconds in test_arm64.TIMES.items():
-            terminalreporter.write_line(f"{step}: {seconds}")
-    from tests.integration import test_workflow
-
-    if test_workflow.TIMES:
-        terminalreporter.section("The GitHub workflow run by act, per job (s)")
-        for job, seconds in test_workflow.TIMES.items():
-            terminalreporter.write_line(f"{job}: {seconds}")
+    for title, times in (("Podman (s)", podman.TIMES),
+                         ("arm64 under QEMU beside amd64 (s)", test_arm64.TIMES),
+                         ("The GitHub workflow run by act, per job (s)", test_workflow.TIMES)):
+        if times:
+            terminalreporter.section(title)
+            for step, seconds in times.items():
+                terminalreporter.write_line(f"{step}: {seconds}")

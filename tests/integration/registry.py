@@ -91,6 +91,15 @@ class LocalRegistry:
         response.raise_for_status()
         return response.headers["Docker-Content-Digest"], response.json()
 
+    def layer(self, repository: str, reference: str) -> bytes:
+        """The one layer of an artifact (the catalog's JSON, a record), as the registry
+        holds it."""
+        _, manifest = self.manifest(repository, reference)
+        (layer,) = manifest["layers"]
+        response = self.get(f"{repository}/blobs/{layer['digest']}")
+        response.raise_for_status()
+        return response.content
+
 
 def fresh_registry(folder: Path, address: str = ADDRESS) -> Iterator[LocalRegistry]:
     """A fixture body: an empty registry on the suite's address (or another of the suite's

