@@ -132,13 +132,19 @@ def build_all(catalog: Catalog, engine: FakeEngine, builder: Builder, names: lis
 
 
 def wheel_bytes(project: str, payload: str = "") -> bytes:
-    """A minimal real wheel: its METADATA (no dependencies) and one file of payload."""
+    """A minimal real wheel: its METADATA (no dependencies) and one file of payload.
+
+    Its entries carry a fixed date, so that the same arguments give the same bytes
+    whenever they are called (a name alone would take the clock's two-second tick)."""
     import io
     import zipfile
 
+    def entry(name: str) -> zipfile.ZipInfo:
+        return zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(f"{project}-1.0.dist-info/METADATA",
+        archive.writestr(entry(f"{project}-1.0.dist-info/METADATA"),
                          f"Metadata-Version: 2.1\nName: {project}\nVersion: 1.0\n")
-        archive.writestr(f"{project}/payload.txt", payload)
+        archive.writestr(entry(f"{project}/payload.txt"), payload)
     return buffer.getvalue()
