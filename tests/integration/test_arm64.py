@@ -8,7 +8,7 @@ import hashlib
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,13 +39,15 @@ class Arm64:
     catalog: Path
     outcomes: dict[str, Any]
     engine: Runner | None  # a dockerd of the module's own; None under Podman (the suite's)
+    registry: str  # the address of the module's own registry, which the catalog names
+    stop: Callable[[], None] = lambda: None  # that registry, once started
 
     @property
     def env(self) -> dict[str, str]:
         return self.engine.env if self.engine else {}
 
     def ref(self, image: str, suffix: str = "-arm64") -> str:
-        return suite.ref(image, NAMESPACE) + suffix
+        return suite.ref(image, NAMESPACE, registry=self.registry) + suffix
 
 
 def _timed(step: str, *args: str, catalog: Path, env: dict[str, str]) -> Any:
@@ -64,14 +66,16 @@ def beside(folder: Path) -> Arm64:
     for both architectures, the arm64 base bootstrapped under QEMU, and base built for each
     architecture with its SIF, and tested."""
     engine = own_engine("arm64", folder / "engine", 43)
+    address = suite.free_address()
+    found: Arm64 | None = None
     try:
-        catalog = suite.copy_project(folder, NAMESPACE)
+        catalog = suite.copy_project(folder, NAMESPACE, registry=address)
         catalog.write_text(catalog.read_text()
                            .replace("  - stack: base\n",  # its SIF is published too
                                     "  - stack: base\n    formats: [docker, sif]\n")
                            .replace("\nplatforms: [linux/amd64]\n",
                                     "\nplatforms: [linux/amd64, linux/arm64]\n"))
-        found = Arm64(catalog, {}, engine)
+        found = Arm64(catalog, {}, engine, address)
         o, env = found.outcomes, found.env
         # base's lock must now hold for arm64 too: resolved for both, the same pins.
         o["lock"] = _timed("lock base for amd64 and arm64", "lock", "base", catalog=catalog,
@@ -86,8 +90,21 @@ def beside(folder: Path) -> Arm64:
                 "--json", catalog=catalog, env=env)
             o[f"test-{name}"] = _timed(f"{name}: test base", "test", "base", "--platform",
                                        f"linux/{name}", "--json", catalog=catalog, env=env)
+        # Both architectures published into the module's own registry, which runs until
+        # the module's teardown.
+        registries = fresh_registry(folder / "registry", address)
+        next(registries)
+
+        def stop() -> None:
+            next(registries, None)
+
+        found.stop = stop
+        o["publish"] = _timed("publish base (amd64 + arm64, images and SIFs)", "publish",
+                              "base", "--json", catalog=catalog, env=env)
         return found
     except BaseException:
+        if found is not None:
+            found.stop()
         if engine is not None:
             engine.stop()
         raise
@@ -100,6 +117,8 @@ def arm64(client: Any) -> Iterator[Arm64]:
         found = background.result(__name__)
         yield found
     finally:
+        if found is not None:
+            found.stop()
         if found is not None and found.engine is not None:
             found.engine.stop()  # its images and data with it
         elif found is not None:
@@ -189,18 +208,13 @@ class Release:
 
 
 @pytest.fixture(scope="module")
-def release(arm64: Arm64, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
-    """`imagekit publish base` of the two architectures into a registry of the module's own."""
-    registries = fresh_registry(tmp_path_factory.mktemp("arm64-registry"))
-    next(registries)
-    try:
-        report = _timed("publish base (amd64 + arm64, images and SIFs)", "publish", "base",
-                        "--json", catalog=arm64.catalog, env=arm64.env)
-        assert report["exit"] == 0, report["stderr"][-3000:]
-        dist = arm64.catalog.parent / "dist"
-        yield Release(report, read(dist / "catalog.json").image("base"), dist)
-    finally:
-        next(registries, None)
+def release(arm64: Arm64) -> Release:
+    """`imagekit publish base` of the two architectures into the module's own registry (in
+    the module's setup beside the suite)."""
+    report = arm64.outcomes["publish"]
+    assert report["exit"] == 0, report["stderr"][-3000:]
+    dist = arm64.catalog.parent / "dist"
+    return Release(report, read(dist / "catalog.json").image("base"), dist)
 
 
 def test_publish_puts_one_index_of_both_architectures_in_the_catalog_and_exports(
