@@ -22,6 +22,7 @@ from imagekit.run import run
 from imagekit.schema import Bootstrap, Platform
 
 Say = Callable[[str], None]
+DOWNLOAD_ATTEMPTS = 3  # debootstrap runs when a package could not be downloaded
 
 
 def ensure_base(catalog: Catalog, engine: Engine, say: Say, refresh: bool = False,
@@ -114,8 +115,24 @@ def _as_root(spec: Bootstrap, root: Path, engine: Engine, ref: str, say: Say,
     emulated = "" if native(platform) else ", under emulation"
     say(f"debootstrap --arch={arch(platform)} --variant={spec.variant} {spec.suite} from "
         f"{spec.mirror}{emulated}")
-    run(["debootstrap", f"--arch={arch(platform)}", f"--variant={spec.variant}", spec.suite,
-         str(root), spec.mirror], timeout=3600)
+    # debootstrap gives up on a package at its first failed download (a mirror's or a
+    # proxy's passing error): the run is tried again, on a new root, with the packages it
+    # did download kept in a cache of its own.
+    debs = root.with_name("debs")
+    debs.mkdir(exist_ok=True)
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        shutil.rmtree(root, ignore_errors=True)
+        try:
+            run(["debootstrap", f"--arch={arch(platform)}", f"--variant={spec.variant}",
+                 f"--cache-dir={debs}", spec.suite, str(root), spec.mirror], timeout=3600)
+            break
+        except BuildFailed as failed:
+            if "Couldn't download" not in str(failed) or attempt == DOWNLOAD_ATTEMPTS:
+                raise
+            missing = next((line.strip() for line in str(failed).splitlines()
+                            if "Couldn't download" in line), "")
+            say(f"debootstrap: {missing.removeprefix('E: ')}; trying again "
+                f"({attempt + 1} of {DOWNLOAD_ATTEMPTS})")
     # The downloaded .debs stay behind in the root: they are not part of the system.
     for deb in (root / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()

@@ -8,6 +8,9 @@ each answering 401 without the expected Basic credentials, and a forward proxy (
 and absolute-URI GET) answering 407 without the expected Proxy-Authorization. Every request
 is recorded with whether it carried the right credentials, so a test can tell that the
 credentials reached the tools that need them, and nowhere else.
+
+Without a username it asks for no credentials. `fail_once` makes it a flaky mirror: the first
+request whose path holds that text is answered 503, as a mirror or a proxy does in passing.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Mirror:
     username: str
     password: str
     tls: ssl.SSLContext | None = None  # given: a second listener speaks HTTPS
+    fail_once: str = ""
     port: int = 0
     tls_port: int = 0
     hits: list[Hit] = field(default_factory=list)
@@ -92,9 +96,18 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _record(self, kind: str, header: str) -> bool:
-        ok = self.headers.get(header, "") == self.owner.expected
+        ok = not self.owner.username or self.headers.get(header, "") == self.owner.expected
         self.owner.hits.append(Hit(kind, self.path, ok))
         return ok
+
+    def _fail_once(self) -> bool:
+        owner = self.owner
+        with _FAILING:
+            if not owner.fail_once or owner.fail_once not in self.path:
+                return False
+            owner.fail_once = ""
+        self.send_error(503)
+        return True
 
     def _refuse(self, status: int, challenge: tuple[str, str]) -> None:
         self.send_response(status)
@@ -138,6 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._refuse(401, ("WWW-Authenticate", 'Basic realm="site mirror"'))
                 return
             target = UPSTREAMS[prefix] + self.path[len(prefix):]
+            if self._fail_once():
+                return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
         request = urllib.request.Request(target, headers=headers,
                                          method="HEAD" if head else "GET")
@@ -160,6 +175,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if body:
                 self.wfile.write(body)
+
+
+_FAILING = threading.Lock()
 
 
 def _relay(a: socket.socket, b: socket.socket) -> None:

@@ -16,6 +16,7 @@ from imagekit.engine.emulation import host_platform
 from imagekit.model import arch
 from tests.integration import suite
 from tests.integration.conftest import imagekit
+from tests.integration.mirror import Mirror
 
 pytestmark = pytest.mark.integration
 
@@ -156,11 +157,16 @@ def test_the_classic_builder_builds_too(build: Callable[..., Any], client: Any,
 
 
 def test_base_is_bootstrapped_when_it_cannot_be_pulled(project: Path, client: Any) -> None:
-    """An air-gapped site: no registry has the base, debootstrap makes it."""
+    """An air-gapped site: no registry has the base, debootstrap makes it, from a site's
+    mirror that fails one download in passing (debootstrap gives up on it; imagekit runs it
+    again)."""
     ref = "imagekit-test/debian:bootstrap"
+    mirror = Mirror("", "", fail_once="/coreutils_").start()
     catalog = project / "catalog.yaml"
-    catalog.write_text(catalog.read_text().replace("image: imagekit/debian:bookworm",
-                                                   f"image: {ref}"))
+    catalog.write_text(catalog.read_text()
+                       .replace("image: imagekit/debian:bookworm", f"image: {ref}")
+                       .replace("mirror: http://deb.debian.org/debian",
+                                f"mirror: http://127.0.0.1:{mirror.port}/debian"))
     with contextlib.suppress(docker.errors.ImageNotFound):
         client.images.remove(ref, force=True)
     try:
@@ -169,7 +175,13 @@ def test_base_is_bootstrapped_when_it_cannot_be_pulled(project: Path, client: An
         machine = arch(host_platform())
         assert "could not pull" in first
         assert f"debootstrap --arch={machine} --variant=minbase bookworm" in first
+        assert "debootstrap: Couldn't download packages: coreutils; trying again (2 of 3)" \
+            in first, first
         assert first.strip().endswith("bootstrapped")
+        # The second run fetched only what the first had not: coreutils once more.
+        debs = [h.path.rpartition("/")[2] for h in mirror.hits if h.path.endswith(".deb")]
+        assert len([d for d in debs if d.startswith("coreutils_")]) == 2, debs
+        assert len(debs) == len(set(debs)) + 1, debs
         out = client.containers.run(ref, ["cat", "/etc/debian_version"], remove=True).decode()
         assert out.startswith("12.")
         again = imagekit("base", catalog=catalog).stdout
@@ -177,3 +189,4 @@ def test_base_is_bootstrapped_when_it_cannot_be_pulled(project: Path, client: An
     finally:
         with contextlib.suppress(docker.errors.ImageNotFound):
             client.images.remove(ref, force=True)
+        mirror.stop()
