@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from typing import Any
 
 import docker
 import docker.errors
 
 LABEL = "io.imagekit.temporary"
+REMOVAL_WAIT = 30.0  # seconds for the engine to end removals under way
 SESSION = f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
@@ -57,6 +59,12 @@ def remove_session(client: Any, session: str = SESSION) -> tuple[int, int]:
     for container in containers:
         with contextlib.suppress(docker.errors.DockerException):
             container.remove(force=True, v=True)
+    # A container whose removal the interrupted step had already asked for is refused here
+    # ("removal already in progress") and holds its volumes until the engine is done with
+    # it: its volumes can go only after that.
+    deadline = time.monotonic() + REMOVAL_WAIT
+    while client.containers.list(all=True, filters=selector) and time.monotonic() < deadline:
+        time.sleep(0.2)
     volumes = client.volumes.list(filters=selector)
     for volume in volumes:
         with contextlib.suppress(docker.errors.DockerException):
