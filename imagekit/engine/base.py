@@ -115,24 +115,8 @@ def _as_root(spec: Bootstrap, root: Path, engine: Engine, ref: str, say: Say,
     emulated = "" if native(platform) else ", under emulation"
     say(f"debootstrap --arch={arch(platform)} --variant={spec.variant} {spec.suite} from "
         f"{spec.mirror}{emulated}")
-    # debootstrap gives up on a package at its first failed download (a mirror's or a
-    # proxy's passing error): the run is tried again, on a new root, with the packages it
-    # did download kept in a cache of its own.
-    debs = root.with_name("debs")
-    debs.mkdir(exist_ok=True)
-    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-        shutil.rmtree(root, ignore_errors=True)
-        try:
-            run(["debootstrap", f"--arch={arch(platform)}", f"--variant={spec.variant}",
-                 f"--cache-dir={debs}", spec.suite, str(root), spec.mirror], timeout=3600)
-            break
-        except BuildFailed as failed:
-            if "Couldn't download" not in str(failed) or attempt == DOWNLOAD_ATTEMPTS:
-                raise
-            missing = next((line.strip() for line in str(failed).splitlines()
-                            if "Couldn't download" in line), "")
-            say(f"debootstrap: {missing.removeprefix('E: ')}; trying again "
-                f"({attempt + 1} of {DOWNLOAD_ATTEMPTS})")
+    debootstrap(root, spec.suite, spec.mirror,
+                [f"--arch={arch(platform)}", f"--variant={spec.variant}"], say)
     # The downloaded .debs stay behind in the root: they are not part of the system.
     for deb in (root / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
@@ -146,6 +130,30 @@ def _as_root(spec: Bootstrap, root: Path, engine: Engine, ref: str, say: Say,
         tar.stdout.close()
         if tar.wait() != 0:
             raise BuildFailed(f"tar of {root} failed")
+
+
+def debootstrap(root: Path, suite: str, mirror: str, options: list[str], say: Say) -> None:
+    """debootstrap `suite` into `root`. debootstrap gives up on a package at its first
+    failed download (a mirror's or a proxy's passing error): the run is tried again, on a
+    new root, with the packages it did download kept in a cache beside the root."""
+    debs = root.with_name(root.name + ".debs")
+    debs.mkdir(exist_ok=True)
+    try:
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            shutil.rmtree(root, ignore_errors=True)
+            try:
+                run(["debootstrap", *options, f"--cache-dir={debs}", suite, str(root), mirror],
+                    timeout=3600)
+                return
+            except BuildFailed as failed:
+                if "Couldn't download" not in str(failed) or attempt == DOWNLOAD_ATTEMPTS:
+                    raise
+                missing = next((line.strip() for line in str(failed).splitlines()
+                                if "Couldn't download" in line), "")
+                say(f"debootstrap: {missing.removeprefix('E: ')}; trying again "
+                    f"({attempt + 1} of {DOWNLOAD_ATTEMPTS})")
+    finally:
+        shutil.rmtree(debs, ignore_errors=True)
 
 
 def _unprivileged(spec: Bootstrap, folder: Path, say: Say, platform: Platform) -> Path:

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imagekit.engine.base import debootstrap
+from imagekit.errors import BuildFailed
 from imagekit.sif import parse_list
 
 ROOT = Path(os.environ.get("IMAGEKIT_APPTAINER_ROOT", "/var/cache/imagekit/apptainer-sid"))
@@ -80,20 +82,10 @@ def _ensure_root() -> Path:
     work = ROOT.with_name(ROOT.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.parent.mkdir(parents=True, exist_ok=True)
-    # As imagekit's own bootstrap: a download that fails in passing gets two more runs,
-    # which fetch only what the cache does not hold yet.
-    debs = work.with_name(work.name + ".debs")
-    debs.mkdir(exist_ok=True)
-    for attempt in (1, 2, 3):
-        shutil.rmtree(work, ignore_errors=True)
-        try:
-            _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", "sid", str(work),
-                  MIRROR])
-            break
-        except Unavailable as failed:
-            if "Couldn't download" not in str(failed) or attempt == 3:
-                raise
-    shutil.rmtree(debs)
+    try:  # imagekit's own: a download that fails in passing gets two more runs
+        debootstrap(work, "sid", MIRROR, ["--variant=minbase"], say=lambda line: None)
+    except BuildFailed as failed:
+        raise Unavailable(str(failed)[-800:]) from failed
     _run([*_bwrap_root(work), "sh", "-c",
           f"apt-get {' '.join(APT)} update -qq && DEBIAN_FRONTEND=noninteractive "
           f"apt-get {' '.join(APT)} install -y -qq {PACKAGES}"])

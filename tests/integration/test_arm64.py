@@ -118,13 +118,13 @@ def arm64(client: Any) -> Iterator[Arm64]:
         yield found
     finally:
         if found is not None:
-            found.stop()
-        if found is not None and found.engine is not None:
-            found.engine.stop()  # its images and data with it
-        elif found is not None:
-            for image in client.images.list():
-                if any(f"/{NAMESPACE}/" in tag for tag in image.tags):
-                    client.images.remove(image.id, force=True)
+            found.stop()  # its registry
+            if found.engine is not None:
+                found.engine.stop()  # its images and data with it
+            else:
+                for image in client.images.list():
+                    if any(f"/{NAMESPACE}/" in tag for tag in image.tags):
+                        client.images.remove(image.id, force=True)
         background.finish(__name__)
 
 
