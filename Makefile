@@ -19,6 +19,7 @@ stop:
 	scripts/engine.sh --stop
 
 # The fast loop for people (under 3 minutes here, no engine): lint, types (tests included),
+# the import contracts (lint-imports: only imagekit.engine imports docker),
 # the catalog's own checks (validate, render/lock/schema/ci --check) and the unit tests.
 check: lint
 	python3 -m pytest -m "not integration" -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -26,6 +27,7 @@ check: lint
 lint:
 	ruff check .
 	mypy imagekit bench tests
+	lint-imports
 	imagekit validate
 	imagekit render --check
 	imagekit lock --check

@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from imagekit import __version__
 from imagekit.credentials import SiteUrl, redact, secret_words, site_urls
@@ -26,9 +26,16 @@ from imagekit.engine.builders import Builder, BuildRequest
 from imagekit.engine.client import Engine, ImageInfo
 from imagekit.engine.context import BuildContext, assemble
 from imagekit.engine.emulation import native
-from imagekit.errors import BuildFailed, ImagekitError
+from imagekit.engine.errors import SERVICE_ERRORS
+from imagekit.errors import BuildFailed, ImagekitError, one_line
 from imagekit.model import Catalog, Image
 from imagekit.schema import Platform
+from imagekit.units import human_size
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from imagekit.sif import SifResult
 
 CACHE_LABEL = "io.imagekit.cache-key"
 TREE_LABEL = "io.imagekit.tree-key"  # the checkout's key of the image (TreeInputs)
@@ -315,29 +322,12 @@ def run_builds(
     tag, and a named image the registry already holds for this checkout is pulled (unless
     `force`) rather than built.
     """
+    run = _Run(catalog, engine, builder, names, force, on_line, ensure_root, shared,
+               platform or catalog.platforms[0])
     outcomes: dict[str, Outcome] = {}
-    args = build_args(catalog)
-    build_secrets = secrets(catalog)
-    # A tool inside the build may echo a URL it was given: no credential reaches a log line.
-    hidden = secret_words(catalog.site)
-    platform = platform or catalog.platforms[0]
-    names = [n for n in names if platform in catalog.images[n].platforms]
-    closure = catalog.closure(names)
-    keys, contexts = tree_keys(catalog, closure, platform)
-    fetched: set[str] = set()
-    if shared is not None:
-        unchanged = {n for n in names if not force and shared.has(catalog.images[n], keys[n])}
-        parents = {catalog.images[n].parent for n in names if n not in unchanged}
-        fetched = unchanged | {p for p in parents if p is not None and p not in names}
-        closure = [i for i in closure if i.name in names or i.name in fetched]
-
-    def line(image: str, text: str) -> None:
-        on_line(image, redact(text, hidden))
-
-    root_ready = False
-    for image in closure:
-        ref = catalog.ref(image.name, platform=platform)
-        outcome = Outcome(image.name, ref, "building", platform=platform)
+    for image in run.closure:
+        outcome = Outcome(image.name, catalog.ref(image.name, platform=run.platform),
+                          "building", platform=run.platform)
         outcomes[image.name] = outcome
         parent = outcomes.get(image.parent or "")
         if parent is not None and parent.status in ("failed", "skipped"):
@@ -347,45 +337,87 @@ def run_builds(
         on_status(outcome)
         started = time.monotonic()
         try:
-            if shared is not None and image.name in fetched:
-                got, how = shared.fetch(image, keys[image.name])
-                outcome.status, outcome.image_id, outcome.size = how, got.id, got.size
-                outcome.tags, outcome.retagged = retag(catalog, engine, image, got, platform)
-            else:
-                if image.parent is None and not root_ready:
-                    ensure_root()
-                    root_ready = True
-                build = plan_one(catalog, engine, builder.name, image, contexts[image.name],
-                                 keys[image.name], platform)
-                if build.inputs is None:
-                    raise ImagekitError(f"{image.name}: parent image "
-                                        f"{catalog.parent_ref(image, platform)} is missing "
-                                        "(run `imagekit base`)")
-                # --force rebuilds what was asked for; parents still come from the cache.
-                existing = None if force and image.name in names else cached(engine, build)
-                if existing is not None:
-                    outcome.status, outcome.image_id = "cached", existing.id
-                    outcome.size = existing.size
-                    outcome.tags, outcome.retagged = retag(catalog, engine, image, existing,
-                                                           platform)
-                else:
-                    request = BuildRequest(
-                        image.name, build.context, build_labels(build, _now()), args,
-                        build_secrets,
-                        cache_from=tuple(shared.cache_from(image)) if shared else (),
-                        inline_cache=shared is not None,
-                        platform=None if platform == catalog.platforms[0] and native(platform)
-                        else platform)
-                    image_id = builder.build(request, functools.partial(line, image.name))
-                    outcome.tags = tag_image(catalog, engine, image, image_id, platform)
-                    info = engine.image(image_id)
-                    outcome.status, outcome.image_id = "built", image_id
-                    outcome.size = info.size if info else 0
+            run.one(image, outcome)
         except ImagekitError as exc:
-            outcome.status, outcome.error = "failed", redact(str(exc), hidden)
+            outcome.status, outcome.error = "failed", redact(str(exc), run.hidden)
+        except SERVICE_ERRORS as exc:
+            # The engine's own error fails this image, in one line; the others go on.
+            outcome.status = "failed"
+            outcome.error = redact(f"{image.name}: the engine failed: {one_line(exc)}",
+                                   run.hidden)
         outcome.seconds = round(time.monotonic() - started, 1)
         on_status(outcome)
     return list(outcomes.values())
+
+
+class _Run:
+    """One platform's builds: what every image of the run shares, and one image's work."""
+
+    def __init__(self, catalog: Catalog, engine: Engine, builder: Builder, names: list[str],
+                 force: bool, on_line: StepProgress, ensure_root: Callable[[], object],
+                 shared: Shared | None, platform: Platform) -> None:
+        self.catalog, self.engine, self.builder = catalog, engine, builder
+        self.force, self.on_line, self.shared, self.platform = force, on_line, shared, platform
+        self.ensure_root, self.root_ready = ensure_root, False
+        self.args = build_args(catalog)
+        self.secrets = secrets(catalog)
+        # A tool inside the build may echo a URL it was given: no credential reaches a log
+        # line.
+        self.hidden = secret_words(catalog.site)
+        self.names = [n for n in names if platform in catalog.images[n].platforms]
+        closure = catalog.closure(self.names)
+        self.keys, self.contexts = tree_keys(catalog, closure, platform)
+        self.fetched: set[str] = set()
+        if shared is not None:
+            unchanged = {n for n in self.names
+                         if not force and shared.has(catalog.images[n], self.keys[n])}
+            parents = {catalog.images[n].parent for n in self.names if n not in unchanged}
+            self.fetched = unchanged | {p for p in parents
+                                        if p is not None and p not in self.names}
+            closure = [i for i in closure if i.name in self.names or i.name in self.fetched]
+        self.closure = closure
+
+    def line(self, image: str, text: str) -> None:
+        self.on_line(image, redact(text, self.hidden))
+
+    def one(self, image: Image, outcome: Outcome) -> None:
+        if self.shared is not None and image.name in self.fetched:
+            got, how = self.shared.fetch(image, self.keys[image.name])
+            outcome.status, outcome.image_id, outcome.size = how, got.id, got.size
+            outcome.tags, outcome.retagged = retag(self.catalog, self.engine, image, got,
+                                                   self.platform)
+            return
+        if image.parent is None and not self.root_ready:
+            self.ensure_root()
+            self.root_ready = True
+        build = plan_one(self.catalog, self.engine, self.builder.name, image,
+                         self.contexts[image.name], self.keys[image.name], self.platform)
+        if build.inputs is None:
+            raise ImagekitError(f"{image.name}: parent image "
+                                f"{self.catalog.parent_ref(image, self.platform)} is missing "
+                                "(run `imagekit base`)")
+        # --force rebuilds what was asked for; parents still come from the cache.
+        forced = self.force and image.name in self.names
+        existing = None if forced else cached(self.engine, build)
+        if existing is not None:
+            outcome.status, outcome.image_id, outcome.size = "cached", existing.id, existing.size
+            outcome.tags, outcome.retagged = retag(self.catalog, self.engine, image, existing,
+                                                   self.platform)
+            return
+        self.build(image, build, outcome)
+
+    def build(self, image: Image, build: PlannedBuild, outcome: Outcome) -> None:
+        first = self.platform == self.catalog.platforms[0] and native(self.platform)
+        request = BuildRequest(
+            image.name, build.context, build_labels(build, _now()), self.args, self.secrets,
+            cache_from=tuple(self.shared.cache_from(image)) if self.shared else (),
+            inline_cache=self.shared is not None,
+            platform=None if first else self.platform)
+        image_id = self.builder.build(request, functools.partial(self.line, image.name))
+        outcome.tags = tag_image(self.catalog, self.engine, image, image_id, self.platform)
+        info = self.engine.image(image_id)
+        outcome.status, outcome.image_id = "built", image_id
+        outcome.size = info.size if info else 0
 
 
 def retag(catalog: Catalog, engine: Engine, image: Image, info: ImageInfo,
@@ -410,17 +442,31 @@ def tag_image(catalog: Catalog, engine: Engine, image: Image, image_id: str,
               platform: Platform | None = None) -> list[str]:
     """The catalog's tags plus tags computed by running commands in the built image."""
     tags = list(image.tags)
-    for version_tag in image.stack.version_tags:
+    for n, version_tag in enumerate(image.stack.version_tags):
         first = engine.output_of(image_id, version_tag.run).strip().splitlines()
         if not first:
             raise BuildFailed(f"{image.name}: version tag {version_tag.prefix}: "
                               f"`{version_tag.run}` printed nothing")
+        if not looks_like_version(first[0].strip()):
+            # A log line would give the image a new tag at every build.
+            raise BuildFailed(f"{image.name}: {image.stack.file}: version_tags[{n}] "
+                              f"({version_tag.prefix}): `{version_tag.run}` printed "
+                              f"{first[0].strip()[:80]!r} first, which is not a version")
         tags.append(sanitize_tag(f"{version_tag.prefix}-{first[0].strip()}"))
     tags.append(_now().strftime("%Y-%m-%d"))
     refs = [catalog.ref(image.name, t, platform) for t in dict.fromkeys(tags)]
     for ref in refs:
         engine.tag(image_id, ref)
     return refs
+
+
+_VERSION = re.compile(r"[vV]?[0-9]+(\.[0-9]+)*[0-9A-Za-z.+~-]*")
+
+
+def looks_like_version(text: str) -> bool:
+    """A tagger's answer: digits first (an optional v), dots, then letters, digits, `.+~-`
+    (3.11.2, 2.1.0rc1, 1.0.0-beta.2); never a log line or a date-time."""
+    return len(text) <= 64 and _VERSION.fullmatch(text) is not None
 
 
 def sanitize_tag(text: str) -> str:
@@ -430,3 +476,183 @@ def sanitize_tag(text: str) -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+class Display(Protocol):
+    """How a run shows its progress: a live table on a terminal, log lines elsewhere."""
+
+    def __enter__(self) -> Display: ...
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+    def line(self, image: str, text: str) -> None: ...
+    def status(self, outcome: Outcome) -> None: ...
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """What `imagekit build` was asked for, as given: checked by `prepare`."""
+
+    images: list[str]
+    all_: bool = False
+    formats: list[str] | None = None  # docker, sif; None: each image's catalog formats
+    builder: str = "auto"
+    force: bool = False
+    sif_level: int = 5
+    sif_method: str = "auto"
+    from_registry: bool = False
+    platforms: list[str] | None = None  # None: the catalog's
+    engine: str | None = None
+
+
+@dataclass
+class BuildReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    sifs: list[SifResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(o.status in ("failed", "skipped") for o in self.outcomes)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"images": [o.as_dict() for o in self.outcomes],
+                "sif": [r.as_dict() for r in self.sifs]}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked job: its images, platforms, engine and builder; nothing built yet."""
+
+    catalog: Catalog
+    job: BuildJob
+    names: list[str]
+    platforms: tuple[Platform, ...]
+    engine: Engine
+    builder: Builder
+
+    @property
+    def wants_sif(self) -> list[Image]:
+        return [self.catalog.images[n] for n in self.names
+                if "sif" in (self.job.formats or self.catalog.images[n].formats)]
+
+
+def _check_options(job: BuildJob) -> None:
+    for f in job.formats or []:
+        if f not in ("docker", "sif"):
+            raise ImagekitError(f"--format: {f!r} is not one of docker, sif")
+    if job.sif_method not in ("auto", "native", "apptainer"):
+        raise ImagekitError(f"--sif-method: {job.sif_method!r} is not auto, native or "
+                            "apptainer")
+    if job.builder not in ("auto", "buildkit", "classic", "podman"):
+        raise ImagekitError(f"--builder: {job.builder!r} is not one of auto, buildkit, "
+                            "classic, podman")
+
+
+def _check_platforms(catalog: Catalog, job: BuildJob, selected: list[Image],
+                     platforms: tuple[Platform, ...]) -> None:
+    if job.platforms:
+        for img in selected:
+            if not any(p in img.platforms for p in platforms):
+                raise ImagekitError(f"{img.name} is not built for {', '.join(platforms)} "
+                                    f"({catalog.file.name}: its platforms are "
+                                    f"{', '.join(img.platforms)})")
+    if job.from_registry and platforms != catalog.platforms[:1]:
+        raise ImagekitError("--from-registry: CI runners share the catalog's first "
+                            f"platform ({catalog.platforms[0]}) only, so far: build the "
+                            "others without it")
+
+
+def prepare(catalog: Catalog, job: BuildJob) -> Prepared:
+    """Every check a build makes before it starts (bad input: nothing is built)."""
+    from imagekit import lock
+    from imagekit.attest.signing import sif_key
+    from imagekit.engine.choice import connect
+
+    _check_options(job)
+    selected = catalog.select(job.images, job.all_)
+    platforms = catalog.choose_platforms(job.platforms)
+    _check_platforms(catalog, job, selected, platforms)
+    names = [i.name for i in selected]
+    if any("sif" in (job.formats or i.formats) for i in selected):
+        sif_key()  # a signing key set but unusable: said before anything is built
+    stale = lock.stale_locks(catalog, names)
+    if stale:
+        raise ImagekitError(stale)
+    engine = connect(catalog, job.engine)
+    chosen = engine.builder(job.builder)
+    check_builder(catalog, chosen)
+    return Prepared(catalog, job, names, platforms, engine, chosen)
+
+
+def dry_run_all(ready: Prepared) -> list[Outcome]:
+    """`build --dry-run`: what each platform would build, and what is cached."""
+    return [o for p in ready.platforms
+            for o in dry_run(ready.catalog, ready.engine, ready.builder, ready.names, p)]
+
+
+def dry_run_lines(ready: Prepared, planned: list[Outcome]) -> list[str]:
+    """`build --dry-run`'s plan as it is printed: the builder, then each build in order."""
+    lines = [f"builder: {ready.builder.description}"]
+    for n, o in enumerate(planned, 1):
+        parent = ready.catalog.images[o.image].parent or ready.catalog.base_ref(o.platform)
+        where = f" [{o.platform}]" if len(ready.platforms) > 1 else ""
+        lines.append(f"{n:2}. {o.image:<16} FROM {parent:<24} {o.status}{where}")
+    return lines
+
+
+def build_images(ready: Prepared, say: Callable[[str], None],
+                 display: Callable[[list[str]], Display], shared: Shared | None = None
+                 ) -> BuildReport:
+    """The build step's door: each platform's images, parents first, then their SIFs.
+
+    A platform this machine cannot run (no emulation) is said, and its images fail as
+    skipped; what it can build is built. `shared`: a CI runner's builds
+    (`publish.shared.build_from_registry`).
+    """
+    from imagekit.engine.base import ensure_base
+    from imagekit.engine.emulation import unable
+
+    catalog, job, engine = ready.catalog, ready.job, ready.engine
+    report = BuildReport()
+    for p in ready.platforms:
+        wanted = [n for n in ready.names if p in catalog.images[n].platforms]
+        if not wanted:
+            continue
+        why = unable(p)
+        if why is not None:
+            say(f"{p}: not built: {why}")
+            report.outcomes += [Outcome(n, catalog.ref(n, platform=p), "skipped", error=why,
+                                        platform=p) for n in wanted]
+            continue
+        if len(ready.platforms) > 1:
+            say(f"{p}:")
+        if not job.from_registry:
+            ensure_base(catalog, engine, say, platform=p)
+        shown = display([i.name for i in catalog.closure(wanted)])
+        with shown:
+            done = run_builds(
+                catalog, engine, ready.builder, wanted, force=job.force, on_line=shown.line,
+                on_status=shown.status, shared=shared, platform=p,
+                ensure_root=functools.partial(ensure_base, catalog, engine, say, platform=p))
+        report.outcomes += done
+        report.sifs += _sifs(ready, done, p, say)
+    return report
+
+
+def _sifs(ready: Prepared, done: list[Outcome], platform: Platform,
+          say: Callable[[str], None]) -> list[SifResult]:
+    """The SIFs of the images this platform's builds gave (built, cached or fetched)."""
+    from imagekit.sif import build_sif
+
+    ok = {o.image for o in done if o.status in ("built", "cached", "pulled", "present")}
+    results = []
+    for image in ready.wants_sif:
+        if image.name not in ok:
+            continue
+        say(f"[{image.name}] converting to SIF")
+        result = build_sif(ready.catalog, ready.engine, image, level=ready.job.sif_level,
+                           force=ready.job.force, method=ready.job.sif_method,
+                           platform=platform)
+        say(f"[{image.name}] {result.status} {result.path} ({result.method}, "
+            f"{human_size(result.size)}, {result.total_s} s)")
+        results.append(result)
+    return results

@@ -30,7 +30,7 @@ def diagnose(catalog: Path) -> list[Finding]:
         from imagekit.engine.client import Engine
 
         engine = Engine()
-        version = engine.client.version().get("Version", "?")
+        version = engine.version()
         findings.append(Finding("docker engine", True, f"dockerd {version}", optional=True))
         engines += 1
         from imagekit.engine.builders import find_buildkit

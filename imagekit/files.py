@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from imagekit.errors import ImagekitError, Problem
+
 
 def umask() -> int:
     """The process's umask, read without changing it (os.umask would, for a moment, for every
@@ -51,3 +53,13 @@ def write_atomically(path: Path, content: str | bytes) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def writable(path: Path, option: str = "--output") -> Path:
+    """An output path whose folder exists: bad input, said before any work is done."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise ImagekitError(Problem(None, option, f"{folder} is not an existing directory"))
+    if path.is_dir():
+        raise ImagekitError(Problem(None, option, f"{path} is a directory, not a file"))
+    return path

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit.errors import ImagekitError
+from imagekit.errors import ImagekitError, Problem
 from imagekit.model import Catalog, Image
 from imagekit.sif import sif_path
 
@@ -64,6 +64,15 @@ class SshLogin:
     host: str
     port: int | None = None
     config: str | None = None  # an ssh_config(5) file: key, known hosts, jump hosts...
+
+    @classmethod
+    def from_options(cls, ssh: str | None, config: Path | None) -> SshLogin | None:
+        """`--ssh USER@HOST[:PORT]` and `--ssh-config FILE` as given; None without `--ssh`."""
+        if ssh is None:
+            if config is not None:
+                raise ImagekitError(Problem(None, "--ssh-config", "needs --ssh USER@HOST"))
+            return None
+        return cls.parse(ssh, config)
 
     @classmethod
     def parse(cls, target: str, config: Path | None = None) -> SshLogin:

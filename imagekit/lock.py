@@ -14,25 +14,21 @@ are removed from anything uv prints.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from imagekit import lockfile
 from imagekit.credentials import public, redact, secret_words
-from imagekit.errors import BuildFailed, ImagekitError, Problem
-from imagekit.files import write_atomically
+from imagekit.errors import BuildFailed, ImagekitError, Problem, did_you_mean
 from imagekit.model import Catalog, Image, PipLock, Stack
-from imagekit.schema import Platform
+from imagekit.schema import Platform, SiteSettings
 
-SUFFIX = ".lock"
 # What every venv imagekit builds holds besides the stacks' packages: uv installs the rest.
 ALWAYS = ("uv",)
 
@@ -85,53 +81,7 @@ def platforms_of(catalog: Catalog, stack: Stack) -> list[Platform]:
 
 
 def path_for(stack: Stack) -> Path:
-    return stack.file.with_suffix(SUFFIX)
-
-
-# --- reading a lock ---------------------------------------------------------------------------
-
-_PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[A-Za-z0-9._,-]+\])?"
-                  r"==(?P<version>[A-Za-z0-9.+!_-]+)(?: ;[^\\]*)?(?P<more> \\)?$")
-_HASH = re.compile(r"^    --hash=sha256:[0-9a-f]{64}(?P<more> \\)?$")
-_INPUTS = re.compile(r"^# inputs: sha256:(?P<digest>[0-9a-f]{64})$")
-
-
-def parse(file: Path) -> PipLock | None:
-    """The lock beside a stack file, or None. Anything but what `imagekit lock` writes is
-    refused (the file and line named): builds hand it to the installer as it is."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImagekitError(Problem(file, "", f"cannot read the lock: {exc}")) from None
-    digest = None
-    pins: list[tuple[str, str]] = []
-    continued = False
-    for number, line in enumerate(text.split("\n"), 1):
-        if continued:
-            m = _HASH.match(line)
-            if m is None:
-                raise ImagekitError(Problem(file, "", "expected a '--hash=sha256:' line",
-                                            line=number, hint="re-run imagekit lock"))
-            continued = m.group("more") is not None
-            continue
-        if not line:
-            continue
-        if line.startswith("#"):
-            m = _INPUTS.match(line)
-            digest = m.group("digest") if m else digest
-            continue
-        m = _PIN.match(line)
-        if m is None or m.group("more") is None:
-            raise ImagekitError(Problem(file, "", "expected 'name==version \\' and its hashes",
-                                        line=number, hint="re-run imagekit lock"))
-        pins.append((canonicalize_name(m.group("name")), m.group("version")))
-        continued = True
-    if continued or digest is None:
-        raise ImagekitError(Problem(file, "", "incomplete lock (no inputs line, or a "
-                                    "package without hashes)", hint="re-run imagekit lock"))
-    return PipLock(file=file, text=text, inputs=digest, pins=tuple(pins))
+    return lockfile.beside(stack.file)
 
 
 # --- what a lock depends on -------------------------------------------------------------------
@@ -147,7 +97,7 @@ def inputs(catalog: Catalog, stack: Stack) -> str:
     document: dict[str, object] = {
         "requirements": [*stack.pip_all, *ALWAYS],
         "excluded": sorted(canonicalize_name(n) for n in stack.pip_exclude_all),
-        "parent_lock": hashlib.sha256(parent_lock.encode()).hexdigest() if parent_lock else None,
+        "parent_lock": lockfile.text_digest(parent_lock) if parent_lock else None,
         "python": t.python,
         "platform": t.platform,
         "index_url": public(site.pip_index_url),
@@ -157,7 +107,7 @@ def inputs(catalog: Catalog, stack: Stack) -> str:
     }
     if others:  # a one-platform catalog's locks keep the inputs they always had
         document["also_for"] = [target(catalog, p).platform for p in others]
-    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    return lockfile.digest(document)
 
 
 def lockable(catalog: Catalog) -> list[Stack]:
@@ -199,6 +149,44 @@ def status(catalog: Catalog, stack: Stack) -> Status:
 
 def check(catalog: Catalog) -> list[Status]:
     return [status(catalog, stack) for stack in lockable(catalog)]
+
+
+def stale_locks(catalog: Catalog, names: list[str]) -> list[Problem]:
+    """Every stale lock a build of the named images (and their parents) would install from,
+    each once: said before anything is built."""
+    problems: list[Problem] = []
+    for image in catalog.closure(names):
+        try:
+            for_image(catalog, image)
+        except ImagekitError as exc:
+            problems += [p for p in exc.problems if p not in problems]
+    return problems
+
+
+def stacks_to_lock(catalog: Catalog, names: list[str], all_: bool = False) -> list[str]:
+    """The stacks `imagekit lock` locks: every stack with pip packages of its own (`all_`),
+    else the named ones, an image's name standing for its stack's. Raises naming every
+    name that is neither, or a stack that has nothing to lock."""
+    lockable_names = [stack.name for stack in lockable(catalog)]
+    if all_:
+        return lockable_names
+    if not names:
+        raise ImagekitError("name at least one stack or image, or pass --all")
+    wanted: list[str] = []
+    problems: list[Problem] = []
+    for name in names:
+        stack = catalog.images[name].stack.name if name in catalog.images else name
+        if stack in lockable_names:
+            wanted.append(stack)
+        elif stack in catalog.stacks:
+            problems.append(Problem(catalog.stacks[stack].file, "pip",
+                                    f"stack {stack} installs no pip packages of its own"))
+        else:
+            problems.append(Problem(None, "NAMES", f"unknown stack or image {name!r}", None,
+                                    did_you_mean(name, [*catalog.stacks, *catalog.images])))
+    if problems:
+        raise ImagekitError(problems)
+    return wanted
 
 
 def for_image(catalog: Catalog, image: Image) -> PipLock | None:
@@ -249,9 +237,9 @@ def resolve(catalog: Catalog, stack: Stack, parent_lock: Path | None,
     """
     first, *others = platforms_of(catalog, stack)
     text = _compile(catalog, stack, parent_lock, previous, target(catalog, first))
-    pins = _pin_set(text)
+    pins = lockfile.pin_set(text)
     for platform in others:
-        other = _pin_set(_compile(catalog, stack, parent_lock, _pins_only(text),
+        other = lockfile.pin_set(_compile(catalog, stack, parent_lock, lockfile.pins_only(text),
                                   target(catalog, platform)))
         if other != pins:
             differ = sorted({f"{n}=={v}" for n, v in pins ^ other})
@@ -262,37 +250,12 @@ def resolve(catalog: Catalog, stack: Stack, parent_lock: Path | None,
     return text
 
 
-def _pin_set(text: str) -> set[tuple[str, str]]:
-    return {(canonicalize_name(m.group("name")), m.group("version"))
-            for line in text.splitlines() if (m := _PIN.match(line))}
-
-
 def _compile(catalog: Catalog, stack: Stack, parent_lock: Path | None, previous: str | None,
              t: Target) -> str:
     site = catalog.site
     argv = [uv_binary(), "pip", "compile", "--quiet", "--generate-hashes", "--no-header",
             "--no-annotate", "--no-config", "--python-version", t.python,
-            "--python-platform", t.platform]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
-    env["UV_CACHE_DIR"] = env.get("IMAGEKIT_UV_CACHE", str(Path.home() / ".cache/imagekit-uv"))
-    # Credentials travel in the environment, which `ps` does not show to other users.
-    if site.pip_index_url:
-        env["UV_INDEX_URL"] = site.pip_index_url
-    if site.pip_extra_index_url:
-        env["UV_EXTRA_INDEX_URL"] = site.pip_extra_index_url
-    if site.proxy is not None:  # the site's proxies, in place of the caller's
-        env = {k: v for k, v in env.items() if k.lower() not in ("http_proxy", "https_proxy")}
-        env.update({k: v for k, v in (("HTTP_PROXY", site.proxy.http),
-                                      ("HTTPS_PROXY", site.proxy.https),
-                                      ("NO_PROXY", site.proxy.no_proxy)) if v})
-    if site.ca_bundle:
-        env["SSL_CERT_FILE"] = site.ca_bundle
-    if site.find_links:
-        argv += ["--find-links", site.find_links]
-    if site.pip_no_index:
-        argv.append("--no-index")
-    if parent_lock is not None:
-        argv += ["--constraint", str(parent_lock)]
+            "--python-platform", t.platform, *_source_args(site, parent_lock)]
     with tempfile.TemporaryDirectory(prefix="imagekit-lock-") as tmp:
         requirements = Path(tmp) / "requirements.in"
         requirements.write_text("".join(f"{r}\n" for r in (*stack.pip_all, *ALWAYS)))
@@ -305,8 +268,8 @@ def _compile(catalog: Catalog, stack: Stack, parent_lock: Path | None, previous:
         output = Path(tmp) / "requirements.lock"
         output.write_text(previous or "")
         argv += ["--output-file", str(output), str(requirements)]
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
-                              cwd=tmp)
+        done = subprocess.run(argv, env=_uv_environment(site), capture_output=True, text=True,
+                              check=False, cwd=tmp)
         text = output.read_text()
     if done.returncode != 0:
         why = redact(done.stderr.strip(), secret_words(site)).splitlines() or ["no output"]
@@ -315,14 +278,45 @@ def _compile(catalog: Catalog, stack: Stack, parent_lock: Path | None, previous:
     return text
 
 
+def _uv_environment(site: SiteSettings) -> dict[str, str]:
+    """uv's environment: the caller's without its uv and pip settings, plus the site's
+    index URLs, proxies and CA bundle. Credentials travel here, which `ps` does not show to
+    other users, never in argv."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    env["UV_CACHE_DIR"] = env.get("IMAGEKIT_UV_CACHE", str(Path.home() / ".cache/imagekit-uv"))
+    if site.pip_index_url:
+        env["UV_INDEX_URL"] = site.pip_index_url
+    if site.pip_extra_index_url:
+        env["UV_EXTRA_INDEX_URL"] = site.pip_extra_index_url
+    if site.proxy is not None:  # the site's proxies, in place of the caller's
+        env = {k: v for k, v in env.items() if k.lower() not in ("http_proxy", "https_proxy")}
+        env.update({k: v for k, v in (("HTTP_PROXY", site.proxy.http),
+                                      ("HTTPS_PROXY", site.proxy.https),
+                                      ("NO_PROXY", site.proxy.no_proxy)) if v})
+    if site.ca_bundle:
+        env["SSL_CERT_FILE"] = site.ca_bundle
+    return env
+
+
+def _source_args(site: SiteSettings, parent_lock: Path | None) -> list[str]:
+    """uv's arguments for where packages come from besides the index: the wheelhouse, and
+    the parent's lock as constraints."""
+    argv: list[str] = []
+    if site.find_links:
+        argv += ["--find-links", site.find_links]
+    if site.pip_no_index:
+        argv.append("--no-index")
+    if parent_lock is not None:
+        argv += ["--constraint", str(parent_lock)]
+    return argv
+
+
 def header(catalog: Catalog, stack: Stack) -> str:
     first, *others = platforms_of(catalog, stack)
     t = target(catalog, first)
-    on = t.platform + "".join(f" and\n# {target(catalog, p).platform}" for p in others)
-    return (f"# Generated by `imagekit lock {stack.name}`: every pip package of stack "
-            f"{stack.name}, for\n# CPython {t.python} on {on} (Debian {t.suite}), "
-            f"with hashes. Do not edit: change\n# stacks/{stack.name}.yaml and re-run "
-            f"`imagekit lock {stack.name}`.\n# inputs: sha256:{inputs(catalog, stack)}\n")
+    return lockfile.header(stack.name, t.python, t.suite,
+                           [t.platform, *(target(catalog, p).platform for p in others)],
+                           inputs(catalog, stack))
 
 
 def write(catalog: Catalog, names: list[str], *, upgrade: bool = False
@@ -330,14 +324,11 @@ def write(catalog: Catalog, names: list[str], *, upgrade: bool = False
     """Lock the named stacks, parents first. A parent's lock must be current or locked in
     the same run: a child is resolved against it. Existing pins are kept where the stack
     still allows them, unless `upgrade`."""
-    from imagekit.resolve import load_catalog
-
     wanted = set(names)
     for stack in lockable(catalog):
         if stack.name not in wanted:
             continue
-        catalog = load_catalog(catalog.file)  # sees the parent lock this run just wrote
-        stack = catalog.stacks[stack.name]
+        stack = catalog.stacks[stack.name]  # with the parent lock this run just wrote
         parent = locked_ancestor(catalog, stack)
         parent_lock = None
         if parent is not None:
@@ -348,13 +339,25 @@ def write(catalog: Catalog, names: list[str], *, upgrade: bool = False
                     f"(imagekit lock {parent.name} {stack.name})"))
             parent_lock = path_for(parent)
         path = path_for(stack)
-        previous = None if upgrade or not path.is_file() else _pins_only(path.read_text())
+        previous = None if upgrade or not path.is_file() else lockfile.pins_only(path.read_text())
         text = header(catalog, stack) + resolve(catalog, stack, parent_lock, previous)
-        write_atomically(path, text)
+        catalog = with_lock(catalog, stack, lockfile.write(path, text))
         yield stack, path
 
 
+def with_lock(catalog: Catalog, stack: Stack, lock: PipLock) -> Catalog:
+    """The catalog as `load_catalog` reads it once `lock` is the stack's lock on disk."""
+    locked = replace(stack, lock=lock)
+    images = {name: replace(image, stack=locked) if image.stack.name == stack.name else image
+              for name, image in catalog.images.items()}
+    return replace(catalog, stacks={**catalog.stacks, stack.name: locked}, images=images)
 
-def _pins_only(text: str) -> str:
-    """A lock without its header: what uv reads back as the pins to prefer."""
-    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))
+
+def lock_named(catalog: Catalog, names: list[str], all_: bool, *, upgrade: bool = False
+               ) -> Iterator[str]:
+    """`imagekit lock NAMES` (or `--all`): every name checked before anything is resolved;
+    says each lock as it is written."""
+    wanted = stacks_to_lock(catalog, names, all_)
+    for locked, path in write(catalog, wanted, upgrade=upgrade):
+        pins = sum(1 for line in path.read_text().split("\n") if "==" in line)
+        yield f"locked {locked.name}: {pins} packages in {path.relative_to(catalog.root)}"

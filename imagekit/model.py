@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imagekit.errors import ImagekitError, Problem, did_you_mean
 from imagekit.schema import (
     Bootstrap,
     Checks,
@@ -88,7 +89,7 @@ class Runtime:
 
 @dataclass(frozen=True)
 class PipLock:
-    """stacks/<name>.lock as `imagekit lock` wrote it (imagekit.lock reads and writes it)."""
+    """stacks/<name>.lock as `imagekit lock` wrote it (imagekit.lockfile reads and writes it)."""
 
     file: Path
     text: str
@@ -243,6 +244,91 @@ class Catalog:
         """The named images plus every ancestor, each once, parents first (build order)."""
         wanted = {img.name for name in names for img in self.lineage(name)}
         return [img for img in self.images.values() if img.name in wanted]
+
+    def select(self, names: list[str], all_: bool = False) -> list[Image]:
+        """The images a command names (every one with `--all`); an unknown name is bad input."""
+        if all_:
+            return list(self.images.values())
+        if not names:
+            raise ImagekitError("name at least one image, or pass --all")
+        problems = [
+            Problem(self.file, "images", f"unknown image {n!r}", None,
+                    did_you_mean(n, self.images))
+            for n in names if n not in self.images
+        ]
+        if problems:
+            raise ImagekitError(problems)
+        return [self.images[n] for n in names]
+
+    def choose_platforms(self, given: list[str] | None) -> tuple[Platform, ...]:
+        """The platforms a command works on: those given (each one of the catalog's), else
+        all of the catalog's."""
+        if not given:
+            return self.platforms
+        chosen: list[Platform] = []
+        for value in given:
+            found = next((p for p in self.platforms if p == value), None)
+            if found is None:
+                raise ImagekitError(f"--platform: {value!r} is not among the catalog's "
+                                    f"platforms ({', '.join(self.platforms)}; "
+                                    f"{self.file.name}: platforms)")
+            chosen.append(found)
+        return tuple(dict.fromkeys(chosen))
+
+    def on(self, name: str, platform: Platform) -> str:
+        """An image as reports name it: plain on the catalog's first platform, `name [p]`
+        else."""
+        return name if platform == self.platforms[0] else f"{name} [{platform}]"
+
+    def flags(self, name: str) -> list[str]:
+        """What the image tree says of an image: type, GPU, formats, platforms, profiles."""
+        img = self.images[name]
+        flags = [img.runtime.type, "gpu" if img.runtime.gpu else "cpu", "+".join(img.formats)]
+        if len(self.platforms) > 1:
+            flags.append("+".join(arch(p) for p in img.platforms))
+        if img.profiles:
+            flags.append("profiles: " + ",".join(p.name for p in img.profiles))
+        if not img.listed:
+            flags.append("parent only")
+        return flags
+
+    def listing(self) -> list[dict[str, object]]:
+        """Every image as `imagekit list --json` gives it."""
+        return [
+            {"name": i.name, "parent": i.parent, "stack": i.stack.name,
+             "profiles": [p.name for p in i.profiles], "type": i.runtime.type,
+             "gpu": i.runtime.gpu, "formats": list(i.formats), "listed": i.listed,
+             "platforms": list(i.platforms), "ref": self.ref(i.name)}
+            for i in self.images.values()
+        ]
+
+    def describe(self, name: str) -> list[tuple[str, str]]:
+        """An image's resolved settings, everything it inherits included (`imagekit show`)."""
+        img = self.images[name]
+        rt, c = img.runtime, img.checks
+        lineage = " -> ".join(i.name for i in self.lineage(img.name))
+        extra_apt = tuple(a for p in img.profiles for a in p.layer.apt)
+        extra_pip = tuple(a for p in img.profiles for a in p.layer.pip)
+        return [
+            ("image", f"{img.name}  ({self.ref(img.name)})"),
+            ("stack", f"{img.stack.name}  ({img.stack.file})"),
+            ("lineage", f"{self.base.image} -> {lineage}"),
+            ("profiles", ", ".join(p.name for p in img.profiles) or "-"),
+            ("site profiles", ", ".join(p.name for p in self.site_profiles) or "-"),
+            ("description", img.description),
+            ("type / gpu / port", f"{rt.type} / {rt.gpu} / {rt.port}"),
+            ("user", f"{rt.user} ({rt.uid}:{rt.gid})"),
+            ("start", " ".join((*rt.entrypoint, *rt.command))),
+            ("formats / tags", f"{', '.join(img.formats)} / {', '.join(img.tags)}"),
+            ("apt", " ".join(img.stack.apt_all + extra_apt)),
+            ("pip", " ".join(img.stack.pip_all + extra_pip)),
+            ("npm", " ".join(img.stack.npm_all) or "-"),
+            ("env", " ".join(f"{k}={v}" for k, v in img.env)),
+            ("binds", ", ".join(img.binds) or "-"),
+            ("checks", f"{len(c.imports)} imports, {len(c.commands)} commands, kernels "
+                       f"{','.join(c.kernels) or '-'}, {len(c.http)} http, "
+                       f"{len(c.execute)} executions"),
+        ]
 
 
 __all__ = [

@@ -1,27 +1,23 @@
-"""Build progress: a live table on a terminal, plain prefixed log lines everywhere else."""
+"""What long steps show as they go: a build's live table on a terminal (plain prefixed log
+lines everywhere else), and a test's PASS/FAIL lines with their evidence."""
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
-from imagekit.build import Outcome
+from imagekit.build import Display, Outcome
+from imagekit.checks import CheckResult
+from imagekit.units import human_size
 
 _STEP = re.compile(r"^(#\d+ \[.*|Step \d+/\d+ : .*)")
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.2f} {unit}"
-        value /= 1000
-    return f"{size} B"
 
 
 class PlainDisplay:
@@ -98,3 +94,28 @@ def summary(outcomes: list[Outcome]) -> Table:
         table.add_row(o.image, o.status, human_size(o.size) if o.size else "-",
                       f"{o.seconds:.1f} s" if o.seconds else "-", tags)
     return table
+
+
+def build_display(console: Console, live: bool) -> Callable[[list[str]], Display]:
+    """A build's display for the images in `order`: the live table, or log lines."""
+    return lambda order: LiveDisplay(console, order) if live else PlainDisplay(console)
+
+
+class TestDisplay:
+    """`imagekit test`'s lines: each check's mark and evidence, and what is not tested."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def result(self, result: CheckResult) -> None:
+        mark = "[green]PASS[/]" if result.ok else "[red]FAIL[/]"
+        self.console.print(f"{mark} {result.image}: {escape(result.name)} ({result.seconds} s)")
+        self.console.print(f"     {escape(result.evidence)}", style="dim" if result.ok else None)
+
+    def note(self, kind: str, who: str, text: str) -> None:
+        if kind == "head":
+            self.console.print(f"{who}:", markup=False)
+        elif kind == "skip":
+            self.console.print(f"[yellow]SKIP[/] {who}: {text}")
+        else:
+            self.console.print(f"[red]FAIL[/] {who}: {escape(text)}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from imagekit.publish.catalog import PublishedCatalog
+from imagekit.published.catalog import PublishedCatalog
 from imagekit.schema import CatalogSpec, ProfileSpec, StackSpec
 
 SCHEMAS: dict[str, type[BaseModel]] = {

@@ -23,16 +23,15 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from imagekit.engine import temporary
+from imagekit.attest.signing import sif_key, sign_sif
 from imagekit.engine.client import Engine, ImageInfo
-from imagekit.errors import BuildFailed, ImagekitError
+from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.files import temporary_beside, write_atomically
 from imagekit.model import Catalog, Image, arch
-from imagekit.publish.signing import sif_key, sign_sif
 from imagekit.render.singularity import SingularityRenderer
 from imagekit.run import run
 from imagekit.schema import Platform
@@ -71,8 +70,10 @@ class SifResult:
 
 def sif_path(catalog: Catalog, image: Image, tag: str | None = None,
              platform: Platform | None = None) -> Path:
-    """dist/IMAGE_TAG.sif for amd64, dist/IMAGE_TAG_ARCH.sif for any other architecture."""
-    suffix = "" if platform in (None, "linux/amd64") else f"_{arch(platform)}"
+    """dist/IMAGE_TAG.sif for the catalog's first platform (the one `run-cmd`, `tunnel` and
+    the batch scripts name), dist/IMAGE_TAG_ARCH.sif for any other."""
+    plain = platform is None or platform == catalog.platforms[0]
+    suffix = "" if platform is None or plain else f"_{arch(platform)}"
     return catalog.dist / f"{image.name}_{tag or image.tags[0]}{suffix}.sif"
 
 
@@ -105,11 +106,9 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     # A new signing key signs again; the key itself reaches no file, only a digest of it.
     signer = hashlib.sha256(signing_key.read_bytes()).hexdigest() if signing_key else ""
     recipe = hashlib.sha256(f"{deffile}\0{how}\0{SBOM_OBJECT}\0{signer}".encode()).hexdigest()
-    previous = read_sidecar(out) if not force and out.is_file() else None
-    if (previous is not None and previous.get("image_id") == info.id
-            and previous.get("recipe") == recipe and previous.get("size") == out.stat().st_size):
-        previous["status"] = "cached"
-        return SifResult(**previous)
+    previous = None if force else _current(out, info.id, recipe)
+    if previous is not None:
+        return previous
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # One name per conversion: two of the same image at once never write the same file.
@@ -152,6 +151,22 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     finally:
         partial.unlink(missing_ok=True)
     return result
+
+
+_RECORD_KEYS = frozenset(f.name for f in fields(SifResult))
+_RECORD_NEEDS = frozenset(f.name for f in fields(SifResult) if f.default is MISSING)
+
+
+def _current(out: Path, image_id: str, recipe: str) -> SifResult | None:
+    """The SIF already at `out`, when its record says it was made from this image by this
+    recipe (and its size still matches); None: make it."""
+    previous = read_sidecar(out) if out.is_file() else None
+    if previous is None or not _RECORD_NEEDS <= set(previous) <= _RECORD_KEYS:
+        return None  # none, or another imagekit's record (a key this one does not know)
+    if (previous.get("image_id") != image_id or previous.get("recipe") != recipe
+            or previous.get("size") != out.stat().st_size):
+        return None
+    return SifResult(**{**previous, "status": "cached"})
 
 
 def read_sidecar(sif: Path) -> dict[str, Any] | None:
@@ -207,24 +222,26 @@ def _workdir() -> str | None:
 
 def export(engine: Engine, image_id: str, rootfs: Path) -> None:
     """The image's filesystem, as `docker export` gives it, unpacked into `rootfs`."""
-    container = engine.client.containers.create(image_id, command=["/bin/true"],
-                                                entrypoint=[], labels=temporary.labels())
-    try:
+    # tar's warnings go to a file, not a pipe nobody reads while the export is written:
+    # more than a pipe's worth would block tar, and then the export, for ever.
+    with engine.export(image_id) as chunks, tempfile.TemporaryFile() as warnings:
         # Owners as the image has them (as root, or in rootless Podman's user namespace).
         tar = subprocess.Popen(engine.as_root(["tar", "-x", "-p", "--numeric-owner", "-C",
                                                str(rootfs)]),
-                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdin=subprocess.PIPE, stderr=warnings)
         assert tar.stdin is not None
         try:
-            for chunk in container.export(chunk_size=1 << 20):
+            for chunk in chunks:
                 tar.stdin.write(chunk)
+        except BrokenPipeError:
+            pass  # tar stopped reading: its status and its words say why
         finally:
-            tar.stdin.close()
+            with contextlib.suppress(BrokenPipeError):
+                tar.stdin.close()
         if tar.wait() != 0:
-            stderr = tar.stderr.read().decode(errors="replace") if tar.stderr else ""
-            raise BuildFailed(f"unpacking the export of {image_id} failed: {stderr[-500:]}")
-    finally:
-        container.remove(force=True)
+            warnings.seek(0)
+            said = warnings.read().decode(errors="replace").strip()
+            raise BuildFailed(f"unpacking the export of {image_id} failed: {said[-500:]}")
     with contextlib.suppress(FileNotFoundError):
         (rootfs / ".dockerenv").unlink()
 
@@ -348,8 +365,8 @@ def assemble(out: Path, deffile: Path, labels_json: Path, config_json: Path, squ
 
 def image_sbom(catalog: Catalog, engine: Engine, image: Image, info: ImageInfo) -> str:
     """The image's SBOM, from the packages read out of the image itself."""
-    from imagekit.publish.packages import read_packages
-    from imagekit.publish.sbom import make_sbom
+    from imagekit.attest.packages import read_packages
+    from imagekit.attest.sbom import make_sbom
 
     packages = read_packages(engine, info.id, image.runtime.venv)
     return make_sbom(image.name, info.id, catalog.repository(image.name), packages,
@@ -360,7 +377,7 @@ def image_sbom(catalog: Catalog, engine: Engine, image: Image, info: ImageInfo) 
 def add_sbom(sif: Path, sbom: str) -> None:
     """The SBOM as the SIF's own SBOM object (SIF data type 9, CycloneDX JSON), in the
     image's object group, which `apptainer sign` signs with the rest."""
-    from imagekit.publish.sbom import SIF_FORMAT
+    from imagekit.attest.sbom import SIF_FORMAT
 
     with tempfile.TemporaryDirectory(prefix="imagekit-sbom-") as tmp:
         path = Path(tmp) / SBOM_OBJECT
@@ -420,3 +437,24 @@ def parse_list(listing: str) -> list[SifObject]:
         start, _, end = cells[3].partition("-")
         objects.append(SifObject(int(cells[0]), cells[1], cells[4], int(start), int(end)))
     return objects
+
+
+def inspect_file(path: Path) -> dict[str, Any]:
+    """`imagekit inspect`: a SIF's header, objects, labels and definition; anything that is
+    not a readable SIF is bad input."""
+    if not path.is_file():
+        raise ImagekitError(Problem(path, "", "no such SIF file"))
+    try:
+        return inspect(path)
+    except BuildFailed as exc:
+        reason = str(exc).splitlines()[0].partition(": ")[2].rstrip(":") or "unreadable"
+        raise ImagekitError(Problem(path, "", f"not a SIF image ({reason})")) from None
+
+
+OBJECT_COLUMNS = ("id", "group", "type", "start", "end", "size")
+
+
+def object_rows(info: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The objects `inspect` found, a row each as `imagekit inspect` tabulates them."""
+    return [(str(o["id"]), o["group"], o["kind"], str(o["start"]), str(o["end"]),
+             str(o["end"] - o["start"])) for o in info["objects"]]

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import docker.errors
 import requests
 
 from imagekit.checks import CheckFailed
-from imagekit.engine import temporary
 from imagekit.engine.client import Engine
+from imagekit.engine.container import Container, Healthcheck, VolumeMount
+from imagekit.engine.errors import EngineError
 
 LABEL = "io.imagekit.check"
 
@@ -22,7 +22,7 @@ LABEL = "io.imagekit.check"
 @dataclass
 class Running:
     engine: Engine
-    container: Any
+    container: Container
     port: int
     token: str
 
@@ -31,11 +31,10 @@ class Running:
         return f"http://127.0.0.1:{self.port}"
 
     def logs(self) -> str:
-        data: bytes = self.container.logs(stdout=True, stderr=True)
-        return data.decode(errors="replace")
+        return self.container.logs()
 
     def exec(self, command: str, user: str | None = None) -> tuple[int, str]:
-        return self.engine.exec(self.container, command, user or "")
+        return self.container.exec(command, user or "")
 
     def wait_http(self, path: str, timeout: float = 90, accept: tuple[int, ...] = (200,),
                   **kwargs: Any) -> tuple[requests.Response, float]:
@@ -43,9 +42,9 @@ class Running:
         started = time.monotonic()
         last = "no answer"
         while time.monotonic() - started < timeout:
-            self.container.reload()
-            if self.container.status in ("exited", "dead"):
-                raise CheckFailed(f"container exited ({self.container.attrs['State']['ExitCode']})"
+            state = self.container.state()
+            if state.status in ("exited", "dead"):
+                raise CheckFailed(f"container exited ({state.exit_code})"
                                   f"; last log lines:\n{_tail(self.logs())}")
             try:
                 response = requests.get(self.base + path, timeout=5, **kwargs)
@@ -64,21 +63,22 @@ def _tail(text: str, lines: int = 15) -> str:
 
 @contextlib.contextmanager
 def started(engine: Engine, ref: str, *, port: int = 8888, env: dict[str, str] | None = None,
-            token: str | None = None, **options: Any) -> Iterator[Running]:
+            token: str | None = None, command: list[str] | None = None,
+            user: str | None = None, volumes: tuple[VolumeMount, ...] = (),
+            read_only: bool = False, tmpfs: dict[str, str] | None = None,
+            healthcheck: Healthcheck | None = None) -> Iterator[Running]:
     """Run the image detached with its port on 127.0.0.1; remove it whatever happens."""
     token = token if token is not None else secrets.token_hex(16)
     environment = dict(env or {})
     if token:
         environment.setdefault("JUPYTER_TOKEN", token)
-    container = engine.client.containers.run(
-        ref, detach=True, environment=environment, ports={f"{port}/tcp": ("127.0.0.1", None)},
-        labels=temporary.labels(**{LABEL: "1"}), **options,
+    container = engine.start(
+        ref, command, environment=environment, publish=port, labels={LABEL: "1"}, user=user,
+        volumes=volumes, read_only=read_only, tmpfs=tmpfs, healthcheck=healthcheck,
     )
     try:
-        container.reload()
-        host_port = int(container.ports[f"{port}/tcp"][0]["HostPort"])
-        yield Running(engine, container, host_port, token)
+        yield Running(engine, container, container.host_port(port), token)
     finally:
-        with contextlib.suppress(docker.errors.DockerException):
-            container.remove(force=True, v=True)
+        with contextlib.suppress(EngineError):
+            container.remove(volumes=True)
 

@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import docker.errors
 import requests
 
 from imagekit.checks import CheckFailed, CheckResult
 from imagekit.checks.container import LABEL, Running, started
 from imagekit.checks.kernel import execute
-from imagekit.engine import temporary
 from imagekit.engine.client import Engine
+from imagekit.engine.container import Health, Healthcheck, VolumeMount
+from imagekit.engine.errors import EngineError
 from imagekit.model import Image
 
 PREFIX = "/notebook/ns/name"
@@ -38,10 +38,6 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
     latencies: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def client(self) -> Any:
-        return self.engine.client
 
     @property
     def port(self) -> int:
@@ -174,8 +170,7 @@ def jupyterhub_singleuser(t: Target) -> None:
                 if "jupyterhub-singleuser" in process and "127.0.0.1:9" in logs:
                     line = next(x for x in logs.splitlines() if "127.0.0.1:9" in x)
                     return f"jupyterhub-singleuser runs; log: {line.strip()[:160]}"
-                server.container.reload()
-                if server.container.status == "exited" and "127.0.0.1:9" in logs:
+                if server.container.state().status == "exited" and "127.0.0.1:9" in logs:
                     line = next(x for x in logs.splitlines() if "127.0.0.1:9" in x)
                     return f"jupyterhub-singleuser tried the hub and gave up: {line[:160]}"
                 time.sleep(0.5)
@@ -187,15 +182,15 @@ def random_uid_volume(t: Target) -> None:
     """Kubernetes with a fresh PVC as home: empty, root-owned, chowned (fsGroup), random uid."""
     uid = 12345
     home = f"/home/{t.image.runtime.user}"
-    volume = t.client.volumes.create(labels=temporary.labels(**{LABEL: "1"}))
+    volume = t.engine.create_volume(labels={LABEL: "1"})
     try:
-        t.client.containers.run(t.ref, ["-c", f"chown {uid}:100 /h && chmod 0770 /h"],
-                                entrypoint=["/bin/bash"], user="0", remove=True,
-                                labels=temporary.labels(**{LABEL: "1"}),
-                                volumes={volume.name: {"bind": "/h", "mode": "rw"}})
+        t.engine.run(t.ref, ["-c", f"chown {uid}:100 /h && chmod 0770 /h"],
+                     entrypoint=["/bin/bash"], user="0", labels={LABEL: "1"},
+                     volumes=[VolumeMount(volume, "/h")])
         # nocopy semantics: a named volume would be pre-filled from the image by Docker
         # itself; a PVC is not, so the seed must come from the start script.
-        with t.run(user=f"{uid}:100", mounts=[_nocopy(volume.name, home)]) as server:
+        with t.run(user=f"{uid}:100",
+                   volumes=(VolumeMount(volume, home, nocopy=True),)) as server:
             def seeded() -> str:
                 server.wait_http(f"/api/status?token={server.token}")
                 code, listing = server.exec(
@@ -212,14 +207,8 @@ def random_uid_volume(t: Target) -> None:
             t.record(f"random uid {uid} with an empty volume as home", seeded)
     finally:
         # Interrupted mid-check, a container may still hold it: main() then removes both.
-        with contextlib.suppress(docker.errors.DockerException):
-            volume.remove(force=True)
-
-
-def _nocopy(volume: str, target: str) -> Any:
-    from docker.types import Mount
-
-    return Mount(target=target, source=volume, type="volume", no_copy=True)
+        with contextlib.suppress(EngineError):
+            t.engine.remove_volume(volume)
 
 
 def read_only_unknown_uid(t: Target) -> None:
@@ -242,22 +231,20 @@ def _kernel_42(server: Running, prefix: str) -> str:
     return "python3 kernel printed 42"
 
 
-def _fast_health() -> dict[str, int]:
+def _fast_health() -> Healthcheck:
     # The image's HEALTHCHECK command with a short interval, so the check does not wait 10 s.
-    return {"interval": 1_000_000_000, "timeout": 5_000_000_000, "retries": 3,
-            "start_period": 60_000_000_000}
+    return Healthcheck(interval=1, timeout=5, retries=3, start_period=60)
 
 
 def _healthy(server: Running, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
-    state: dict[str, Any] = {}
+    state = Health(None)
     while time.monotonic() < deadline:
-        state = server.engine.health(server.container)
-        if state.get("Status") == "healthy":
+        state = server.container.health()
+        if state.status == "healthy":
             return f"{server.engine.name} reports healthy"
         time.sleep(0.5)
-    log = (state.get("Log") or [{}])[-1].get("Output", "")
-    raise CheckFailed(f"health {state.get('Status')!r}: {log}")
+    raise CheckFailed(f"health {state.status!r}: {state.output}")
 
 
 # --- editors served as the main app (code-server, RStudio) ------------------------------

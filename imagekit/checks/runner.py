@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
-from imagekit.checks import CheckResult
+from imagekit.checks import CheckResult, record
 from imagekit.checks.contract import CONTRACTS, Target
 from imagekit.checks.static import run_static
 from imagekit.engine.client import Engine
-from imagekit.engine.emulation import environment
+from imagekit.engine.emulation import environment, unable
 from imagekit.errors import ImagekitError
 from imagekit.model import Catalog, Image
 from imagekit.schema import Platform
@@ -41,3 +42,63 @@ def test_image(engine: Engine, catalog: Catalog, image: Image,
         contract(target)
         flush()
     return target
+
+
+@dataclass
+class TestReport:
+    """What `imagekit test` found: each check's result, the contract's latencies, and the
+    images not built here or not runnable here."""
+
+    results: list[CheckResult] = field(default_factory=list)
+    latencies: dict[str, dict[str, float]] = field(default_factory=dict)
+    not_built: list[str] = field(default_factory=list)
+    not_tested: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if not r.ok]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"results": [asdict(r) for r in self.results], "latencies": self.latencies,
+                "not_built": self.not_built, "not_tested": self.not_tested}
+
+    def summary(self) -> str:
+        return (f"{len(self.results) - len(self.failed)} passed, {len(self.failed)} failed"
+                + (f", {len(self.not_built)} images not built" if self.not_built else "")
+                + (f", {len(self.not_tested)} not tested (no emulation)"
+                   if self.not_tested else ""))
+
+
+Note = Callable[[str, str, str], None]  # kind (skip, fail, head), image, text
+
+
+def test_images(engine: Engine, catalog: Catalog, images: list[Image],
+                platforms: tuple[Platform, ...], on_result: Callable[[CheckResult], None],
+                note: Note, only_built: bool = False) -> TestReport:
+    """The test step's door: every image on each of its platforms, its record saved.
+
+    `only_built` (`--all`) tests what is built here and reports the rest; an image that
+    cannot run here (no emulation) is never skipped quietly: it is not tested, and fails.
+    """
+    report = TestReport()
+    pairs = [(i, p) for p in platforms for i in images if p in i.platforms]
+    if only_built:
+        missing = [(i, p) for i, p in pairs
+                   if engine.image(catalog.ref(i.name, platform=p)) is None]
+        pairs = [pair for pair in pairs if pair not in missing]
+        for i, p in missing:
+            report.not_built.append(catalog.on(i.name, p))
+            note("skip", i.name, f"not built ({catalog.ref(i.name, platform=p)})")
+    for image, p in pairs:
+        why = unable(p)
+        if why is not None:
+            note("fail", f"{image.name} [{p}]", f"not tested: {why}")
+            report.not_tested.append(f"{image.name} [{p}]")
+            continue
+        if len(platforms) > 1:
+            note("head", f"{image.name} [{p}]", "")
+        target = test_image(engine, catalog, image, on_result, platform=p)
+        report.results += target.results
+        report.latencies[catalog.on(image.name, p)] = target.latencies
+        record.save(catalog, image.name, target.ref, target.results)
+    return report

@@ -11,17 +11,16 @@ import shlex
 from imagekit.checks import CheckFailed
 from imagekit.checks.container import LABEL
 from imagekit.checks.contract import Target
-from imagekit.engine import temporary
 
 
 def run_static(t: Target) -> None:
-    container = t.client.containers.run(
-        t.ref, ["-c", "sleep 3600"], entrypoint=["/bin/bash"], detach=True,
-        network_mode="none", labels=temporary.labels(**{LABEL: "1"}), environment=t.env,
+    container = t.engine.start(
+        t.ref, ["-c", "sleep 3600"], entrypoint=["/bin/bash"], network="none",
+        labels={LABEL: "1"}, environment=t.env,
     )
     try:
         def sh(command: str) -> tuple[int, str]:
-            return t.engine.exec(container, command)
+            return container.exec(command)
 
         checks = t.image.checks
         if checks.imports:
@@ -52,4 +51,4 @@ def run_static(t: Target) -> None:
                 return "registered: " + ", ".join(sorted(found))
             t.record("kernels registered", kernels)
     finally:
-        container.remove(force=True)
+        container.remove()

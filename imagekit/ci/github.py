@@ -27,7 +27,9 @@ from typing import Any
 import yaml
 
 from imagekit import __version__
-from imagekit.ci.plan import Plan, PlannedImage
+from imagekit.ci.plan import Plan, PlannedImage, make_plan
+from imagekit.files import write_atomically
+from imagekit.model import Catalog
 
 WORKFLOW = Path(".github/workflows/imagekit.yml")
 RUNNER = "ubuntu-24.04"
@@ -214,7 +216,10 @@ def workflow(plan: Plan, root: Path) -> str:
         "name": "images",
         "on": {"push": {"branches": ["main"]}, "pull_request": {}, "workflow_dispatch": {}},
         "permissions": {},
-        "concurrency": {"group": "images-${{ github.ref }}", "cancel-in-progress": True},
+        # A newer push to main queues behind a publish that is moving tags (never cancels
+        # it halfway); a pull request's older run publishes nothing and is cancelled.
+        "concurrency": {"group": "images-${{ github.ref }}",
+                        "cancel-in-progress": "${{ github.ref != 'refs/heads/main' }}"},
         "jobs": jobs,
     }
     text = yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=100,
@@ -222,3 +227,17 @@ def workflow(plan: Plan, root: Path) -> str:
     for action, release in RELEASES.items():
         text = text.replace(f"uses: {action}\n", f"uses: {action} # {release}\n")
     return HEADER.format(images=len(built), waves=len(plan.waves)) + text
+
+
+def sync(catalog: Catalog, output: Path | None, check: bool) -> tuple[Path, bool]:
+    """Write the workflow or, with `check`, compare it: (its path, whether it is current)."""
+    from imagekit.publish.shared import one_platform
+
+    one_platform(catalog, "ci github")
+    path = output if output is not None else catalog.root / WORKFLOW
+    text = workflow(make_plan(catalog), catalog.root)
+    if check:
+        return path, path.is_file() and path.read_text() == text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, text.encode())
+    return path, True

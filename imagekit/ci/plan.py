@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from imagekit.build import tree_inputs_of, tree_tag
 from imagekit.model import Catalog, Image, Stack
@@ -70,8 +71,20 @@ class Plan:
     bootstrap: bool  # the base image is bootstrapped with debootstrap when it cannot be pulled
     changes: dict[str, list[str]] = field(default_factory=dict)  # file -> images it rebuilds
 
+    COLUMNS: ClassVar[tuple[str, ...]] = ("wave", "image", "FROM", "formats", "tree key",
+                                          "files")
+
     def image(self, name: str) -> PlannedImage:
         return next(i for i in self.images if i.name == name)
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """The plan as `imagekit plan` tabulates it, a row per image."""
+        return [(str(i.level), i.name, i.parent or i.from_, "+".join(i.formats), i.key[:12],
+                 str(len(i.sources))) for i in self.images]
+
+    def closing(self) -> str:
+        return (f"{len(self.images)} images in {len(self.waves)} waves. `--json` for each "
+                "image's key inputs and files, `--changed FILE` for what a change rebuilds.")
 
     def affected(self, paths: Iterable[str]) -> list[str]:
         """The images a change to these files rebuilds (descendants included), build order."""

@@ -63,6 +63,13 @@ def ensure_base(catalog: Catalog, engine: Engine, say: Say, refresh: bool = Fals
     return "bootstrapped"
 
 
+
+def ensure_bases(catalog: Catalog, engine: Engine, platforms: tuple[Platform, ...], say: Say,
+                 refresh: bool = False) -> list[tuple[Platform, str]]:
+    """`imagekit base`: each platform's base, and how it came to exist."""
+    return [(p, ensure_base(catalog, engine, say, refresh=refresh, platform=p))
+            for p in platforms]
+
 def staleness(catalog: Catalog, info: ImageInfo, now: dt.datetime | None = None,
               ref: str | None = None) -> str | None:
     """Why the base is too old for the catalog's `base.max_age_days`, or None."""

@@ -4,23 +4,31 @@ Both serve the Docker API (Podman through `podman system service`), so images an
 containers go through the docker SDK for both; what the engines do differently (building,
 importing a root file system, pushing, pulling, running a health check, handing an image to
 Apptainer) is a method each engine implements.
+
+Every caller outside imagekit.engine goes through Engine (and the Container handles it
+returns): none of them imports docker or touches the SDK's client (`make lint` checks it with
+import-linter's contract in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import docker
 import docker.errors
+import docker.types
 import requests
 
 from imagekit.engine import temporary
 from imagekit.engine.archive import image_archive
+from imagekit.engine.container import Container, Health, Healthcheck, VolumeMount
 from imagekit.engine.emulation import environment, foreign, native
+from imagekit.engine.errors import engine_errors
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.schema import Platform
 
@@ -73,7 +81,11 @@ class Engine:
 
     @property
     def description(self) -> str:
-        return f"docker {self.client.version().get('Version', '?')}"
+        return f"docker {self.version()}"
+
+    def version(self) -> str:
+        """The engine's version as it reports it ('?' when it does not say)."""
+        return str(self.client.version().get("Version", "?"))
 
     def close(self) -> None:
         """Let go of what connecting started (Podman's API service); Docker started nothing."""
@@ -128,21 +140,130 @@ class Engine:
                 kept.add(str(event.get("id", "")))
         return kept
 
-    def exec(self, container: Any, command: str, user: str = "") -> tuple[int, str]:
+    def exec(self, container: Container, command: str, user: str = "") -> tuple[int, str]:
         """Exit status and output (stdout and stderr) of `bash -c command` in a running
         container, as `user` (the image's own user when empty)."""
-        result = container.exec_run(["bash", "-c", command], user=user)
+        with engine_errors():
+            result = container.sdk.exec_run(["bash", "-c", command], user=user)
         return int(result.exit_code), result.output.decode(errors="replace")
 
-    def health(self, container: Any) -> dict[str, Any]:
-        """The container's health as the engine reports it (`Status`, `Log`)."""
-        container.reload()
-        state: dict[str, Any] = container.attrs["State"].get("Health") or {}
-        return state
+    def health(self, container: Container) -> Health:
+        """The container's health as the engine reports it."""
+        with engine_errors():
+            container.sdk.reload()
+            state: dict[str, Any] = container.sdk.attrs["State"].get("Health") or {}
+        status = state.get("Status")
+        log = state.get("Log") or [{}]
+        return Health(None if status is None else str(status), str(log[-1].get("Output", "")))
 
     def apptainer_source(self, ref: str, folder: Path) -> tuple[str, str]:
         """(Bootstrap, From) for an Apptainer definition that starts from the built image."""
         return "docker-daemon", ref
+
+    # -- containers and volumes ------------------------------------------------------------
+
+    def start(self, ref: str, command: list[str] | None = None, *,
+              entrypoint: list[str] | None = None, environment: dict[str, str] | None = None,
+              user: str | None = None, network: str | None = None, publish: int | None = None,
+              volumes: Sequence[VolumeMount] = (), read_only: bool = False,
+              tmpfs: dict[str, str] | None = None, healthcheck: Healthcheck | None = None,
+              labels: dict[str, str] | None = None) -> Container:
+        """Start a container of `ref` in the background: `command` (the image's CMD when
+        None) with `entrypoint` (the image's when None), as `user` (the image's when None),
+        in `network` ("none": no network; the engine's default when None), its TCP port
+        `publish` published on the host's loopback at a port the engine picks
+        (Container.host_port), `tmpfs` {path: options}, the image's HEALTHCHECK with
+        `healthcheck`'s timing. It carries this session's temporary labels (and `labels`),
+        so an interrupted run removes it; the caller removes it (Container.remove)."""
+        options = self._options(entrypoint, environment, user, network, publish, volumes,
+                                read_only, tmpfs, healthcheck, labels)
+        with engine_errors():
+            sdk = self.client.containers.run(ref, command, detach=True, **options)
+        return Container(self, sdk)
+
+    def run(self, ref: str, command: list[str] | None = None, *,
+            entrypoint: list[str] | None = None, environment: dict[str, str] | None = None,
+            user: str | None = None, network: str | None = None,
+            volumes: Sequence[VolumeMount] = (), labels: dict[str, str] | None = None) -> None:
+        """Run a container of `ref` (options as start's) to its end and remove it; EngineError
+        when it cannot start or exits with a status other than 0."""
+        options = self._options(entrypoint, environment, user, network, None, volumes,
+                                False, None, None, labels)
+        with engine_errors():
+            self.client.containers.run(ref, command, remove=True, **options)
+
+    def _options(self, entrypoint: list[str] | None, environment: dict[str, str] | None,
+                 user: str | None, network: str | None, publish: int | None,
+                 volumes: Sequence[VolumeMount], read_only: bool, tmpfs: dict[str, str] | None,
+                 healthcheck: Healthcheck | None, labels: dict[str, str] | None,
+                 ) -> dict[str, Any]:
+        """The SDK's keyword arguments for a container: only those asked for, so the engine's
+        defaults hold for the rest."""
+        options: dict[str, Any] = {}
+        if entrypoint is not None:
+            options["entrypoint"] = entrypoint
+        if environment is not None:
+            options["environment"] = environment
+        if user is not None:
+            options["user"] = user
+        if network is not None:
+            options["network_mode"] = network
+        if publish is not None:
+            options["ports"] = {f"{publish}/tcp": ("127.0.0.1", None)}
+        named = {v.volume: {"bind": v.target, "mode": "rw"} for v in volumes if not v.nocopy}
+        if named:
+            options["volumes"] = named
+        mounts = [docker.types.Mount(target=v.target, source=v.volume, type="volume",
+                                     no_copy=True) for v in volumes if v.nocopy]
+        if mounts:
+            options["mounts"] = mounts
+        if read_only:
+            options["read_only"] = True
+        if tmpfs is not None:
+            options["tmpfs"] = tmpfs
+        if healthcheck is not None:
+            second = 1_000_000_000  # the API counts in nanoseconds
+            options["healthcheck"] = {
+                "interval": round(healthcheck.interval * second),
+                "timeout": round(healthcheck.timeout * second),
+                "retries": healthcheck.retries,
+                "start_period": round(healthcheck.start_period * second),
+            }
+        options["labels"] = temporary.labels(**(labels or {}))
+        return options
+
+    def create_volume(self, labels: dict[str, str] | None = None) -> str:
+        """A new named volume carrying this session's temporary labels (and `labels`): its
+        name."""
+        with engine_errors():
+            volume = self.client.volumes.create(labels=temporary.labels(**(labels or {})))
+        return str(volume.name)
+
+    def remove_volume(self, name: str) -> None:
+        """Remove a volume, even one a container still names (EngineError if one uses it)."""
+        with engine_errors():
+            self.client.api.remove_volume(name, force=True)
+
+    @contextlib.contextmanager
+    def export(self, image: str) -> Iterator[Iterator[bytes]]:
+        """The image's file system as `docker export` gives it: a tar stream, in chunks, of a
+        container made of it (never started) for the purpose and removed afterwards."""
+        with engine_errors():
+            sdk = self.client.containers.create(image, command=["/bin/true"], entrypoint=[],
+                                                labels=temporary.labels())
+        try:
+            yield _exported(sdk)
+        finally:
+            Container(self, sdk).remove()
+
+    # -- images ----------------------------------------------------------------------------
+
+    def layer_diff_ids(self, image: str) -> list[str]:
+        """The uncompressed digests (diff IDs, `sha256:...`) of the image's layers, lowest
+        first."""
+        with engine_errors():
+            layers = self.client.api.inspect_image(image)["RootFS"]["Layers"]
+        return [str(layer) for layer in layers]
 
     def image(self, ref: str) -> ImageInfo | None:
         try:
@@ -222,3 +343,9 @@ class Engine:
             return output.decode(errors="replace")
         finally:
             container.remove(force=True)
+
+
+def _exported(sdk: Any) -> Iterator[bytes]:
+    """A container's export, asked for when first read."""
+    with engine_errors():
+        yield from sdk.export(chunk_size=1 << 20)

@@ -34,6 +34,7 @@ import docker.errors
 from imagekit.credentials import registry_auth_file
 from imagekit.engine.builders import Builder, BuildRequest, Progress, cli_args, stream
 from imagekit.engine.client import Engine
+from imagekit.engine.container import Container, Health
 from imagekit.engine.emulation import native
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.run import run, tail
@@ -141,7 +142,7 @@ class PodmanEngine(Engine):
     @property
     def description(self) -> str:
         how = "rootless" if self.rootless else "rootful"
-        return f"podman {self.client.version().get('Version', '?')} ({how})"
+        return f"podman {self.version()} ({how})"
 
     # -- what Podman does its own way ------------------------------------------------------
 
@@ -213,7 +214,7 @@ class PodmanEngine(Engine):
             run([self.cli, "pull", "--quiet", *self._registry_flags(ref, auth, Path(tmp)), ref],
                 timeout=3600)
 
-    def exec(self, container: Any, command: str, user: str = "") -> tuple[int, str]:
+    def exec(self, container: Container, command: str, user: str = "") -> tuple[int, str]:
         # Through the CLI, not the API service: Podman 4.3's service loses a short command's
         # output now and then when the machine is busy (the exec's attach comes too late) and
         # still reports exit 0 -- 3 of 300 `exec_run`s under load here, 0 of 300 `podman exec`.
@@ -221,7 +222,7 @@ class PodmanEngine(Engine):
                       "bash", "-c", command], timeout=900, check=False)
         return result.returncode, (result.stdout + result.stderr).decode(errors="replace")
 
-    def health(self, container: Any) -> dict[str, Any]:
+    def health(self, container: Container) -> Health:
         # Podman schedules HEALTHCHECK runs with systemd timers; where there is no systemd
         # (a container, a CI runner, this project's VM) nothing runs them, so run the image's
         # own check the way the timer would, then read the state it recorded.

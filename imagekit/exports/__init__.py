@@ -2,23 +2,20 @@
 
 Nothing here reads catalog.yaml, stacks or profiles: what a consumer gets is exactly what
 was published, by digest.
+
+The package owns one module per consumer (kubespawner, dockerspawner, kubeflow,
+workspacekind, setting, batchspawner, armada, kube) and their common helpers. It may import
+the published-catalog model (`imagekit.published`), `imagekit.errors` and the HPC job
+helpers (`imagekit.hpc`), never `imagekit.publish`: publishing calls the exports, not the
+other way round.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from imagekit.exports.common import Exporter, ExportFile
+from imagekit.published.catalog import PublishedCatalog
 
-from imagekit.publish.catalog import PublishedCatalog
-
-
-@dataclass(frozen=True)
-class ExportFile:
-    name: str  # file name under dist/exports/
-    text: str
-
-
-Exporter = Callable[[PublishedCatalog], list[ExportFile]]
+__all__ = ["ExportFile", "Exporter", "export_all", "exporters"]
 
 
 def exporters() -> dict[str, Exporter]:

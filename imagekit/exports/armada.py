@@ -15,9 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagekit.exports import ExportFile
-from imagekit.exports.common import GPU_RESOURCE, container_resources, dns_label, yaml_text
-from imagekit.publish.catalog import PublishedCatalog, PublishedImage
+from imagekit.exports.common import (
+    GPU_RESOURCE,
+    ExportFile,
+    container_resources,
+    dns_label,
+    yaml_text,
+)
+from imagekit.published.catalog import PublishedCatalog, PublishedImage
 
 QUEUE = "notebooks"
 JOB_SET = "imagekit-notebooks"

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from imagekit.exports import ExportFile
 from imagekit.exports.common import (
+    ExportFile,
     header,
     jupyter_default_first,
     label,
@@ -37,7 +37,7 @@ from imagekit.hpc import (
     login_spawner_lines,
     ssh_lines,
 )
-from imagekit.publish.catalog import PublishedCatalog, PublishedImage
+from imagekit.published.catalog import PublishedCatalog, PublishedImage
 
 RUNTIME = "apptainer"
 SPAWNER = "batchspawner.SlurmSpawner"

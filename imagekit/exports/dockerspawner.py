@@ -19,9 +19,8 @@ broken pull again).
 
 from __future__ import annotations
 
-from imagekit.exports import ExportFile
-from imagekit.exports.common import header, jupyter_default_first, label, python_literal
-from imagekit.publish.catalog import PublishedCatalog, PublishedImage
+from imagekit.exports.common import ExportFile, header, jupyter_default_first, label, python_literal
+from imagekit.published.catalog import PublishedCatalog, PublishedImage
 
 
 def export(catalog: PublishedCatalog) -> list[ExportFile]:

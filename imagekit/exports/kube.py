@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagekit.exports import ExportFile
-from imagekit.exports.common import container_resources, dns_label, yaml_text
-from imagekit.publish.catalog import PublishedCatalog, PublishedImage
+from imagekit.exports.common import ExportFile, container_resources, dns_label, yaml_text
+from imagekit.published.catalog import PublishedCatalog, PublishedImage
 
 NAMESPACE = "default"
 HOME_SIZE = "10Gi"

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from imagekit.exports import ExportFile
 from imagekit.exports.common import (
     GPU_RESOURCE,
+    ExportFile,
     by_type,
     cpu_decimal,
     default_image,
     memory_gibibytes,
     yaml_text,
 )
-from imagekit.publish.catalog import NotebookType, PublishedCatalog, PublishedImage
+from imagekit.published.catalog import NotebookType, PublishedCatalog, PublishedImage
 
 # The form's three image groups: Jupyter-like (served under NB_PREFIX), VSCode-like
 # (`imageGroupOne`, Istio rewrites the prefix to "/"), RStudio-like (`imageGroupTwo`, also

@@ -18,15 +18,15 @@ from typing import Any
 
 import yaml
 
-from imagekit.exports import ExportFile
 from imagekit.exports.common import (
+    ExportFile,
     byte_specification,
     cpu_cores,
     header,
     label,
     python_literal,
 )
-from imagekit.publish.catalog import NotebookType, PublishedCatalog, PublishedImage
+from imagekit.published.catalog import NotebookType, PublishedCatalog, PublishedImage
 
 # Under JupyterHub the editors are reached through jupyter-server-proxy beneath the
 # user's prefix (jupyter-vscode-proxy, jupyter-rsession-proxy), not served at "/".

@@ -19,9 +19,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from imagekit.exports import ExportFile
-from imagekit.exports.common import by_type, default_image, yaml_text
-from imagekit.publish.catalog import PublishedCatalog
+from imagekit.exports.common import ExportFile, by_type, default_image, yaml_text
+from imagekit.published.catalog import PublishedCatalog
 
 NAME = "default-notebook-images"  # the Setting both platforms' code reads
 # Keep the JSON string on one line, as in the seed, instead of folded at 100 columns.

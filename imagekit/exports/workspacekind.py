@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from imagekit.exports import ExportFile
 from imagekit.exports.common import (
     GPU_RESOURCE,
+    ExportFile,
     by_type,
     container_resources,
     cpu_decimal,
@@ -28,7 +28,7 @@ from imagekit.exports.common import (
     memory_gibibytes,
     yaml_text,
 )
-from imagekit.publish.catalog import NotebookType, PublishedCatalog, PublishedImage, Resources
+from imagekit.published.catalog import NotebookType, PublishedCatalog, PublishedImage, Resources
 
 API_VERSION = "kubeflow.org/v1beta1"
 DIGEST_CHARS = 12

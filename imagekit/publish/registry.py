@@ -13,6 +13,8 @@ from IMAGEKIT_REGISTRY_USERNAME / IMAGEKIT_REGISTRY_PASSWORD; they are never pri
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -21,13 +23,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import oras.auth
 import oras.provider
 import requests
 
 from imagekit.engine.client import Engine
-from imagekit.errors import BuildFailed, ImagekitError, Problem
+from imagekit.errors import BuildFailed, ImagekitError, Problem, reason
 from imagekit.model import Catalog, arch
 from imagekit.schema import Platform
 from imagekit.sif import sha256_file
@@ -42,6 +45,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+IMAGE_CONFIGS = ("application/vnd.oci.image.config.v1+json",
+                 "application/vnd.docker.container.image.v1+json")
+TAG_PAGE = 1000  # tags asked for per page; a registry may hand out fewer, then a next page
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"  # OCI 1.1's config of an artifact
 EMPTY_JSON = b"{}"
 MANIFEST_TYPES = (
@@ -54,13 +60,13 @@ USER_ENV, PASSWORD_ENV = "IMAGEKIT_REGISTRY_USERNAME", "IMAGEKIT_REGISTRY_PASSWO
 
 
 def _tls_failed(host: str, exc: Exception) -> BuildFailed:
-    return BuildFailed(f"TLS to {host} failed ({_reason(exc)}): give the site CA bundle in a "
+    return BuildFailed(f"TLS to {host} failed ({reason(exc)}): give the site CA bundle in a "
                        "site profile's ca_bundle, or name a plain-HTTP registry with "
                        "insecure_registry: true")
 
 
 def _unreachable(host: str, exc: Exception) -> BuildFailed:
-    return BuildFailed(f"registry {host} did not answer: {_reason(exc)}")
+    return BuildFailed(f"registry {host} did not answer: {reason(exc)}")
 
 
 def _login_hint(host: str) -> str:
@@ -90,11 +96,6 @@ class _Client(oras.provider.Registry):  # type: ignore[misc]
             raise BuildFailed(f"registry {self.hostname}: {method} answered "
                               f"{response.status_code} {response.reason}")
         return response
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    return text.rsplit(": ", 1)[-1][:200] if ": " in text else text[:200]
 
 
 @dataclass
@@ -205,16 +206,24 @@ class Registry:
             "sha256:" + hashlib.sha256(response.content).hexdigest())
         return digest, response.json()
 
-    def tags(self, repository: str) -> list[str]:
-        """Every tag of a repository (none when the repository does not exist)."""
-        url = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/tags/list?n=10000"
-        answer = self.client.do_request(url, "GET")
-        if answer.status_code == 404:
-            return []
-        if answer.status_code != 200:
-            raise BuildFailed(f"registry {self.host}: listing the tags of {repository} "
-                              f"answered {answer.status_code}")
-        return sorted(answer.json().get("tags") or [])
+    def tags(self, repository: str, page: int | None = None) -> list[str]:
+        """Every tag of a repository (none when the repository does not exist). Registries
+        hand tag lists out in pages (GHCR and GitLab at 100-1000, in alphabetical order, so
+        the newest history tags come last): each `Link: <...>; rel="next"` is followed."""
+        base = f"{self.scheme}://{self.host}"
+        url: str | None = f"{base}/v2/{self._path(repository)}/tags/list?n={page or TAG_PAGE}"
+        found: list[str] = []
+        while url is not None:
+            answer = self.client.do_request(url, "GET")
+            if answer.status_code == 404 and not found:
+                return []
+            if answer.status_code != 200:
+                raise BuildFailed(f"registry {self.host}: listing the tags of {repository} "
+                                  f"answered {answer.status_code}")
+            found += answer.json().get("tags") or []
+            following = answer.links.get("next", {}).get("url")
+            url = urljoin(f"{base}/", following) if following else None
+        return sorted(set(found))
 
     def delete(self, repository: str, digest: str) -> bool:
         """Delete a manifest (and so every tag naming it); False when it was not there.
@@ -234,6 +243,21 @@ class Registry:
             raise BuildFailed(f"registry {self.host}: blob {digest} of {repository} answered "
                               f"{response.status_code}")
         return bytes(response.content)
+
+    def created(self, repository: str, manifest: dict[str, Any]) -> dt.datetime | None:
+        """When what a manifest names was made: an artifact's `created` annotation, an
+        image's config `created` (its build); None for an index or an unreadable date."""
+        stamp = (manifest.get("annotations") or {}).get(CREATED)
+        config = manifest.get("config") or {}
+        if stamp is None and config.get("mediaType") in IMAGE_CONFIGS:
+            with contextlib.suppress(BuildFailed, ValueError):
+                stamp = json.loads(self.blob(repository, str(config.get("digest")))).get(
+                    "created")
+        try:
+            made = dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return made if made.tzinfo is not None else made.replace(tzinfo=dt.UTC)
 
     def has_blob(self, repository: str, digest: str) -> bool:
         response = self.client.get_blob(self.client.get_container(repository), digest,
@@ -256,7 +280,7 @@ class Registry:
         that very image, the moving tags are pointed at the same manifest through the registry
         API. A moving tag therefore never reaches the registry for any other image."""
         started = time.monotonic()
-        diff_ids = engine.client.api.inspect_image(image_id)["RootFS"]["Layers"]
+        diff_ids = engine.layer_diff_ids(image_id)
         engine.tag(image_id, f"{repository}:{immutable}")
         try:
             kept = engine.push(f"{repository}:{immutable}", self.engine_auth)

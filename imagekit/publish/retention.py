@@ -5,11 +5,14 @@ digest of an image: its entry is taken whole from the catalog that published it 
 results, packages, SIF and SBOM included), the image's tags move back to it in the registry,
 and every export follows. `imagekit prune --keep N` deletes from the registry what imagekit
 pushed (its own `id-`, `tree-` and `untested-` tags, their SIFs, SBOMs and records) that
-none of the last N published catalogs names, and the catalogs older than those N.
+none of the last N published catalogs names, and the catalogs older than those N. What is
+younger than the grace period stays whoever names it: a CI runner's push that the run's last
+job (`publish --from-registry`) has not published yet.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -17,22 +20,24 @@ from dataclasses import asdict, dataclass, field
 from imagekit.build import TREE_TAG
 from imagekit.errors import ImagekitError, Problem
 from imagekit.model import Catalog
-from imagekit.publish.catalog import PublishedCatalog, PublishedImage, parse
-from imagekit.publish.pipeline import (
+from imagekit.publish.common import (
     CATALOG_REPOSITORY,
     IMMUTABLE,
+    RECORD_LAYER_TYPE,
     UNTESTED,
     Log,
     PublishReport,
     entry_of,
     history_tags,
     previous_catalog,
-    reinstate,
+    records_repository,
 )
 from imagekit.publish.registry import CATALOG_LAYER_TYPE, Registry, referrers_tag
-from imagekit.publish.shared import RECORD_LAYER_TYPE, records_repository
+from imagekit.publish.release import reinstate
+from imagekit.published.catalog import PublishedCatalog, PublishedImage, parse
 
 OURS = (IMMUTABLE, TREE_TAG, UNTESTED)  # the tags imagekit itself gives what it pushes
+GRACE = dt.timedelta(hours=24)  # longer than a CI run from its first push to its publish
 
 
 def published_catalogs(catalog: Catalog, registry: Registry,
@@ -112,12 +117,21 @@ class PruneReport:
     deleted_catalogs: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)  # REPOSITORY@DIGEST
     kept: int = 0  # manifests imagekit pushed that a kept catalog still names
+    young: list[str] = field(default_factory=list)  # REPOSITORY@DIGEST kept for the grace
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    def summary(self, dry_run: bool) -> str:
+        verb = "would delete" if dry_run else "deleted"
+        young = (f", and {len(self.young)} younger than the grace period"
+                 if self.young else "")
+        return (f"kept {len(self.kept_catalogs)} catalogs and the {self.kept} manifests they "
+                f"name{young}; {verb} {len(self.deleted)} manifests and "
+                f"{len(self.deleted_catalogs)} older catalogs")
 
-def _named(catalogs: Iterable[PublishedCatalog]) -> set[str]:
+
+def named_digests(catalogs: Iterable[PublishedCatalog]) -> set[str]:
     """Every manifest digest these catalogs name: images (and each architecture an index
     holds), their history, SIFs, SBOMs."""
     names: set[str] = set()
@@ -134,9 +148,12 @@ def _named(catalogs: Iterable[PublishedCatalog]) -> set[str]:
     return names
 
 
-def prune(catalog: Catalog, keep: int, log: Log, *, dry_run: bool = False) -> PruneReport:
+def prune(catalog: Catalog, keep: int, log: Log, *, dry_run: bool = False,
+          grace: dt.timedelta = GRACE) -> PruneReport:
     if keep < 1:
         raise ImagekitError(Problem(None, "--keep", "keep at least the last published catalog"))
+    if grace < dt.timedelta(0):
+        raise ImagekitError(Problem(None, "--grace-hours", "a grace period is 0 or more"))
     registry = Registry(catalog)
     registry.check()
     report = PruneReport()
@@ -146,7 +163,7 @@ def prune(catalog: Catalog, keep: int, log: Log, *, dry_run: bool = False) -> Pr
         raise ImagekitError("nothing was published to this registry yet: nothing to prune")
     kept_tags, old_tags = tags[-keep:], tags[:-keep]
     catalogs = published_catalogs(catalog, registry, kept_tags)  # only the kept ones pulled
-    named = _named(catalogs)
+    named = named_digests(catalogs)
     # The catalogs' own manifests: the kept ones are named by their tags.
     kept_digests = {found[0] for t in kept_tags
                     if (found := registry.manifest(repository, t)) is not None}
@@ -158,18 +175,22 @@ def prune(catalog: Catalog, keep: int, log: Log, *, dry_run: bool = False) -> Pr
         report.deleted_catalogs.append(tag)
         if not dry_run:
             registry.delete(repository, found[0])
+    young_since = dt.datetime.now(dt.UTC) - grace
     for name in catalog.images:
         kept = _prune_repository(registry, catalog.repository(name), named, report, dry_run,
-                                 log)
-        _prune_repository(registry, catalog.sif_repository(name), named, report, dry_run, log)
+                                 log, young_since)
+        _prune_repository(registry, catalog.sif_repository(name), named, report, dry_run, log,
+                          young_since)
         _prune_records(registry, records_repository(catalog, name), kept, report, dry_run,
                        log)
     return report
 
 
 def _prune_repository(registry: Registry, repository: str, named: set[str],
-                      report: PruneReport, dry_run: bool, log: Log) -> set[str]:
-    """Delete what imagekit pushed here that nothing kept names; the digests kept."""
+                      report: PruneReport, dry_run: bool, log: Log,
+                      young_since: dt.datetime) -> set[str]:
+    """Delete what imagekit pushed here that nothing kept names and that is older than the
+    grace period; the digests kept."""
     tags = registry.tags(repository)
     # What a tag users follow (latest, a version) names stays, whatever imagekit's tags say.
     manifests = {t: found for t in tags if not t.startswith((*OURS, "sha256-"))
@@ -191,6 +212,13 @@ def _prune_repository(registry: Registry, repository: str, named: set[str],
         if digest in named or digest in followed:
             kept.add(digest)
             report.kept += 1
+            continue
+        made = registry.created(repository, found[1])
+        if made is not None and made > young_since:
+            kept.add(digest)
+            report.young.append(f"{repository}@{digest}")
+            log(f"keeping {repository}@{digest} ({tag}): made {made:%Y-%m-%d %H:%M} UTC, "
+                "within the grace period")
             continue
         _delete(registry, repository, digest, tag, report, dry_run, log)
     return kept

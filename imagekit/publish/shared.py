@@ -13,31 +13,36 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from imagekit.build import TREE_LABEL, tree_keys, tree_tag
+from imagekit.build import (
+    TREE_LABEL,
+    BuildReport,
+    Display,
+    Prepared,
+    build_images,
+    tree_keys,
+    tree_tag,
+)
 from imagekit.engine.client import Engine, ImageInfo
 from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.model import Catalog, Image
-from imagekit.publish.catalog import PublishedImage
-from imagekit.publish.pipeline import (
+from imagekit.publish.common import (
     EPOCH,
+    RECORD_CONFIG_TYPE,
+    RECORD_LAYER_TYPE,
     ImageReport,
     Log,
     PublishReport,
-    preflight,
     previous_catalog,
-    publish_one,
-    reinstate,
+    records_repository,
 )
+from imagekit.publish.pipeline import publish_one
+from imagekit.publish.preflight import preflight
 from imagekit.publish.registry import Registry
-
-RECORD_CONFIG_TYPE = "application/vnd.imagekit.record.config.v1+json"
-RECORD_LAYER_TYPE = "application/vnd.imagekit.record.v1+json"
-
-
-def records_repository(catalog: Catalog, image: str) -> str:
-    return catalog.repository(f"records/{image}")
+from imagekit.publish.release import reinstate
+from imagekit.published.catalog import PublishedImage
 
 
 class RegistryShare:
@@ -185,3 +190,10 @@ def publish_from_registry(catalog: Catalog, names: list[str] | None,
         raise ImagekitError("nothing to publish: the registry holds no image for this checkout")
     previous = previous_catalog(catalog, registry)
     return reinstate(catalog, registry, previous, found, started, log, "from the registry")
+
+
+def build_from_registry(ready: Prepared, say: Log, display: Callable[[list[str]], Display]
+                        ) -> BuildReport:
+    """`imagekit build --from-registry`, a CI runner's build: the build step, with each
+    ancestor of the named images taken from the engine or the registry, never built."""
+    return build_images(ready, say, display, RegistryShare(ready.catalog, ready.engine, say))

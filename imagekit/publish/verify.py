@@ -16,13 +16,13 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from imagekit.attest.sbom import MEDIA_TYPE as SBOM_TYPE
+from imagekit.attest.signing import verify_image
 from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.model import Catalog, arch
-from imagekit.publish.catalog import PublishedCatalog, PublishedImage
-from imagekit.publish.pipeline import IMMUTABLE, TEST_RECORD_TYPE, previous_catalog
+from imagekit.publish.common import IMMUTABLE, TEST_RECORD_TYPE, previous_catalog
 from imagekit.publish.registry import Registry
-from imagekit.publish.sbom import MEDIA_TYPE as SBOM_TYPE
-from imagekit.publish.signing import verify_image
+from imagekit.published.catalog import PublishedCatalog, PublishedImage
 
 
 @dataclass(frozen=True)

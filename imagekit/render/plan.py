@@ -8,11 +8,12 @@ packages, then files, labels last) so that the engine's layer cache stays warm.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from imagekit import __version__, lock
 from imagekit.credentials import SiteUrl, public
-from imagekit.model import Catalog, FileCopy, Image, MergedChecks, Runtime, arch
+from imagekit.model import Catalog, FileCopy, Image, Layer, MergedChecks, Runtime, arch
 from imagekit.schema import Platform
 
 CA_PATH = "/etc/imagekit/ca-bundle.crt"
@@ -127,27 +128,100 @@ def plan(catalog: Catalog, image: Image, platform: Platform | None = None) -> Re
     first platform's, which recipes/ holds)."""
     layers = image.layers
     is_root = image.parent is None
-    env: dict[str, str] = {}
-    if is_root and catalog.site.ca_bundle:
-        env.update(dict.fromkeys(CA_ENV, CA_PATH))
-    for layer in layers:
-        env.update(layer.env)
-    args: dict[str, str] = {}
-    for layer in layers:
-        args.update(layer.args)
-
-    apt_sources: tuple[str, ...] = ()
-    apt_config: tuple[str, ...] = ()
-    if is_root and catalog.site.apt_mirror:
-        suite = catalog.base.bootstrap.suite if catalog.base.bootstrap else "bookworm"
-        mirror = public(catalog.site.apt_mirror)
-        apt_sources = (f"deb {mirror} {suite} main", f"deb {mirror} {suite}-updates main")
-        if catalog.site.apt_snapshot:
-            apt_config = ('Acquire::Check-Valid-Until "false";',)
-
-    pip = _unique([p for layer in layers for p in layer.pip])
+    site = catalog.site
+    apt_sources, apt_config = _apt_sources(catalog) if is_root else ((), ())
+    content = _Content.of(layers)
+    pip = content.pip
     pins = lock.for_image(catalog, image)
-    stack = image.stack
+    return RecipePlan(
+        image=image.name,
+        from_ref=catalog.parent_ref(image, platform),
+        is_root=is_root,
+        description=image.description,
+        args=tuple(_merged(layer.args for layer in layers).items()),
+        env=tuple(_env(catalog, image).items()),
+        ca_bundle=is_root and site.ca_bundle is not None,
+        apt_sources=apt_sources,
+        apt_config=apt_config,
+        dpkg_config=_dpkg_config(() if image.profiles else image.stack.apt_exclude),
+        apt_auth=_has_credentials(site.apt_mirror),
+        apt=content.apt,
+        setup=content.setup,
+        pip=pip,
+        locked=pins is not None,
+        uv_version=dict(pins.pins).get("uv", "") if pins is not None else "",
+        uv_cache_id=_uv_cache_id(platform or catalog.platforms[0]),
+        pip_prune=image.stack.pip_prune_all,
+        wheelhouse=bool(pip) and site.find_links is not None,
+        no_index=bool(pip) and site.pip_no_index,
+        npm=content.npm,
+        npm_registry=public(site.npm_registry),
+        npm_registry_secret=_has_credentials(site.npm_registry),
+        post=content.post,
+        files=content.files,
+        mount_points=content.mount_points,
+        runtime=image.runtime,
+        checks=image.checks,
+        labels=tuple(_labels(catalog, image, platform).items()),
+        binds=image.binds,
+    )
+
+
+@dataclass(frozen=True)
+class _Content:
+    """What an image's layers add, in layer order: packages and mount points each once."""
+
+    apt: tuple[str, ...]
+    setup: tuple[Script, ...]
+    pip: tuple[str, ...]
+    npm: tuple[str, ...]
+    post: tuple[Script, ...]
+    files: tuple[FileCopy, ...]
+    mount_points: tuple[str, ...]
+
+    @classmethod
+    def of(cls, layers: tuple[Layer, ...]) -> _Content:
+        return cls(
+            apt=_unique([p for layer in layers for p in layer.apt]),
+            setup=tuple(Script("setup", layer.origin, s) for layer in layers
+                        for s in layer.setup),
+            pip=_unique([p for layer in layers for p in layer.pip]),
+            npm=_unique([p for layer in layers for p in layer.npm]),
+            post=tuple(Script("post", layer.origin, s) for layer in layers for s in layer.post),
+            files=tuple(f for layer in layers for f in layer.files),
+            mount_points=_unique([b for layer in layers for b in layer.binds]),
+        )
+
+
+def _merged(pairs: Iterable[tuple[tuple[str, str], ...]]) -> dict[str, str]:
+    """Key-value pairs of several layers, a later layer's value winning."""
+    merged: dict[str, str] = {}
+    for items in pairs:
+        merged.update(items)
+    return merged
+
+
+def _env(catalog: Catalog, image: Image) -> dict[str, str]:
+    """The recipe's ENV: the CA variables in the root image (where the site has a CA),
+    then the layers' own."""
+    ca = image.parent is None and catalog.site.ca_bundle
+    return {**(dict.fromkeys(CA_ENV, CA_PATH) if ca else {}),
+            **_merged(layer.env for layer in image.layers)}
+
+
+def _apt_sources(catalog: Catalog) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The root image's apt sources and apt configuration, when the site has a mirror."""
+    if not catalog.site.apt_mirror:
+        return (), ()
+    suite = catalog.base.bootstrap.suite if catalog.base.bootstrap else "bookworm"
+    mirror = public(catalog.site.apt_mirror)
+    sources = (f"deb {mirror} {suite} main", f"deb {mirror} {suite}-updates main")
+    config = ('Acquire::Check-Valid-Until "false";',) if catalog.site.apt_snapshot else ()
+    return sources, config
+
+
+def _labels(catalog: Catalog, image: Image, platform: Platform | None) -> dict[str, str]:
+    """OCI's labels, imagekit's, then the layers' own (which may override either)."""
     labels: dict[str, str] = {
         "org.opencontainers.image.title": image.name,
         "org.opencontainers.image.description": _first_sentence(image.description),
@@ -159,7 +233,7 @@ def plan(catalog: Catalog, image: Image, platform: Platform | None = None) -> Re
         labels["org.opencontainers.image.source"] = catalog.source
     labels.update({
         "io.imagekit.image": image.name,
-        "io.imagekit.stack": stack.name,
+        "io.imagekit.stack": image.stack.name,
         "io.imagekit.parent": image.parent or "",
         "io.imagekit.profiles": ",".join(p.name for p in image.profiles),
         "io.imagekit.type": image.runtime.type,
@@ -168,42 +242,12 @@ def plan(catalog: Catalog, image: Image, platform: Platform | None = None) -> Re
         "io.imagekit.binds": ",".join(image.binds),
         "io.imagekit.generator": f"imagekit {__version__}",
     })
-    for layer in layers:
-        labels.update(layer.labels)
+    return {**labels, **_merged(layer.labels for layer in image.layers)}
 
-    return RecipePlan(
-        image=image.name,
-        from_ref=catalog.parent_ref(image, platform),
-        is_root=is_root,
-        description=image.description,
-        args=tuple(args.items()),
-        env=tuple(env.items()),
-        ca_bundle=is_root and catalog.site.ca_bundle is not None,
-        apt_sources=apt_sources,
-        apt_config=apt_config,
-        dpkg_config=_dpkg_config(() if image.profiles else stack.apt_exclude),
-        apt_auth=_has_credentials(catalog.site.apt_mirror),
-        apt=_unique([p for layer in layers for p in layer.apt]),
-        setup=tuple(Script("setup", layer.origin, s) for layer in layers for s in layer.setup),
-        pip=pip,
-        locked=pins is not None,
-        uv_version=dict(pins.pins).get("uv", "") if pins is not None else "",
-        uv_cache_id=("" if arch(platform or catalog.platforms[0]) == "amd64"
-                     else f"imagekit-uv-{arch(platform or catalog.platforms[0])}"),
-        pip_prune=stack.pip_prune_all,
-        wheelhouse=bool(pip) and catalog.site.find_links is not None,
-        no_index=bool(pip) and catalog.site.pip_no_index,
-        npm=_unique([p for layer in layers for p in layer.npm]),
-        npm_registry=public(catalog.site.npm_registry),
-        npm_registry_secret=_has_credentials(catalog.site.npm_registry),
-        post=tuple(Script("post", layer.origin, s) for layer in layers for s in layer.post),
-        files=tuple(f for layer in layers for f in layer.files),
-        mount_points=_unique([b for layer in layers for b in layer.binds]),
-        runtime=image.runtime,
-        checks=image.checks,
-        labels=tuple(labels.items()),
-        binds=image.binds,
-    )
+
+def _uv_cache_id(platform: Platform) -> str:
+    # The BuildKit cache of uv's binary is one per architecture (see RecipePlan.uv_cache_id).
+    return "" if arch(platform) == "amd64" else f"imagekit-uv-{arch(platform)}"
 
 
 def _has_credentials(url: str | None) -> bool:

@@ -12,8 +12,8 @@ import jinja2
 
 from imagekit import hpc
 from imagekit.errors import BuildFailed
-from imagekit.progress import human_size
-from imagekit.publish.catalog import PublishedCatalog, PublishedImage
+from imagekit.published.catalog import PublishedCatalog, PublishedImage
+from imagekit.units import human_size
 
 TEMPLATES = Path(__file__).parent / "templates"
 TYPE_NAMES = {"jupyter": "JupyterLab", "code-server": "VS Code (code-server)",

@@ -17,8 +17,8 @@ import pytest
 
 from imagekit.engine.client import Engine
 from imagekit.model import arch
-from imagekit.publish.catalog import PublishedImage, read
 from imagekit.publish.registry import Registry
+from imagekit.published.catalog import PublishedImage, read
 from imagekit.resolve import load_catalog
 from imagekit.sif import parse_list
 from tests.integration import apptainer as ap

@@ -7,6 +7,7 @@ reachable registries) is not built here: see the README.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +49,12 @@ def test_r_kernel_runs_tidyverse(build: Callable[..., Any],
 
 def test_vscode_at_root_and_behind_jupyter(build: Callable[..., Any],
                                            smoke: Callable[[str], dict[str, Any]]) -> None:
-    build("vscode")
+    outcomes = build("vscode")
+    # Its tagger reads the version, not the log line code-server's first run prints first.
+    tags = [t.rpartition(":")[2] for o in outcomes if o["image"] == "vscode" for t in o["tags"]]
+    versions = [t for t in tags if t.startswith("code-server-")]
+    assert len(versions) == 1 and re.fullmatch(r"code-server-[0-9]+(\.[0-9]+)+", versions[0]), \
+        tags
     names = {r["name"] for r in smoke("vscode")["results"] if r["ok"]}
     assert "kubeflow: code-server at / on 8888" in names
     assert "jupyter-server-proxy serves /vscode/" in names

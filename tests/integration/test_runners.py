@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from imagekit.publish.catalog import PublishedCatalog, read
+from imagekit.published.catalog import PublishedCatalog, read
 from tests.integration import background, suite
 from tests.integration.conftest import imagekit
 from tests.integration.registry import LocalRegistry, fresh_registry

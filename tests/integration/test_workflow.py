@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from imagekit.ci.github import CHECKOUT, SETUP_PYTHON
-from imagekit.publish.catalog import PublishedCatalog, parse
+from imagekit.published.catalog import PublishedCatalog, parse
 from tests.integration import background, suite
 from tests.integration.registry import LocalRegistry, fresh_registry
 from tests.integration.runners import Runner, mirror_base

@@ -1,8 +1,10 @@
 """In-memory stand-ins for imagekit's own engine and builder interfaces.
 
 They implement only what build.py asks of an engine (look an image up, tag it, run a
-command in it) and of a builder (turn a request into an image ID), so the planning logic
-can be tested without a container engine. The real ones are tested in tests/integration.
+command in it, say its version) and of a builder (turn a request into an image ID), so the
+planning logic can be tested without a container engine; the rest of the Engine interface
+(containers, volumes, exports) is test_engine_interface.py's, on a stub of the SDK's client.
+The real ones are tested in tests/integration.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class FakeEngine(Engine):
         for ref in refs:
             self.refs[ref] = image_id
 
+    def version(self) -> str:
+        return "fake"
+
     def image(self, ref: str) -> ImageInfo | None:
         image_id = self.refs.get(ref, ref)
         info = self.by_id.get(image_id)
@@ -58,7 +63,7 @@ class FakeEngine(Engine):
         return False
 
     def output_of(self, ref: str, command: str, timeout: int = 120) -> str:
-        if "@@imagekit-section" in command:  # the package manifest (publish/packages.py)
+        if "@@imagekit-section" in command:  # the package manifest (attest/packages.py)
             return ("@@imagekit-section debian\nbash\t5.2.15-2+b7\n"
                     '@@imagekit-section pip\n{"jupyterlab": "4.6.6"}\n')
         return self.outputs.get(command, "1.0.0\n")

@@ -44,6 +44,9 @@ CASES: list[Edit] = [
      ["validate"], [C, "profiles[0]", "did you mean slurm-host?"]),
     ("catalog-profile-needs-name", C, "  - stack: r\n", "  - {stack: r, profiles: [kubeflow]}\n",
      ["validate"], [C, "name", "needs a name of its own"]),
+    # A name of its own and no profiles: once accepted, then missing from every build.
+    ("catalog-name-without-profiles", C, "  - stack: r\n", "  - {name: r-lite, stack: r}\n",
+     ["validate"], [C, "images[", ".name", "'r-lite' has no profiles"]),
     ("catalog-duplicate-image", C, "  - stack: r\n", "  - stack: r\n  - stack: r\n",
      ["validate"], [C, "duplicate image name"]),
     ("catalog-format", C, "formats: [docker, sif]\n  - name: scipy-hpc",

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import docker.errors
 import pytest
+import requests
 
 from imagekit.build import (
     CACHE_LABEL,
     Outcome,
     build_args,
     dry_run,
+    looks_like_version,
     run_builds,
     sanitize_tag,
     secrets,
 )
+from imagekit.engine.builders import BuildRequest, Progress
 from imagekit.model import Catalog
 from imagekit.schema import Proxy
 from tests.unit.fakes import (
@@ -159,6 +163,36 @@ def test_children_of_a_failed_parent_are_skipped_and_others_go_on(cat: Catalog) 
     assert ("scipy-hpc", "skipped") in seen and ("scipy-hpc", "building") not in seen
 
 
+class EngineFailing(FakeBuilder):
+    """A builder whose engine answers one image's build with an error of its own (the SDK's,
+    or the HTTP library's under it), not imagekit's."""
+
+    def __init__(self, engine: FakeEngine, error: Exception, image: str) -> None:
+        super().__init__(engine)
+        self.error, self.image = error, image
+
+    def build(self, request: BuildRequest, progress: Progress) -> str:
+        if request.name == self.image:
+            raise self.error
+        return super().build(request, progress)
+
+
+@pytest.mark.parametrize("error", [
+    docker.errors.APIError("500 Server Error for http+docker://localhost/v1.41/build: "
+                           "Internal Server Error (\"failed to mount overlay\")"),
+    requests.ConnectionError("('Connection aborted.', RemoteDisconnected('Remote end "
+                             "closed connection without response'))"),
+])
+def test_an_engines_own_error_fails_that_image_and_the_others_go_on(
+        cat: Catalog, error: Exception) -> None:
+    engine = engine_with_base(cat)
+    outcomes = build_all(cat, engine, EngineFailing(engine, error, "scipy"), ["scipy", "r"])
+    assert outcomes["scipy"].status == "failed" and outcomes["r"].status == "built"
+    said = outcomes["scipy"].error
+    assert said and len(said.splitlines()) == 1, said
+    assert cat.ref("scipy") not in engine.refs
+
+
 def test_a_failed_rebuild_moves_no_tag(cat: Catalog) -> None:
     engine = engine_with_base(cat)
     before = build_all(cat, engine, FakeBuilder(engine), ["scipy"])["scipy"].image_id
@@ -181,6 +215,35 @@ def test_a_version_tag_that_prints_nothing_fails_the_build(cat: Catalog) -> None
     outcome = build_all(cat, engine, FakeBuilder(engine), ["base"])["base"]
     assert outcome.status == "failed"
     assert "version tag lab" in outcome.error and "printed nothing" in outcome.error
+
+
+def test_a_version_tag_that_is_not_a_version_fails_the_build_and_moves_no_tag(
+        cat: Catalog) -> None:
+    """A tagger whose first line is a log line (code-server's on its first run) would give a
+    new tag at every build: the build fails, naming the stack file and the tagger."""
+    engine = engine_with_base(cat)
+    before = build_all(cat, engine, FakeBuilder(engine), ["base"])["base"].image_id
+    engine.outputs["jupyter lab --version"] = (
+        "[2026-12-05T03:40:54.806Z] info  Wrote default config file\n4.3.5\n")
+    outcome = build_all(cat, engine, FakeBuilder(engine), ["base"], force=True)["base"]
+    assert outcome.status == "failed"
+    assert "base.yaml: version_tags[1] (lab)" in outcome.error
+    assert "is not a version" in outcome.error
+    assert engine.refs[cat.ref("base")] == before
+    assert not [ref for ref in engine.refs if "2026-12-05T03" in ref]
+
+
+@pytest.mark.parametrize("printed", ["3.11.2", "4.3.5", "2.9.1", "13.2", "v1.2.0",
+                                     "2.1.0rc1", "4.96.4", "1.0.0-beta.2"])
+def test_versions_are_versions(printed: str) -> None:
+    assert looks_like_version(printed)
+
+
+@pytest.mark.parametrize("printed", ["[2026-12-05T03:40:54.806Z]", "info", "",
+                                     "4.96.4 abc with Code 1.96.4", "2026-12-05T03:40:54Z",
+                                     "x" * 65])
+def test_log_lines_are_not_versions(printed: str) -> None:
+    assert not looks_like_version(printed)
 
 
 # --- what a build is given -----------------------------------------------------------------

@@ -8,6 +8,7 @@ and read as a graph: every `needs:` names a job that exists and follows the stac
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -183,6 +184,27 @@ def test_every_need_names_a_job_and_follows_the_tree(cli: Cli) -> None:
                 assert step["if"].endswith("&& env.IMAGEKIT_SIGNS == 'true'")
                 assert job["env"]["IMAGEKIT_SIGNS"] == \
                     "${{ secrets.IMAGEKIT_COSIGN_KEY != '' }}"
+
+
+def _evaluate(value: object, context: dict[str, str]) -> bool:
+    """A workflow boolean as GitHub evaluates it, for the forms this workflow uses: a
+    literal, or `${{ NAME == 'TEXT' }}` and `!=`."""
+    if isinstance(value, bool):
+        return value
+    found = re.fullmatch(r"\$\{\{\s*([\w.]+)\s*(==|!=)\s*'([^']*)'\s*\}\}", str(value))
+    assert found is not None, f"not an expression this test reads: {value!r}"
+    equal = context[found[1]] == found[3]
+    return equal if found[2] == "==" else not equal
+
+
+def test_a_publish_on_main_is_queued_never_cancelled() -> None:
+    """A newer push to main waits for the publish that is moving tags; a pull request's
+    older run is cancelled, since it publishes nothing."""
+    concurrency = yaml.safe_load(WORKFLOW.read_text())["concurrency"]
+    assert "${{ github.ref }}" in concurrency["group"]
+    cancels = concurrency["cancel-in-progress"]
+    assert not _evaluate(cancels, {"github.ref": "refs/heads/main"})
+    assert _evaluate(cancels, {"github.ref": "refs/pull/7/merge"})
 
 
 def test_the_workflow_is_valid_for_github(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import yaml
 from kubernetes_validate.utils import latest_version  # type: ignore[import-untyped]
 
 from imagekit.exports import armada
-from imagekit.publish.catalog import PublishedCatalog, read
+from imagekit.published.catalog import PublishedCatalog, read
 from tests import consumers
 from tests.hub import SAMPLE
 

@@ -21,7 +21,7 @@ from traitlets.config import Config
 
 from imagekit.exports import batchspawner
 from imagekit.exports.common import slurm_cpus, slurm_memory
-from imagekit.publish.catalog import PublishedCatalog, PublishedImage, Sif, read
+from imagekit.published.catalog import PublishedCatalog, PublishedImage, Sif, read
 from tests.hub import SAMPLE, User
 
 CMD = "batchspawner-singleuser jupyterhub-singleuser"

@@ -14,7 +14,7 @@ from tornado.web import HTTPError
 from traitlets.config import Config
 
 from imagekit.exports import dockerspawner
-from imagekit.publish.catalog import PublishedCatalog, read
+from imagekit.published.catalog import PublishedCatalog, read
 from tests.hub import SAMPLE, User
 
 

@@ -14,7 +14,7 @@ import yaml
 from kubernetes_validate.utils import latest_version  # type: ignore[import-untyped]
 
 from imagekit.exports import kube
-from imagekit.publish.catalog import PublishedCatalog, read
+from imagekit.published.catalog import PublishedCatalog, read
 from tests import consumers
 from tests.hub import SAMPLE
 

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from imagekit.exports import kubeflow
-from imagekit.publish.catalog import NotebookType, PublishedCatalog, read
+from imagekit.published.catalog import NotebookType, PublishedCatalog, read
 from tests import consumers, kubeflow_backend
 from tests.hub import SAMPLE
 

@@ -17,7 +17,7 @@ from traitlets.config import Config
 
 from imagekit.exports import kubespawner
 from imagekit.exports.common import cpu_cores, memory_bytes
-from imagekit.publish.catalog import PublishedCatalog, PublishedImage, read
+from imagekit.published.catalog import PublishedCatalog, PublishedImage, read
 from tests import consumers
 from tests.hub import SAMPLE, User
 

@@ -20,7 +20,7 @@ import yaml
 
 from imagekit.exports import setting
 from imagekit.exports.common import NOTEBOOK_TYPES
-from imagekit.publish.catalog import PublishedCatalog, read
+from imagekit.published.catalog import PublishedCatalog, read
 from tests import consumers
 from tests.hub import SAMPLE
 

@@ -21,7 +21,7 @@ import yaml
 from kubernetes_validate.utils import latest_version  # type: ignore[import-untyped]
 
 from imagekit.exports import workspacekind
-from imagekit.publish.catalog import Previous, PublishedCatalog, read
+from imagekit.published.catalog import Previous, PublishedCatalog, read
 from tests import consumers
 from tests.hub import SAMPLE
 

@@ -153,3 +153,19 @@ def test_tunnel_prints_the_port_the_server_bound(catalog: Catalog, tmp_path: Pat
     assert "ssh -N -L 40001:node7:40001 alice@login1" in out
     assert "http://127.0.0.1:40001/lab?token=" in out
     assert "RAN: run --bind" in out and "--port=31337" in out
+
+
+def test_the_plain_sif_is_the_catalogs_first_platforms(catalog: Catalog) -> None:
+    """run-cmd, tunnel and the batch scripts name the SIF without a suffix: it must be the one
+    the build writes for the catalog's first platform, whichever that is."""
+    import dataclasses
+
+    from imagekit.sif import sif_path
+
+    arm_first = dataclasses.replace(catalog, platforms=("linux/arm64", "linux/amd64"))
+    image = arm_first.images["scipy"]
+    direct, _ = hpc.run_cmd(arm_first, image, ["bash"])
+    written = sif_path(arm_first, image, platform="linux/arm64")
+    assert direct.split()[-2] == str(written)
+    assert written.name == f"scipy_{image.tags[0]}.sif"
+    assert sif_path(arm_first, image, platform="linux/amd64").name.endswith("_amd64.sif")

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from imagekit import lock
+from imagekit import lock, lockfile
 from imagekit.errors import ImagekitError
-from imagekit.model import Catalog
+from imagekit.model import Catalog, Stack
 from imagekit.resolve import load_catalog
+from imagekit.schema import Proxy
 from tests.unit.fakes import with_site
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +121,7 @@ def test_anything_but_what_lock_writes_is_refused_with_its_line(
     path = tmp_path / "x.lock"
     path.write_text(text)
     with pytest.raises(ImagekitError) as info:
-        lock.parse(path)
+        lockfile.parse(path)
     (problem,) = info.value.problems
     assert problem.file == path and problem.line == line
     assert says in str(problem)
@@ -149,3 +150,77 @@ def test_an_excluded_package_is_left_out_of_every_lock_below_the_stack_that_excl
     changed = load_catalog(project / "catalog.yaml")
     assert changed.stacks["pytorch"].pip_exclude_all == ("rfc3987-syntax", "tqdm")
     assert stale(changed) == {"scipy", "pytorch", "pytorch-cuda", "pyspark"}
+
+
+def test_locking_a_parent_and_its_child_in_one_run_resolves_the_child_against_the_new_lock(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # uv stands aside: each stack "resolves" to the pins it had, which is enough to see
+    # which parent lock the child is resolved against and what the headers record.
+    seen: dict[str, str | None] = {}
+
+    def resolved(catalog: Catalog, stack: Stack, parent_lock: Path | None,
+                 previous: str | None = None) -> str:
+        seen[stack.name] = parent_lock.read_text() if parent_lock is not None else None
+        assert stack.lock is not None
+        return lockfile.pins_only(stack.lock.text)
+
+    monkeypatch.setattr(lock, "resolve", resolved)
+    path = project / "stacks/scipy.yaml"
+    path.write_text(path.read_text() + "pip_exclude: [tqdm]\n")
+    catalog = load_catalog(project / "catalog.yaml")
+    written = [(s.name, p) for s, p in lock.write(catalog, ["pytorch", "scipy"])]
+    assert written == [("scipy", project / "stacks/scipy.lock"),
+                       ("pytorch", project / "stacks/pytorch.lock")]
+    assert seen["pytorch"] == (project / "stacks/scipy.lock").read_text()
+    after = load_catalog(project / "catalog.yaml")
+    assert stale(after) == {"pytorch-cuda", "pyspark"}
+    # Without its parent in the run, a child of a stale parent is refused, naming both.
+    with pytest.raises(ImagekitError, match=r"stale: lock scipy first \(imagekit lock scipy "
+                                            r"pyspark\)"):
+        list(lock.write(catalog, ["pyspark"]))
+
+
+def test_uv_gets_the_sites_sources_credentials_in_its_environment_only(
+        catalog: Catalog, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("UV_INDEX_URL", "https://callers.example/simple")
+    monkeypatch.setenv("https_proxy", "http://callers-proxy:3128")
+    site = catalog.site.model_copy(update={
+        "pip_index_url": "https://alice:secret@pypi.example.org/simple",
+        "proxy": Proxy(https="http://site-proxy:3128"), "ca_bundle": "/etc/site-ca.pem",
+        "find_links": "/srv/wheels", "pip_no_index": True})
+    env = lock._uv_environment(site)
+    assert env["UV_INDEX_URL"] == "https://alice:secret@pypi.example.org/simple"
+    assert env["HTTPS_PROXY"] == "http://site-proxy:3128" and "https_proxy" not in env
+    assert env["SSL_CERT_FILE"] == "/etc/site-ca.pem"
+    args = lock._source_args(site, tmp_path / "base.lock")
+    assert args == ["--find-links", "/srv/wheels", "--no-index",
+                    "--constraint", str(tmp_path / "base.lock")]
+    assert not any("secret" in a for a in args)
+    assert lock._source_args(catalog.site.model_copy(update={
+        "find_links": None, "pip_no_index": False}), None) == []
+
+
+def test_the_names_given_to_lock_are_stacks_or_images_standing_for_their_stacks(
+        catalog: Catalog) -> None:
+    assert lock.stacks_to_lock(catalog, ["scipy-hpc", "pytorch"]) == ["scipy", "pytorch"]
+    assert lock.stacks_to_lock(catalog, ["nope"], all_=True) == [
+        s.name for s in lock.lockable(catalog)]
+    with pytest.raises(ImagekitError, match="name at least one stack or image, or pass --all"):
+        lock.stacks_to_lock(catalog, [])
+    with pytest.raises(ImagekitError) as info:
+        lock.stacks_to_lock(catalog, ["r", "scipyy", "scipy"])
+    assert [str(p) for p in info.value.problems] == [
+        f"{catalog.stacks['r'].file}: pip: stack r installs no pip packages of its own",
+        "NAMES: unknown stack or image 'scipyy' (did you mean scipy?)",
+    ]
+
+
+def test_a_build_names_each_stale_lock_it_would_install_from_once(project: Path) -> None:
+    path = project / "stacks/scipy.yaml"
+    path.write_text(path.read_text() + "pip_exclude: [tqdm]\n")
+    catalog = load_catalog(project / "catalog.yaml")
+    # pytorch stands on scipy: both stale, scipy's said once though two images install it.
+    problems = lock.stale_locks(catalog, ["pytorch", "scipy-hpc", "scipy"])
+    assert [p.file for p in problems] == [project / "stacks/scipy.lock",
+                                          project / "stacks/pytorch.lock"]
+    assert lock.stale_locks(catalog, ["vscode", "rstudio"]) == []

@@ -10,9 +10,9 @@ import pytest
 
 from imagekit.exports import ExportFile
 from imagekit.model import Catalog
-from imagekit.publish.catalog import PlatformImage, PublishedCatalog, PublishedImage, read
-from imagekit.publish.pipeline import compose, history, write_dist
-from imagekit.publish.retention import _named
+from imagekit.publish.release import compose, history, write_dist
+from imagekit.publish.retention import named_digests
+from imagekit.published.catalog import PlatformImage, PublishedCatalog, PublishedImage, read
 from tests.hub import SAMPLE
 
 
@@ -98,11 +98,11 @@ def test_an_index_is_checked_as_each_architectures_entry_and_retention_keeps_the
         p.digest, p.sbom and p.sbom.digest, p.sif and p.sif.digest) if d} | {
         indexed.sif.digest if indexed.sif else ""} - {""}
     assert len(members) >= 4  # scipy has a SIF
-    assert members <= _named([sample.model_copy(update={"images": [indexed]})])
+    assert members <= named_digests([sample.model_copy(update={"images": [indexed]})])
     later = indexed.model_copy(update={"digest": "sha256:" + "f" * 64, "platforms": [],
                                        "history": history(indexed, "sha256:" + "f" * 64)})
     assert later.history[0].members == indexed.members()
-    assert members <= _named([sample.model_copy(update={"images": [later]})])
+    assert members <= named_digests([sample.model_copy(update={"images": [later]})])
 
 
 def test_dist_is_replaced_whole(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import json
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from imagekit.publish.catalog import Packages
-from imagekit.publish.sbom import make_sbom
+from imagekit.attest.sbom import make_sbom
+from imagekit.published.catalog import Packages
 
 PACKAGES = Packages(
     debian={"bash": "5.2.15-2+b7", "libc6": "2.36-9+deb12u13"},

@@ -5,6 +5,7 @@ filesystem is a small folder; mksquashfs and siftool run for real when installed
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -12,6 +13,8 @@ import shutil
 import stat
 import struct
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -312,3 +315,65 @@ def test_sha256_of_a_file(tmp_path: Path) -> None:
     path.write_bytes(b"abc")
     assert sif.sha256_file(path) == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+
+@needs_siftool
+def test_a_record_with_a_key_it_does_not_know_makes_the_sif_again(
+        sif_catalog: Catalog, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record written by another imagekit (a key this one does not know) is not trusted:
+    the SIF is made again, never a TypeError traceback."""
+    monkeypatch.setattr(sif, "export", fake_export)
+    image = sif_catalog.images["scipy"]
+    first = sif.build_sif(sif_catalog, engine, image, method="native")
+    record = sif.sif_path(sif_catalog, image).with_suffix(".sif.json")
+    record.write_text(json.dumps({**first.as_dict(), "compression": "zstd"}))
+    again = sif.build_sif(sif_catalog, engine, image, method="native")
+    assert again.status == "built" and "compression" not in json.loads(record.read_text())
+    # ... and so is one that lacks a field this one needs.
+    record.write_text(json.dumps({k: v for k, v in again.as_dict().items() if k != "path"}))
+    assert sif.build_sif(sif_catalog, engine, image, method="native").status == "built"
+
+
+class Unpacking(FakeEngine):
+    """An engine whose export is `size` bytes of tar stream, unpacked by `unpacker` (a
+    stand-in for tar with tar's own ways of failing: a real program on real pipes)."""
+
+    def __init__(self, unpacker: str, size: int = 1 << 20) -> None:
+        super().__init__()
+        self.unpacker, self.size = unpacker, size
+
+    def as_root(self, argv: list[str]) -> list[str]:
+        return ["sh", "-c", self.unpacker]
+
+    @contextlib.contextmanager
+    def export(self, image: str) -> Iterator[Iterator[bytes]]:
+        yield iter([b"\0" * 65536] * (self.size // 65536))
+
+
+def _export_in_time(engine: Unpacking, root: Path) -> BaseException | None:
+    """sif.export in a thread: what it raised, or a failure if it hangs."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sif.export(engine, "sha256:x", root)
+        except BaseException as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the export and tar blocked each other"
+    return raised[0] if raised else None
+
+
+def test_tar_warning_more_than_a_pipe_holds_blocks_nothing(tmp_path: Path) -> None:
+    chatty = Unpacking("head -c 300000 /dev/zero | tr '\\0' w >&2; cat >/dev/null")
+    assert _export_in_time(chatty, tmp_path) is None
+
+
+def test_tar_stopping_early_says_why(tmp_path: Path) -> None:
+    stops = Unpacking("echo 'tar: rootfs: Cannot mkdir: Permission denied' >&2; exit 2")
+    raised = _export_in_time(stops, tmp_path)
+    assert isinstance(raised, BuildFailed), raised
+    assert "Permission denied" in str(raised) and "Broken pipe" not in str(raised)

@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from imagekit.publish.catalog import read
+from imagekit.published.catalog import read
 from tests.browser import check_site
 
 Cli = Callable[..., tuple[int, str]]

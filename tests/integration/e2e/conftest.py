@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from imagekit.publish.catalog import PublishedCatalog
+from imagekit.published.catalog import PublishedCatalog
 from tests.integration import suite
 from tests.integration.e2e import publication
 from tests.integration.registry import fresh_registry

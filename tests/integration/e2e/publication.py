@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-from imagekit.publish.catalog import PublishedCatalog, read
+from imagekit.published.catalog import PublishedCatalog, read
 from tests.integration import suite
 from tests.integration.conftest import failed, imagekit, smoke_test
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from imagekit.checks.kernel import execute
-from imagekit.publish.catalog import PublishedCatalog
+from imagekit.published.catalog import PublishedCatalog
 from tests.integration import apptainer as ap
 from tests.integration import suite
 from tests.integration.conftest import imagekit

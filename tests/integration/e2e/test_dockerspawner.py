@@ -20,7 +20,7 @@ import pytest
 
 from imagekit.checks.kernel import execute
 from imagekit.exports.common import label
-from imagekit.publish.catalog import PublishedCatalog
+from imagekit.published.catalog import PublishedCatalog
 from tests.integration.e2e.conftest import Timings, wait_for
 from tests.integration.hubs import Hub, unique_user
 from tests.integration.runners import Runner

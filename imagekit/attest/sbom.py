@@ -17,7 +17,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
 from imagekit import __version__
-from imagekit.publish.catalog import Packages
+from imagekit.published.catalog import Packages
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"  # the SBOM artifact's type in the registry
 SIF_FORMAT = "cyclonedx-json"  # the SIF SBOM object's format (siftool's name for it)

@@ -7,7 +7,7 @@ import json
 
 from imagekit.engine.client import Engine
 from imagekit.errors import BuildFailed
-from imagekit.publish.catalog import Packages
+from imagekit.published.catalog import Packages
 
 _MARK = "@@imagekit-section "
 # One throwaway container, no network; each section is optional except Debian's.
