@@ -72,10 +72,10 @@ def _user_errors() -> Iterator[None]:
         for problem in exc.problems:
             err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
         raise typer.Exit(exc.exit_code) from None
+    except SERVICE_ERRORS as exc:  # before OSError: requests' errors are OSErrors too
+        _fail(f"the engine or a registry failed: {one_line(exc)}")
     except OSError as exc:
         _fail(f"{f'{exc.filename}: ' if exc.filename else ''}{exc.strerror or exc}")
-    except SERVICE_ERRORS as exc:
-        _fail(f"the engine or a registry failed: {one_line(exc)}")
 
 
 def _fail(text: str) -> None:
