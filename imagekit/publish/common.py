@@ -16,7 +16,10 @@ from imagekit.published.catalog import PublishedCatalog, PublishedImage, parse
 
 Log = Callable[[str], None]
 CATALOG_REPOSITORY, CATALOG_TAG = "catalog", "latest"
-HISTORY = "history-"  # the tag of each catalog published, numbered
+HISTORY = "history-"  # the tag of each catalog published, then a number (release.py)
+# Annotations of the catalog's manifests: what a history tag's publication changed (image
+# names), and which history tags the catalog under `latest` includes.
+CHANGED, INCLUDES = "io.imagekit.changed", "io.imagekit.includes"
 TEST_RECORD_TYPE = "application/vnd.imagekit.test-record.v1+json"
 RECORD_CONFIG_TYPE = "application/vnd.imagekit.record.config.v1+json"
 RECORD_LAYER_TYPE = "application/vnd.imagekit.record.v1+json"
@@ -61,9 +64,7 @@ def records_repository(catalog: Catalog, image: str) -> str:
 
 def previous_catalog(catalog: Catalog, registry: Registry) -> PublishedCatalog | None:
     """The catalog the registry holds under `latest`; None: nothing was published yet."""
-    repository = catalog.repository(CATALOG_REPOSITORY)
-    data = registry.pull_artifact(repository, CATALOG_TAG, CATALOG_LAYER_TYPE)
-    return None if data is None else parse(data.decode(), f"{repository}:{CATALOG_TAG}")
+    return base_of(catalog, registry).catalog
 
 
 def entry_of(previous: PublishedCatalog | None, name: str) -> PublishedImage | None:
@@ -77,5 +78,29 @@ def entry_of(previous: PublishedCatalog | None, name: str) -> PublishedImage | N
 
 def history_tags(registry: Registry, repository: str) -> list[str]:
     """The catalog's history tags, oldest first: one per catalog ever published."""
-    return sorted(t for t in registry.tags(repository)
-                  if t.startswith(HISTORY) and t[len(HISTORY):].isdigit())
+    return sorted((t for t in registry.tags(repository)
+                   if t.startswith(HISTORY) and t[len(HISTORY):].isdigit()),
+                  key=lambda t: int(t[len(HISTORY):]))
+
+
+@dataclass(frozen=True)
+class Base:
+    """What a publication starts from: the catalog under `latest`, and the history tags
+    whose publications it includes, read from the same manifest. A history tag that is not
+    among them is a publication that landed meanwhile, whose changes the new catalog keeps."""
+    catalog: PublishedCatalog | None
+    seen: frozenset[str]
+
+
+def base_of(catalog: Catalog, registry: Registry) -> Base:
+    repository = catalog.repository(CATALOG_REPOSITORY)
+    listed = frozenset(history_tags(registry, repository))  # before `latest`: see below
+    found = registry.artifact(repository, CATALOG_TAG, CATALOG_LAYER_TYPE)
+    if found is None:
+        return Base(None, frozenset())
+    data, annotations = found
+    published = parse(data.decode(), f"{repository}:{CATALOG_TAG}")
+    if INCLUDES in annotations:
+        return Base(published, frozenset(filter(None, annotations[INCLUDES].split(","))))
+    # Written by an imagekit that did not say: what was listed just before it was read.
+    return Base(published, listed)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from imagekit.attest.packages import read_packages
+from imagekit.attest.provenance import MEDIA_TYPE as PROVENANCE_TYPE
 from imagekit.attest.sbom import MEDIA_TYPE as SBOM_TYPE
 from imagekit.attest.sbom import make_sbom
 from imagekit.attest.signing import public_key_sha256, sign_image
@@ -34,14 +35,16 @@ from imagekit.publish.common import (
     ImageReport,
     Log,
     PublishReport,
+    base_of,
     entry_of,
-    previous_catalog,
 )
 from imagekit.publish.preflight import Candidate, preflight
+from imagekit.publish.provenance import provenance_of
 from imagekit.publish.registry import SIF_CONFIG_TYPE, SIF_LAYER_TYPE, Pushed, Registry
 from imagekit.publish.release import catalog_metadata, finish, history
 from imagekit.published.catalog import (
     PlatformImage,
+    Provenance,
     PublishedImage,
     Sbom,
     Sif,
@@ -58,7 +61,8 @@ def publish(catalog: Catalog, engine: Engine, names: list[str] | None, *, skip_t
     registry = Registry(catalog)
     candidates = preflight(catalog, engine, names, skip_tests)
     registry.check()
-    previous = previous_catalog(catalog, registry)
+    base = base_of(catalog, registry)
+    previous = base.catalog
     report = PublishReport()
     entries: dict[str, PublishedImage] = {}
     for group in by_image(candidates):
@@ -71,7 +75,7 @@ def publish(catalog: Catalog, engine: Engine, names: list[str] | None, *, skip_t
                                             entry_of(previous, name), log)
         entries[name] = entry
         report.images.append(line)
-    return finish(catalog, registry, previous, entries, report, started, log)
+    return finish(catalog, registry, base, entries, report, started, log)
 
 
 def by_image(candidates: list[Candidate]) -> list[list[Candidate]]:
@@ -98,12 +102,18 @@ def _tags(catalog: Catalog, candidate: Candidate) -> tuple[str, list[str]]:
 
 def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate: Candidate,
                 before: PublishedImage | None, log: Log, *,
-                registry_tags: list[str] | None = None) -> tuple[PublishedImage, ImageReport]:
+                registry_tags: list[str] | None = None,
+                sign_manifest: bool = True) -> tuple[PublishedImage, ImageReport]:
     """Push one image and its SIF; the entry the catalog gets for it.
 
     `registry_tags`: push under the immutable tag and these (a CI runner's tree tag) instead
     of the moving tags, which `publish --from-registry` moves later; the entry still names
-    the tags the image is published under."""
+    the tags the image is published under. `sign_manifest` False: an architecture's image
+    in an index, which is signed as the index (its provenance statement is signed still).
+
+    Immutable tags first, then everything that belongs to the publication (SIF, SBOM,
+    provenance, signatures, test record), each read back; the tags people follow move last, so a
+    failure on the way leaves them where they were."""
     image, info = candidate.image, candidate.info
     packages = read_packages(engine, info.id, image.runtime.venv)
     immutable, moving = _tags(catalog, candidate)
@@ -111,14 +121,14 @@ def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate:
     pushed_tags = tags if registry_tags is None else [*registry_tags, immutable]
     log(f"[{image.name}] pushing {catalog.repository(image.name)} ({', '.join(pushed_tags)})")
     pushed = registry.push_image(engine, info.id, catalog.repository(image.name), immutable,
-                                 pushed_tags[:-1])
+                                 [])
     log(f"[{image.name}] pushed {pushed.reference} ({_mb(pushed.sent)} sent, "
         f"{pushed.seconds} s)")
     created = info.labels.get("org.opencontainers.image.created", EPOCH)
     sif: Sif | None = None
     sif_pushed: Pushed | None = None
     if candidate.sif is not None:
-        sif_pushed = registry.push_artifact(catalog.sif_repository(image.name), pushed_tags,
+        sif_pushed = registry.push_artifact(catalog.sif_repository(image.name), [immutable],
                                             candidate.sif, SIF_LAYER_TYPE, SIF_CONFIG_TYPE,
                                             created)
         sif = Sif(
@@ -146,7 +156,18 @@ def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate:
                 digest=sbom_pushed.digest, sha256=sbom_pushed.content.removeprefix("sha256:"),
                 media_type=SBOM_TYPE, path=f"sbom/{image.name}.cdx.json")
     log(f"[{image.name}] pushed its SBOM {sbom.reference} (refers to {pushed.digest[:19]}…)")
-    signature = _sign(catalog, registry, image, pushed.reference, candidate.signing_key, log)
+    statement = provenance_of(catalog, engine, candidate, pushed.repository, pushed.digest,
+                              sif.sha256 if sif else "").statement()
+    stated = registry.push_referrer(pushed.repository, pushed.digest, statement,
+                                    PROVENANCE_TYPE, f"{image.name}.intoto.json", created)
+    provenance = Provenance(reference=f"{pushed.repository}@{stated.digest}",
+                            digest=stated.digest, sha256=stated.content.removeprefix("sha256:"),
+                            signed=candidate.signing_key is not None)
+    # The statement is signed too: it is what binds the SIF to the image.
+    _sign(catalog, registry, image, provenance.reference, candidate.signing_key, log)
+    log(f"[{image.name}] pushed its provenance {provenance.reference}")
+    signature = _sign(catalog, registry, image, pushed.reference,
+                      candidate.signing_key if sign_manifest else None, log)
     tested = candidate.tested
     summary = TestSummary(status="skipped")
     if tested is not None:
@@ -157,6 +178,11 @@ def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate:
         summary = TestSummary(status="passed", passed=tested.passed, failed=tested.failed,
                               checks=tested.checks, tested_at=tested.tested_at,
                               record=kept.digest)
+    # Everything of the publication is in and read back: now the tags move, the SIF's first.
+    follow = pushed_tags[:-1]
+    if sif_pushed is not None:
+        registry.retag(sif_pushed.repository, sif_pushed.digest, follow)
+    registry.retag(pushed.repository, pushed.digest, follow)
     entry = PublishedImage(
         **catalog_metadata(catalog, image, default=False),
         repository=pushed.repository,
@@ -170,6 +196,7 @@ def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate:
         packages=packages,
         sbom=sbom,
         signature=signature,
+        provenance=provenance,
         history=history(before, pushed.digest),
     )
     line = ImageReport(image.name, pushed.reference, tags, summary.status, pushed.sent,
@@ -192,8 +219,8 @@ def publish_platforms(catalog: Catalog, engine: Engine, registry: Registry,
     pushed: list[tuple[Candidate, PublishedImage, ImageReport]] = []
     for candidate in candidates:
         log(f"[{image.name}] {candidate.platform}")
-        entry, line = publish_one(catalog, engine, registry, replace(candidate, signing_key=None),
-                                  None, log, registry_tags=[])
+        entry, line = publish_one(catalog, engine, registry, candidate, None, log,
+                                  registry_tags=[], sign_manifest=False)
         pushed.append((candidate, entry, line))
     untested = [c for c in candidates if c.tested is None]
     # One untested member makes the index untested: no moving tag, and "skipped".
@@ -229,13 +256,13 @@ def publish_platforms(catalog: Catalog, engine: Engine, registry: Registry,
                                image_id=e.image_id, tags=e.tags[-1:], size=e.size,
                                tested=e.tested,
                                sif=e.sif.model_copy(update={"tags": e.sif.tags[-1:]})
-                               if e.sif else None, sbom=e.sbom)
+                               if e.sif else None, sbom=e.sbom, provenance=e.provenance)
                  for c, e, _ in pushed]
     entry = head.model_copy(update={
         "digest": index.digest, "reference": index.reference, "tags": tags, "sif": sif,
         "signature": signature, "platforms": platforms,
         "tested": TestSummary(status="skipped") if untested else head.tested,
-        "history": history(before, index.digest)})
+        "history": history(before, index.digest), "provenance": None})
     line = ImageReport(image.name, index.reference, tags, entry.tested.status,
                        sum(ln.sent for _, _, ln in pushed) + index.sent, head.size,
                        round(time.monotonic() - started, 1), sif.reference if sif else "",

@@ -361,9 +361,12 @@ class Registry:
     # -- ORAS artifacts (SIFs, the catalog) -------------------------------------------------------
 
     def push_artifact(self, repository: str, tags: list[str], path: Path, layer_type: str,
-                      config_type: str, created: str) -> Pushed:
-        """Push one file as an ORAS artifact under every tag; blobs and manifests the registry
-        already holds are not sent again."""
+                      config_type: str, created: str,
+                      annotations: dict[str, str] | None = None) -> Pushed:
+        """Push one file as an ORAS artifact under every tag, its manifest annotated with
+        `created` and ANNOTATIONS; blobs and manifests the registry already holds are not
+        sent again."""
+        annotations = {**(annotations or {}), CREATED: created}
         started = time.monotonic()
         sha = "sha256:" + sha256_file(path)
         size = path.stat().st_size
@@ -375,7 +378,7 @@ class Registry:
             for tag in tags:
                 existing = self.manifest(repository, tag)
                 if existing is not None and _is_artifact(existing[1], sha, path.name,
-                                                         layer_type, config_type, created):
+                                                         layer_type, config_type, annotations):
                     digests.append(existing[0])  # already there: read back just now
                     continue
                 try:
@@ -383,7 +386,7 @@ class Registry:
                         target=f"{repository}:{tag}",
                         files=[f"{path}:{layer_type}"],
                         manifest_config=f"{config}:{config_type}",
-                        manifest_annotations={CREATED: created},
+                        manifest_annotations=annotations,
                         disable_path_validation=True,
                         quiet=True,
                     )
@@ -392,7 +395,7 @@ class Registry:
                                       f"{str(exc)[:300]}") from None
                 pushed, manifest = self._read_back(repository, tag)
                 if not _is_artifact(manifest, sha, path.name, layer_type, config_type,
-                                    created):
+                                    annotations):
                     raise BuildFailed(f"{repository}:{tag} does not hold {path.name} after "
                                       "the push")
                 digests.append(pushed)
@@ -493,6 +496,12 @@ class Registry:
         return list(current[1].get("manifests", [])) if current else []
 
     def pull_artifact(self, repository: str, tag: str, layer_type: str) -> bytes | None:
+        found = self.artifact(repository, tag, layer_type)
+        return None if found is None else found[0]
+
+    def artifact(self, repository: str, tag: str,
+                 layer_type: str) -> tuple[bytes, dict[str, str]] | None:
+        """An artifact's one file and its manifest's annotations, read from one manifest."""
         found = self.manifest(repository, tag)
         if found is None:
             return None
@@ -502,7 +511,7 @@ class Registry:
         data = self.blob(repository, layers[0]["digest"])
         if "sha256:" + hashlib.sha256(data).hexdigest() != layers[0]["digest"]:
             raise BuildFailed(f"{repository}:{tag}: the blob does not match its digest")
-        return data
+        return data, dict(found[1].get("annotations") or {})
 
 
 def referrers_tag(digest: str) -> str:
@@ -512,7 +521,7 @@ def referrers_tag(digest: str) -> str:
 
 
 def _is_artifact(manifest: dict[str, Any], sha: str, title: str, layer_type: str,
-                 config_type: str, created: str) -> bool:
+                 config_type: str, annotations: dict[str, str]) -> bool:
     layers = manifest.get("layers", [])
     return (
         manifest.get("config", {}).get("mediaType") == config_type
@@ -520,5 +529,6 @@ def _is_artifact(manifest: dict[str, Any], sha: str, title: str, layer_type: str
         and layers[0].get("digest") == sha
         and layers[0].get("mediaType") == layer_type
         and (layers[0].get("annotations") or {}).get(TITLE) == title
-        and (manifest.get("annotations") or {}).get(CREATED) == created
+        and all((manifest.get("annotations") or {}).get(key) == value
+                for key, value in annotations.items())
     )

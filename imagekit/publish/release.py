@@ -1,13 +1,16 @@
 """The release of a publication: the new published catalog composed from the fresh entries
 and the catalog published before, its exports and SBOMs, the catalog artifact pushed (under
-`latest` and a history tag), and only then dist/catalog.json, dist/exports/, dist/sbom/ and
-the site replaced. `finish` does it after `publish` pushed images; `reinstate` does it for
-entries the registry already holds (`publish --from-registry`, `publish --pin`).
+a history tag of its own, then `latest`), and only then dist/catalog.json, dist/exports/,
+dist/sbom/ and the site replaced. `finish` does it after `publish` pushed images;
+`reinstate` does it for entries the registry already holds (`publish --from-registry`,
+`publish --pin`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import secrets
 import shutil
 import tempfile
 import time
@@ -19,9 +22,13 @@ from imagekit.model import Catalog, Image
 from imagekit.publish.common import (
     CATALOG_REPOSITORY,
     CATALOG_TAG,
+    CHANGED,
     EPOCH,
     HISTORY,
     IMMUTABLE,
+    INCLUDES,
+    UNTESTED,
+    Base,
     ImageReport,
     Log,
     PublishReport,
@@ -35,11 +42,12 @@ from imagekit.published.catalog import (
     PublishedCatalog,
     PublishedImage,
     Resources,
+    parse,
 )
 from imagekit.site.build import write_site
 
 
-def reinstate(catalog: Catalog, registry: Registry, previous: PublishedCatalog | None,
+def reinstate(catalog: Catalog, registry: Registry, base: Base,
               found: dict[str, PublishedImage], started: float, log: Log,
               how: str) -> PublishReport:
     """Publish entries whose images the registry already holds (a runner's push, an earlier
@@ -50,29 +58,29 @@ def reinstate(catalog: Catalog, registry: Registry, previous: PublishedCatalog |
     for name, entry in found.items():
         moved = time.monotonic()
         moving = [t for t in entry.tags if not t.startswith(IMMUTABLE)]
-        registry.retag(entry.repository, entry.digest, moving)
-        if entry.sif is not None:
+        if entry.sif is not None:  # the SIF's first, as publish moves them
             registry.retag(entry.sif.repository, entry.sif.digest, moving)
+        registry.retag(entry.repository, entry.digest, moving)
         log(f"[{name}] {how}: {', '.join(moving)} -> {entry.reference}")
         entries[name] = entry.model_copy(update={
             **catalog_metadata(catalog, catalog.images[name], default=False),
-            "history": history(entry_of(previous, name), entry.digest)})
+            "history": history(entry_of(base.catalog, name), entry.digest)})
         report.images.append(ImageReport(
             name, entry.reference, entry.tags, entry.tested.status, 0, entry.size,
             round(time.monotonic() - moved, 1), entry.sif.reference if entry.sif else ""))
-    return finish(catalog, registry, previous, entries, report, started, log)
+    return finish(catalog, registry, base, entries, report, started, log)
 
 
-def finish(catalog: Catalog, registry: Registry, previous: PublishedCatalog | None,
+def finish(catalog: Catalog, registry: Registry, base: Base,
            entries: dict[str, PublishedImage], report: PublishReport, started: float,
            log: Log) -> PublishReport:
-    """The catalog from the fresh entries and the previous catalog, its exports, the
-    catalog artifact pushed, and only then dist/ replaced."""
-    new = compose(catalog, previous, entries, log)
+    """The catalog from the fresh entries and the previous catalog, the catalog artifact
+    pushed (with what publications that landed meanwhile changed), its exports, and only
+    then dist/ replaced."""
+    new, pushed, sent = _push_catalog(catalog, registry, base, entries, log)
     exports = export_all(new)
     text = new.to_json()
-    pushed = _push_catalog(catalog, registry, new, text)
-    report.sent = sum(i.sent + i.sif_sent for i in report.images) + pushed.sent
+    report.sent = sum(i.sent + i.sif_sent for i in report.images) + sent
     dist = catalog.dist
     sboms = _sboms(registry, new, dist)
     report.changed = not _same(dist, text, exports, sboms)
@@ -124,25 +132,127 @@ def history(before: PublishedImage | None, digest: str) -> list[Previous]:
     return kept
 
 
-def _push_catalog(catalog: Catalog, registry: Registry, new: PublishedCatalog,
-                  text: str) -> Pushed:
-    """The catalog under `latest` and under a history tag of its own (history-000042), so
-    that a rollback (`publish --pin`) and retention (`prune --keep N`) can read the catalogs
-    published before. Publishing the same catalog again adds no history."""
-    stamps = [i.tested.tested_at for i in new.images if i.tested.tested_at]
+FOLD_ROUNDS = 20  # publications landing one after another while this one writes `latest`
+STAMP = 20  # digits of a history tag's time (UTC, to the µs); 6 random digits follow
+
+
+def _push_catalog(catalog: Catalog, registry: Registry, base: Base,
+                  entries: dict[str, PublishedImage],
+                  log: Log) -> tuple[PublishedCatalog, Pushed, int]:
+    """This publication's catalog under a history tag of its own, so that a rollback
+    (`publish --pin`) and retention (`prune --keep N`) can read the catalogs published
+    before; then under `latest`. Publishing the same catalog again adds no history.
+
+    Publications can race (CI runs per ref). A history tag is never reused: its number is
+    its UTC time in µs (after the newest tag's, if a clock lags) and 6 random digits, and
+    its manifest names the images the publication changed. `latest` names the history tags
+    it includes. If tags appeared since this publication read `latest` (`base`), the
+    catalog under `latest` takes each image's entry from the newest publication that
+    changed it, in history order, and the image's tags are pointed at that entry. After
+    writing `latest`, the history is listed again; while a publication has landed that
+    `latest` does not include, `latest` is written again, so whichever publication writes
+    it last includes every one. Returns the catalog under `latest`, its push, and the bytes
+    the catalog pushes sent."""
     repository = catalog.repository(CATALOG_REPOSITORY)
-    history = history_tags(registry, repository)
+    own_catalog = compose(catalog, base.catalog, entries, log)
+    own, sent = _push_history(registry, repository, own_catalog, sorted(entries))
+    final, done, pushed = own_catalog, list[str](), None
+    for _ in range(FOLD_ROUNDS):
+        listed = history_tags(registry, repository)
+        landed = [t for t in listed if t not in base.seen]
+        if pushed is not None and landed == done:
+            return final, pushed, sent
+        others = [t for t in landed if t != own]
+        if others:
+            log("another publication landed meanwhile (" + ", ".join(others)
+                + "): the catalog keeps what it changed")
+            final, changed = _fold(catalog, registry, base, entries, own, landed)
+            _follow(registry, changed)
+        pushed = _push_text(registry, repository, CATALOG_TAG, final,
+                            {INCLUDES: ",".join(listed)})
+        sent += pushed.sent
+        done = landed
+    raise BuildFailed(f"{repository}: publications kept landing while this one wrote "
+                      f"{CATALOG_TAG}; publish again")
+
+
+def _push_history(registry: Registry, repository: str, published: PublishedCatalog,
+                  changed: list[str]) -> tuple[str, int]:
+    """This catalog under a new history tag, or the newest one if it holds the same; the
+    tag, and the bytes sent."""
+    tags = history_tags(registry, repository)
+    text = published.to_json()
     sha = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-    last = registry.manifest(repository, history[-1]) if history else None
-    same = last is not None and any(layer.get("digest") == sha
-                                    for layer in last[1].get("layers", []))
-    tags = [CATALOG_TAG, history[-1] if same else
-            f"{HISTORY}{int(history[-1][len(HISTORY):]) + 1 if history else 1:06d}"]
+    last = registry.manifest(repository, tags[-1]) if tags else None
+    if last is not None and any(layer.get("digest") == sha
+                                for layer in last[1].get("layers", [])):
+        return tags[-1], 0
+    newest = tags[-1][len(HISTORY):] if tags else ""
+    taken = int(newest[:STAMP]) if len(newest) > STAMP else 0  # older numbers: 000042
+    now = int(dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f"))
+    tag = f"{HISTORY}{max(now, taken + 1):0{STAMP}d}{secrets.randbelow(10**6):06d}"
+    return tag, _push_text(registry, repository, tag, published,
+                           {CHANGED: ",".join(changed)}).sent
+
+
+def _push_text(registry: Registry, repository: str, tag: str, published: PublishedCatalog,
+               annotations: dict[str, str]) -> Pushed:
+    stamps = [i.tested.tested_at for i in published.images if i.tested.tested_at]
     with tempfile.TemporaryDirectory(prefix="imagekit-catalog-") as tmp:
         path = Path(tmp) / "catalog.json"
-        path.write_text(text)
-        return registry.push_artifact(repository, tags, path, CATALOG_LAYER_TYPE,
-                                      CATALOG_CONFIG_TYPE, max(stamps, default=EPOCH))
+        path.write_text(published.to_json())
+        return registry.push_artifact(repository, [tag], path, CATALOG_LAYER_TYPE,
+                                      CATALOG_CONFIG_TYPE, max(stamps, default=EPOCH),
+                                      annotations)
+
+
+def _fold(catalog: Catalog, registry: Registry, base: Base, entries: dict[str, PublishedImage],
+          own: str, landed: list[str]) -> tuple[PublishedCatalog, list[PublishedImage]]:
+    """The catalog with each image's entry from the newest publication since `base` that
+    changed it (this one's own entries among them), and those entries."""
+    repository = catalog.repository(CATALOG_REPOSITORY)
+    changed: dict[str, PublishedImage] = {}
+
+    def take(entry: PublishedImage) -> None:
+        before = changed.get(entry.name) or entry_of(base.catalog, entry.name)
+        if before is not None and before.digest != entry.digest:
+            # Both stay in the image's history (WorkspaceKind keeps the older value).
+            older = history(before, entry.digest)
+            seen = {p.digest for p in older}
+            entry = entry.model_copy(update={
+                "history": older + [p for p in entry.history if p.digest not in seen]})
+        changed[entry.name] = entry
+
+    if own not in landed:  # the same catalog as one published before: it goes first
+        for entry in entries.values():
+            take(entry)
+    for tag in landed:
+        if tag == own:
+            for entry in entries.values():
+                take(entry)
+            continue
+        found = registry.artifact(repository, tag, CATALOG_LAYER_TYPE)
+        if found is None:  # pruned meanwhile
+            continue
+        data, annotations = found
+        names = set(annotations[CHANGED].split(",")) if CHANGED in annotations else None
+        for entry in parse(data.decode(), f"{repository}:{tag}").images:
+            before = entry_of(base.catalog, entry.name)
+            if (entry.name in names if names is not None else
+                    before is None or before.digest != entry.digest):
+                take(entry)
+    folded = compose(catalog, base.catalog, changed, lambda _: None)  # its warnings were said
+    return folded, [changed[e.name] for e in folded.images if e.name in changed]
+
+
+def _follow(registry: Registry, entries: list[PublishedImage]) -> None:
+    """Point each entry's moving tags at it, its SIF's first: when publications raced for an
+    image, its tags follow the entry the catalog keeps."""
+    for entry in entries:
+        moving = [t for t in entry.tags if not t.startswith((IMMUTABLE, UNTESTED))]
+        if entry.sif is not None:
+            registry.retag(entry.sif.repository, entry.sif.digest, moving)
+        registry.retag(entry.repository, entry.digest, moving)
 
 
 # -- the catalog --

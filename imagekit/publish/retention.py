@@ -1,13 +1,13 @@
-"""Rollback and retention, from the catalogs the registry keeps (`history-NNNNNN` tags).
+"""Rollback and retention, from the catalogs the registry keeps (`history-<number>` tags).
 
 `imagekit publish --pin IMAGE=DIGEST` republishes the catalog with an earlier tested
 digest of an image: its entry is taken whole from the catalog that published it (test
 results, packages, SIF and SBOM included), the image's tags move back to it in the registry,
 and every export follows. `imagekit prune --keep N` deletes from the registry what imagekit
 pushed (its own `id-`, `tree-` and `untested-` tags, their SIFs, SBOMs and records) that
-none of the last N published catalogs names, and the catalogs older than those N. What is
-younger than the grace period stays whoever names it: a CI runner's push that the run's last
-job (`publish --from-registry`) has not published yet.
+none of the last N published catalogs nor `latest` names, and the catalogs older than
+those N. What is younger than the grace period stays whoever names it: a CI runner's push
+that the run's last job (`publish --from-registry`) has not published yet.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from imagekit.errors import ImagekitError, Problem
 from imagekit.model import Catalog
 from imagekit.publish.common import (
     CATALOG_REPOSITORY,
+    CATALOG_TAG,
     IMMUTABLE,
     RECORD_LAYER_TYPE,
     UNTESTED,
     Log,
     PublishReport,
+    base_of,
     entry_of,
     history_tags,
     previous_catalog,
@@ -89,8 +91,8 @@ def pin(catalog: Catalog, pins: list[str], log: Log) -> PublishReport:
     wanted = parse_pins(catalog, pins)
     registry = Registry(catalog)
     registry.check()
+    base = base_of(catalog, registry)
     catalogs = published_catalogs(catalog, registry)
-    previous = previous_catalog(catalog, registry)
     problems = []
     entries: dict[str, PublishedImage] = {}
     for name, digest in wanted.items():
@@ -108,7 +110,7 @@ def pin(catalog: Catalog, pins: list[str], log: Log) -> PublishReport:
             entries[name] = entry
     if problems:
         raise ImagekitError(problems)
-    return reinstate(catalog, registry, previous, entries, started, log, "pinned")
+    return reinstate(catalog, registry, base, entries, started, log, "pinned")
 
 
 @dataclass
@@ -133,7 +135,7 @@ class PruneReport:
 
 def named_digests(catalogs: Iterable[PublishedCatalog]) -> set[str]:
     """Every manifest digest these catalogs name: images (and each architecture an index
-    holds), their history, SIFs, SBOMs."""
+    holds), their history, SIFs, SBOMs, provenance."""
     names: set[str] = set()
     for published in catalogs:
         for image in published.images:
@@ -145,6 +147,8 @@ def named_digests(catalogs: Iterable[PublishedCatalog]) -> set[str]:
                 names.add(image.sif.digest)
             if image.sbom is not None:
                 names.add(image.sbom.digest)
+            if image.provenance is not None:
+                names.add(image.provenance.digest)
     return names
 
 
@@ -163,9 +167,11 @@ def prune(catalog: Catalog, keep: int, log: Log, *, dry_run: bool = False,
         raise ImagekitError("nothing was published to this registry yet: nothing to prune")
     kept_tags, old_tags = tags[-keep:], tags[:-keep]
     catalogs = published_catalogs(catalog, registry, kept_tags)  # only the kept ones pulled
-    named = named_digests(catalogs)
+    # `latest` too: after publications raced, it holds what each of them changed.
+    latest = previous_catalog(catalog, registry)
+    named = named_digests([*catalogs, *([latest] if latest else [])])
     # The catalogs' own manifests: the kept ones are named by their tags.
-    kept_digests = {found[0] for t in kept_tags
+    kept_digests = {found[0] for t in [*kept_tags, CATALOG_TAG]
                     if (found := registry.manifest(repository, t)) is not None}
     report.kept_catalogs = kept_tags
     for tag in old_tags:

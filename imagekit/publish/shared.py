@@ -35,7 +35,7 @@ from imagekit.publish.common import (
     ImageReport,
     Log,
     PublishReport,
-    previous_catalog,
+    base_of,
     records_repository,
 )
 from imagekit.publish.pipeline import publish_one
@@ -188,8 +188,8 @@ def publish_from_registry(catalog: Catalog, names: list[str] | None,
         raise ImagekitError(problems)
     if not found:
         raise ImagekitError("nothing to publish: the registry holds no image for this checkout")
-    previous = previous_catalog(catalog, registry)
-    return reinstate(catalog, registry, previous, found, started, log, "from the registry")
+    return reinstate(catalog, registry, base_of(catalog, registry), found, started, log,
+                     "from the registry")
 
 
 def build_from_registry(ready: Prepared, say: Log, display: Callable[[list[str]], Display]

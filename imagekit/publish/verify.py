@@ -3,8 +3,9 @@
 For a published image (by name, or REPOSITORY@DIGEST), from the catalog the registry holds:
 its manifest is there and holds the tested image ID, its tags point at it, its cosign
 signature verifies against the site's public key, its SBOM is the one the catalog names and
-describes this image, its test record says what the catalog says, and its SIF is the file
-the catalog names. An image published for several architectures is checked as its index
+describes this image, its test record says what the catalog says, its SIF is the file the
+catalog names, and its provenance statement says (signed, when the site signs) that this
+SIF was made from this image. An image published for several architectures is checked as its index
 (which holds each architecture's manifest, and its tags and signature) and then each
 architecture's image as above. Each finding is one line; any failure exits 1.
 """
@@ -16,6 +17,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from imagekit.attest.provenance import MEDIA_TYPE as PROVENANCE_TYPE
+from imagekit.attest.provenance import read_statement
 from imagekit.attest.sbom import MEDIA_TYPE as SBOM_TYPE
 from imagekit.attest.signing import verify_image
 from imagekit.errors import BuildFailed, ImagekitError, Problem
@@ -52,12 +55,12 @@ def verify(catalog: Catalog, ref: str, public_key: Path | None) -> tuple[Publish
         raise ImagekitError("the registry holds no published catalog")
     image = find(published, ref)
     if not image.platforms:
-        checks = (_digest, _signature, _sbom, _test_record, _sif)
+        checks = (_digest, _signature, _sbom, _test_record, _sif, _provenance)
         return image, [c(catalog, registry, image, public_key) for c in checks]
     # An index: itself, its signature and its SIFs' index, then each architecture's image.
     findings = [c(catalog, registry, image, public_key) for c in (_index, _signature)]
     for view, platform in zip(image.views(), image.platforms, strict=True):
-        for check in (_digest, _sbom, _test_record, _sif):
+        for check in (_digest, _sbom, _test_record, _sif, _provenance):
             found = check(catalog, registry, view, public_key)
             findings.append(Finding(f"{found.check} ({arch(platform.platform)})", found.ok,
                                     found.evidence))
@@ -208,6 +211,52 @@ def _sif(catalog: Catalog, registry: Registry, image: PublishedImage,
     signed = f", signed by {image.sif.signed_by}" if image.sif.signed_by else ", unsigned"
     return Finding("sif", ok, f"{image.sif.reference} holds {image.sif.filename}{signed}"
                    if ok else f"{image.sif.reference} does not hold the SIF the catalog names")
+
+
+def _provenance(catalog: Catalog, registry: Registry, image: PublishedImage,
+                key: Path | None) -> Finding:
+    """The statement that binds the image and its SIF: the one the catalog names, about
+    this image, naming this SIF as made from this image ID, and signed with the key."""
+    named = image.provenance
+    if named is None:  # published (or pinned to an image published) before there was one
+        return Finding("provenance", True, "none: published before imagekit wrote provenance "
+                                           "statements, so nothing binds its SIF to it")
+    data, why = _referrer(registry, image, named.digest, "provenance statement",
+                          PROVENANCE_TYPE)
+    if data is None:
+        return Finding("provenance", False, why)
+    if hashlib.sha256(data).hexdigest() != named.sha256:
+        return Finding("provenance", False, "the statement in the registry is not the one "
+                                            "the catalog names")
+    try:
+        bound = read_statement(data)
+    except ValueError as exc:
+        return Finding("provenance", False, f"the statement is not imagekit's: {exc}")
+    if bound.image_digest != image.digest or bound.image_id != image.image_id:
+        return Finding("provenance", False, f"the statement is about {bound.image_digest} "
+                                            f"({bound.image_id}), not this image")
+    if image.sif is not None and bound.sif_sha256 != image.sif.sha256:
+        return Finding("provenance", False, f"the statement names another SIF (sha256 "
+                                            f"{bound.sif_sha256[:12]}…), not "
+                                            f"{image.sif.filename}")
+    if image.sif is not None and bound.sif_from != image.image_id:
+        return Finding("provenance", False, f"{image.sif.filename} was made from "
+                                            f"{bound.sif_from or 'an unknown image'}, not "
+                                            f"the image {image.image_id}")
+    made = (f"{image.sif.filename} (sha256 {image.sif.sha256[:12]}…) was made from "
+            f"{image.image_id[:19]}…, which {image.digest[:19]}… holds"
+            if image.sif is not None else f"about {image.digest[:19]}…, no SIF")
+    if not named.signed:
+        return Finding("provenance", True, f"{made}; the statement is unsigned")
+    if key is None:
+        return Finding("provenance", True, f"{made}; signed (pass --key to check it)")
+    try:
+        verify_image(named.reference, key, insecure=catalog.insecure_registry,
+                     ca_bundle=catalog.site.ca_bundle, credentials=registry.credentials)
+    except BuildFailed as exc:
+        return Finding("provenance", False, f"the statement's signature: {exc}")
+    return Finding("provenance", True, f"{made}; cosign verified the statement with "
+                                       f"{key.name}")
 
 
 def as_dicts(findings: list[Finding]) -> list[dict[str, object]]:

@@ -92,6 +92,18 @@ class Signature(Doc):
     public_key_sha256: str = Field(description="sha256 of the PEM public key that verifies it")
 
 
+class Provenance(Doc):
+    """The in-toto statement (SLSA provenance v1) that binds the image and its SIF: an OCI
+    referrer of the image in its registry, signed with the site's cosign key when one is
+    set (imagekit.attest.provenance)."""
+
+    reference: str = Field(description="REPOSITORY@sha256:... of the statement's artifact, "
+                                       "whose subject is the image's manifest")
+    digest: str = Field(description="digest of the artifact's manifest")
+    sha256: str = Field(description="sha256 of the statement document itself")
+    signed: bool = Field(description="cosign signed the artifact with the site's key")
+
+
 class Previous(Doc):
     """A digest the image was published under before, newest first."""
 
@@ -115,6 +127,7 @@ class PlatformImage(Doc):
     tested: TestSummary
     sif: Sif | None = None
     sbom: Sbom | None = None
+    provenance: Provenance | None = None
 
 
 class PublishedImage(Doc):
@@ -141,6 +154,7 @@ class PublishedImage(Doc):
     packages: Packages = Packages()
     sbom: Sbom | None = None
     signature: Signature | None = None
+    provenance: Provenance | None = None
     history: list[Previous] = []
     platforms: list[PlatformImage] = Field(
         [], description="empty for an image published for one architecture. For several: "
@@ -155,13 +169,15 @@ class PublishedImage(Doc):
         return [self.model_copy(update={
             "digest": p.digest, "reference": p.reference, "image_id": p.image_id,
             "tags": p.tags, "size": p.size, "tested": p.tested, "sif": p.sif, "sbom": p.sbom,
-            "signature": None, "platforms": []}) for p in self.platforms] or [self]
+            "provenance": p.provenance, "signature": None, "platforms": []})
+            for p in self.platforms] or [self]
 
     def members(self) -> list[str]:
-        """The manifests an index needs kept with it: each platform's image, SBOM and SIF,
-        and the SIFs' index."""
+        """The manifests an index needs kept with it: each platform's image, SBOM, SIF and
+        provenance, and the SIFs' index."""
         held = [d for p in self.platforms for d in (
-            p.digest, p.sbom.digest if p.sbom else None, p.sif.digest if p.sif else None)
+            p.digest, p.sbom.digest if p.sbom else None, p.sif.digest if p.sif else None,
+            p.provenance.digest if p.provenance else None)
             if d is not None]
         return held + ([self.sif.digest] if held and self.sif else [])
 

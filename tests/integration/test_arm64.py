@@ -252,7 +252,8 @@ def test_verify_checks_the_index_and_each_architecture(arm64: Arm64,
                       env=arm64.env)
     found = {f["check"]: f for f in json.loads(result.stdout)["findings"]}
     wanted = ["index", *(f"{check} ({a})" for a in ("amd64", "arm64")
-                         for check in ("digest", "sbom", "test record", "sif"))]
+                         for check in ("digest", "sbom", "test record", "sif",
+                                       "provenance"))]
     assert [c for c in wanted if not found.get(c, {}).get("ok")] == [], found
     # Published without the site's cosign key: the one finding that says so.
     assert not found["signature"]["ok"] and result.returncode == 1

@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
+from imagekit.publish.common import IMMUTABLE
 from imagekit.published.catalog import PublishedCatalog, read
 from tests.integration import apptainer as ap
 from tests.integration import suite
@@ -99,12 +100,18 @@ def test_a_registry_stopped_between_two_pushes_changes_nothing_and_a_rerun_conve
     assert not list(DIST.glob(".publish-*"))
 
     registry.start()
+    after_fault = set(registry.tags(f"{NS}/scipy")) | set(registry.tags(f"{NS}/sif/scipy"))
     rerun = {i["image"]: i for i in json.loads(publish(*PUBLISHED, "--json").stdout)["images"]}
     assert rerun["base"]["sent"] == rerun["scipy"]["sent"] == 0  # there: not sent again
     assert rerun["scipy"]["sif_sent"] > 0  # the push that was cut off
     assert rerun["scipy-hpc"]["sent"] > 0
     assert snapshot() != before
     first = snapshot()
+    # The tags people follow had not moved after the fault: none of the tags the rerun
+    # published scipy under was in its repositories then, but its immutable one.
+    followed = {t for t in published().image("scipy").tags if not t.startswith(IMMUTABLE)}
+    assert "latest" in followed and not followed & after_fault, after_fault
+    assert any(t.startswith(IMMUTABLE) for t in after_fault)
 
     again = json.loads(publish(*PUBLISHED, "--json").stdout)
     assert [(i["sent"], i["sif_sent"]) for i in again["images"]] == [(0, 0)] * 3

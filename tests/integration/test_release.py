@@ -6,16 +6,22 @@ headless Chromium."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+from google.protobuf import json_format
+from in_toto_attestation.v1 import statement_pb2
+from in_toto_attestation.v1.statement import Statement
 
 from imagekit.published.catalog import PublishedCatalog, read
 from tests.browser import check_site
@@ -135,6 +141,26 @@ def test_the_registry_holds_a_signature_an_sbom_and_a_test_record_for_each_image
         assert found["application/vnd.cyclonedx+json"] == image.sbom.digest
         assert found["application/vnd.imagekit.test-record.v1+json"] == image.tested.record
         assert any("sigstore" in kind or kind.endswith("empty.v1+json") for kind in found)
+        # The provenance that binds the image and its SIF, read as in-toto's own bindings
+        # read a statement, and signed with the site's key.
+        assert image.provenance is not None and image.provenance.signed
+        assert found["application/vnd.in-toto+json"] == image.provenance.digest
+        document = release.registry.layer(f"{NS}/{image.name}", image.provenance.digest)
+        statement = Statement.copy_from_pb(
+            json_format.Parse(document.decode(), statement_pb2.Statement()))
+        statement.validate()
+        subjects = {s.name: s.digest["sha256"] for s in statement.pb.subject}
+        assert subjects[image.repository] == image.digest.removeprefix("sha256:")
+        if image.sif is not None:
+            on_disk = hashlib.sha256((release.dist / image.sif.filename).read_bytes())
+            assert subjects[image.sif.filename] == on_disk.hexdigest() == image.sif.sha256
+            internal = statement.pb.predicate["buildDefinition"]["internalParameters"]
+            assert internal["sifConvertedFrom"] == image.image_id
+        attested = subprocess.run(
+            [shutil.which("cosign", path=release.env["PATH"]) or "cosign", "verify", "--key",
+             str(release.cosign_pub), "--insecure-ignore-tlog=true", "--allow-http-registry",
+             image.provenance.reference], capture_output=True, text=True)
+        assert attested.returncode == 0, attested.stderr
         # The real verifier, as a cluster admission policy would run it.
         checked = subprocess.run(
             [shutil.which("cosign", path=release.env["PATH"]) or "cosign", "verify", "--key",
@@ -184,8 +210,11 @@ def _give(runner: ap.Apptainer, path: Path) -> str:
 def test_verify_passes_then_catches_a_moved_tag_and_a_wrong_key(release: Release) -> None:
     ok = release.run("verify", "scipy", "--key", str(release.cosign_pub), "--json")
     findings = {f["check"]: f for f in json.loads(ok.stdout)["findings"]}
-    assert set(findings) == {"digest", "signature", "sbom", "test record", "sif"}
+    assert set(findings) == {"digest", "signature", "sbom", "test record", "sif",
+                             "provenance"}
     assert all(f["ok"] for f in findings.values()), findings
+    assert "was made from" in findings["provenance"]["evidence"]
+    assert "cosign verified the statement" in findings["provenance"]["evidence"]
     # latest moved by hand to another image: verify says so and fails.
     scipy, base = release.first.image("scipy"), release.first.image("base")
     _, manifest = release.registry.manifest(f"{NS}/base", base.digest)
@@ -211,6 +240,7 @@ def test_verify_passes_then_catches_a_moved_tag_and_a_wrong_key(release: Release
                    env={**os.environ, "COSIGN_PASSWORD": ""})
     refused = release.run("verify", "scipy", "--key", str(wrong / "cosign.pub"), check=False)
     assert refused.returncode == 1 and "FAIL signature" in refused.stdout
+    assert "FAIL provenance" in refused.stdout
 
 
 def test_the_site_renders_every_page_and_links_the_sboms(release: Release) -> None:
@@ -247,10 +277,12 @@ def test_pin_rolls_back_and_prune_keeps_what_a_catalog_names(release: Release) -
     scipy = suite.repository("scipy", NS, registry=release.address)
     # The race: a prune between a runner's push and its run's publish keeps the push, which
     # is younger than the grace period (and its SIF and record with it).
+    catalogs = history(release.registry)
+    assert len(catalogs) == 3  # the first release, the second scipy, the rollback
     racing = json.loads(release.run("prune", "--keep", "1", "--json").stdout)
     assert f"{scipy}@{third}" in racing["young"] and f"{scipy}@{third}" not in racing["deleted"]
     assert release.registry.manifest(f"{NS}/scipy", third)
-    assert racing["deleted_catalogs"] == ["history-000001", "history-000002"]
+    assert racing["deleted_catalogs"] == catalogs[:2]
     # Past the grace period (none here), nothing names it: it goes.
     dry = json.loads(release.run("prune", "--keep", "1", "--grace-hours", "0", "--dry-run",
                                  "--json").stdout)
@@ -258,7 +290,7 @@ def test_pin_rolls_back_and_prune_keeps_what_a_catalog_names(release: Release) -
     assert release.registry.manifest(f"{NS}/scipy", third)  # a dry run deletes nothing
     report = json.loads(release.run("prune", "--keep", "1", "--grace-hours", "0",
                                     "--json").stdout)
-    assert report["kept_catalogs"] == ["history-000003"]
+    assert report["kept_catalogs"] == catalogs[2:]
     assert report["deleted_catalogs"] == []  # the racing prune took them already
     assert f"{scipy}@{third}" in report["deleted"]
     gone = release.registry.get(f"{NS}/scipy/manifests/{third}")
@@ -268,6 +300,63 @@ def test_pin_rolls_back_and_prune_keeps_what_a_catalog_names(release: Release) -
         assert release.registry.get(f"{NS}/scipy/manifests/{digest}").status_code == 200
     verified = release.run("verify", "scipy", "--key", str(release.cosign_pub))
     assert verified.returncode == 0
+
+
+def history(registry: LocalRegistry) -> list[str]:
+    """The catalog's history tags, oldest first."""
+    return sorted((t for t in registry.tags(f"{NS}/catalog") if t.startswith("history-")),
+                  key=lambda t: int(t.removeprefix("history-")))
+
+
+def test_two_publishes_racing_from_two_clones_both_land(release: Release) -> None:
+    """Two clones publish at once (CI runs per ref): the first has read `latest` and is
+    held there while the second publishes whole; then the first goes on. Both catalogs are
+    in the history under tags of their own, and `latest` holds what each of them changed."""
+    release.run("build", "scipy-hpc", "--format", "docker", "--format", "sif",
+                "--sif-method", "native", "--plain")
+    release.run("build", "scipy-kubeflow", "--format", "docker", "--plain")
+    clone = release.catalog.parent.parent / "clone"
+    shutil.copytree(release.catalog.parent, clone, symlinks=True,
+                    ignore=shutil.ignore_patterns("*.sif"))
+    before = history(release.registry)
+    scipy = json.loads(release.registry.layer(f"{NS}/catalog", "latest"))
+    env = {**os.environ, **release.env, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    held = subprocess.Popen([sys.executable, "-m", "imagekit", "publish", "--skip-tests",
+                             "scipy-kubeflow", "--catalog", str(clone / "catalog.yaml")],
+                            cwd=clone, env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    assert held.stdout is not None
+    said = []
+    try:
+        for line in held.stdout:
+            said.append(line)
+            if line.startswith("[scipy-kubeflow] pushing"):  # `latest` read, nothing pushed
+                os.kill(held.pid, signal.SIGSTOP)
+                break
+        whole = release.run("publish", "--skip-tests", "scipy-hpc")
+    finally:
+        os.kill(held.pid, signal.SIGCONT)
+    rest, _ = held.communicate(timeout=600)
+    out = "".join(said) + rest
+    assert held.returncode == 0, out
+    assert "another publication landed meanwhile" in out, out
+    assert "another publication" not in whole.stdout + whole.stderr
+    after = history(release.registry)
+    added = [t for t in after if t not in before]
+    assert len(added) == 2, (before, after)  # no history tag reused
+    own = {t: {i["name"]: i["digest"] for i in
+               json.loads(release.registry.layer(f"{NS}/catalog", t))["images"]}
+           for t in added}
+    assert "scipy-hpc" in own[added[0]] and "scipy-kubeflow" not in own[added[0]]
+    assert "scipy-kubeflow" in own[added[1]] and "scipy-hpc" not in own[added[1]]
+    latest = {i["name"]: i["digest"]
+              for i in json.loads(release.registry.layer(f"{NS}/catalog", "latest"))["images"]}
+    assert latest["scipy-hpc"] == own[added[0]]["scipy-hpc"]
+    assert latest["scipy-kubeflow"] == own[added[1]]["scipy-kubeflow"]
+    assert latest["scipy"] == {i["name"]: i["digest"] for i in scipy["images"]}["scipy"]
+    # The clone that wrote `latest` last has it in its dist/ too.
+    held_dist = json.loads((clone / "dist" / "catalog.json").read_text())
+    assert {i["name"] for i in held_dist["images"]} >= {"scipy-hpc", "scipy-kubeflow"}
 
 
 def test_bad_pins_and_keeps_are_refused_before_anything_moves(release: Release) -> None:
