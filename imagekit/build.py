@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 CACHE_LABEL = "io.imagekit.cache-key"
 TREE_LABEL = "io.imagekit.tree-key"  # the checkout's key of the image (TreeInputs)
+PARENT_LABEL = "io.imagekit.parent-digest"  # the image ID it was built FROM
 TREE_TAG = "tree-"  # the registry tag CI runners share an image under: tree-<key>
 KEY_CHARS = 32  # of the key's hex in that tag: 128 bits
 
@@ -265,7 +266,7 @@ def build_labels(build: PlannedBuild, created: dt.datetime) -> dict[str, str]:
     return {
         CACHE_LABEL: build.inputs.digest(),
         TREE_LABEL: build.tree_key,
-        "io.imagekit.parent-digest": build.inputs.parent_id,
+        PARENT_LABEL: build.inputs.parent_id,
         "io.imagekit.recipe-hash": hashlib.sha256(build.context.files["Dockerfile"]).hexdigest(),
         "io.imagekit.version": build.inputs.imagekit,
         "org.opencontainers.image.created": created.isoformat(),

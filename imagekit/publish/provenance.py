@@ -9,14 +9,12 @@ from pathlib import Path
 
 from imagekit import __version__
 from imagekit.attest.provenance import Dependency, Provenance
-from imagekit.build import TREE_LABEL
+from imagekit.build import PARENT_LABEL, TREE_LABEL
 from imagekit.engine.client import Engine
 from imagekit.model import Catalog, Image
 from imagekit.publish.common import EPOCH
 from imagekit.publish.preflight import Candidate
 from imagekit.sif import read_sidecar
-
-PARENT_LABEL = "io.imagekit.parent-digest"
 
 
 def provenance_of(catalog: Catalog, engine: Engine, candidate: Candidate, repository: str,
@@ -46,10 +44,11 @@ def _ancestors(catalog: Catalog, engine: Engine, image: Image,
     while parent_id and current is not None:
         name = current.parent
         if name is None:
-            found.append(Dependency("base", _hex(parent_id), catalog.base.image))
+            found.append(Dependency("base", parent_id.removeprefix("sha256:"), catalog.base.image))
             break
         if current is image:
-            found.append(Dependency("parent", _hex(parent_id), catalog.repository(name)))
+            found.append(Dependency("parent", parent_id.removeprefix("sha256:"),
+                                    catalog.repository(name)))
         info = engine.image(parent_id)
         if info is None:
             break
@@ -76,7 +75,3 @@ def _relative(catalog: Catalog, path: Path) -> str:
         return str(path.relative_to(catalog.root))
     except ValueError:
         return path.name
-
-
-def _hex(digest: str) -> str:
-    return digest.removeprefix("sha256:")
