@@ -33,8 +33,9 @@ ci_app = typer.Typer(help="CI workflows derived from the stack tree.", no_args_i
 spawner_app = typer.Typer(help="Spawner configuration for an image.", no_args_is_help=True)
 app.add_typer(ci_app, name="ci")
 app.add_typer(spawner_app, name="spawner")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji: `a:b:` in a printed config or command line stays `a:b:` (not `a🅱`).
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 Opt = typer.Option
 Arg = typer.Argument
 DEFAULT = Path("catalog.yaml")
@@ -70,7 +71,7 @@ def _user_errors() -> Iterator[None]:
         yield
     except ImagekitError as exc:
         for problem in exc.problems:
-            err.print(f"[bold red]error:[/] {problem}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(problem))}", markup=True)
         raise typer.Exit(exc.exit_code) from None
     except SERVICE_ERRORS as exc:  # before OSError: requests' errors are OSErrors too
         _fail(f"the engine or a registry failed: {one_line(exc)}")
@@ -79,7 +80,7 @@ def _user_errors() -> Iterator[None]:
 
 
 def _fail(text: str) -> None:
-    err.print(f"[bold red]error:[/] {text}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(text)}", markup=True)
     raise typer.Exit(1)
 
 

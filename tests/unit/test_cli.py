@@ -144,3 +144,13 @@ def test_a_missing_or_edited_lock_is_named(project: Path, cli: Cli) -> None:
     code, output = cli("lock", "--check", "-c", catalog)
     assert code == 1 and "stacks/scipy.lock: stale" in output
     assert "stacks/base.lock" not in output
+
+
+def test_an_error_naming_brackets_is_said_as_written(cli: Cli) -> None:
+    code, output = cli("show", "[/x]", "-c", str(ROOT / "catalog.yaml"))
+    assert code == 2 and "unknown image '[/x]'" in output and "Traceback" not in output
+
+
+def test_printed_command_lines_keep_their_colons(cli: Cli) -> None:
+    code, output = cli("run-cmd", "scipy-hpc", "echo", "a:b:", "-c", str(ROOT / "catalog.yaml"))
+    assert code == 0 and "echo a:b:" in output
