@@ -6,6 +6,7 @@ headless Chromium."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,11 +24,15 @@ from google.protobuf import json_format
 from in_toto_attestation.v1 import statement_pb2
 from in_toto_attestation.v1.statement import Statement
 
+from imagekit.publish.common import CATALOG_REPOSITORY, base_of, history_tags
+from imagekit.publish.registry import Registry
 from imagekit.published.catalog import PublishedCatalog, read
+from imagekit.resolve import load_catalog
 from tests.browser import check_site
 from tests.integration import apptainer as ap
 from tests.integration import background, suite
 from tests.integration.conftest import ROOT, imagekit, main_base
+from tests.integration.paging import paging
 from tests.integration.registry import LocalRegistry, fresh_registry
 
 pytestmark = pytest.mark.integration
@@ -357,6 +362,30 @@ def test_two_publishes_racing_from_two_clones_both_land(release: Release) -> Non
     # The clone that wrote `latest` last has it in its dist/ too.
     held_dist = json.loads((clone / "dist" / "catalog.json").read_text())
     assert {i["name"] for i in held_dist["images"]} >= {"scipy-hpc", "scipy-kubeflow"}
+
+
+def test_tag_lists_are_read_page_by_page(release: Release) -> None:
+    """Hosted registries hand tag lists out in pages (alphabetically, so the newest history
+    tags come last); Debian's registry does not page at all. Through a forwarder that pages
+    as the distribution spec says, two tags at a time, what publishing and pruning read (the
+    tags, the catalog's history, the base a publication starts from) is what the registry
+    holds, read over several pages."""
+    catalog = load_catalog(release.catalog)
+    direct = Registry(catalog)
+    with paging(release.address, page=2) as forwarder:
+        paged_catalog = dataclasses.replace(catalog, registry=forwarder.address)
+        paged = Registry(paged_catalog)
+        for image in ("catalog", "scipy", "sif/scipy"):
+            every = release.registry.tags(f"{NS}/{image}")
+            assert len(every) > 2, every  # more than one page
+            asked = len(forwarder.pages)
+            assert paged.tags(paged_catalog.repository(image)) == every
+            assert len(forwarder.pages) - asked == (len(every) + 1) // 2, forwarder.pages
+        repository = catalog.repository(CATALOG_REPOSITORY)
+        newest = history_tags(direct, repository)
+        assert len(newest) >= 3 and newest == history(release.registry)
+        assert history_tags(paged, paged_catalog.repository(CATALOG_REPOSITORY)) == newest
+        assert base_of(paged_catalog, paged).seen == base_of(catalog, direct).seen
 
 
 def test_bad_pins_and_keeps_are_refused_before_anything_moves(release: Release) -> None:
