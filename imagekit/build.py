@@ -29,6 +29,7 @@ from imagekit.engine.emulation import native
 from imagekit.engine.errors import SERVICE_ERRORS
 from imagekit.errors import BuildFailed, ImagekitError, one_line
 from imagekit.model import Catalog, Image
+from imagekit.said import Rows, Said
 from imagekit.schema import Platform
 from imagekit.units import human_size
 
@@ -518,6 +519,14 @@ class BuildReport:
         return {"images": [o.as_dict() for o in self.outcomes],
                 "sif": [r.as_dict() for r in self.sifs]}
 
+    def said(self) -> Said:
+        """The build summary, a row per image and platform; exit 1 when one failed."""
+        rows = [(o.image, o.status, human_size(o.size) if o.size else "-",
+                 f"{o.seconds:.1f} s" if o.seconds else "-",
+                 ", ".join(t.rpartition(":")[2] for t in o.tags)) for o in self.outcomes]
+        return Said([Rows(("image", "status", "size", "time", "tags"), rows,
+                          title="build summary")], data=self.as_dict(), code=int(self.failed))
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -584,20 +593,17 @@ def prepare(catalog: Catalog, job: BuildJob) -> Prepared:
     return Prepared(catalog, job, names, platforms, engine, chosen)
 
 
-def dry_run_all(ready: Prepared) -> list[Outcome]:
-    """`build --dry-run`: what each platform would build, and what is cached."""
-    return [o for p in ready.platforms
-            for o in dry_run(ready.catalog, ready.engine, ready.builder, ready.names, p)]
-
-
-def dry_run_lines(ready: Prepared, planned: list[Outcome]) -> list[str]:
-    """`build --dry-run`'s plan as it is printed: the builder, then each build in order."""
+def dry_run_all(ready: Prepared) -> Said:
+    """`build --dry-run`: what each platform would build, and what is cached; printed as the
+    builder, then each build in order."""
+    planned = [o for p in ready.platforms
+               for o in dry_run(ready.catalog, ready.engine, ready.builder, ready.names, p)]
     lines = [f"builder: {ready.builder.description}"]
     for n, o in enumerate(planned, 1):
         parent = ready.catalog.images[o.image].parent or ready.catalog.base_ref(o.platform)
         where = f" [{o.platform}]" if len(ready.platforms) > 1 else ""
         lines.append(f"{n:2}. {o.image:<16} FROM {parent:<24} {o.status}{where}")
-    return lines
+    return Said(lines, data=[o.as_dict() for o in planned])
 
 
 def build_images(ready: Prepared, say: Callable[[str], None],
@@ -613,6 +619,7 @@ def build_images(ready: Prepared, say: Callable[[str], None],
     from imagekit.engine.emulation import unable
 
     catalog, job, engine = ready.catalog, ready.job, ready.engine
+    say(f"builder: {ready.builder.description}")
     report = BuildReport()
     for p in ready.platforms:
         wanted = [n for n in ready.names if p in catalog.images[n].platforms]

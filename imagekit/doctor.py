@@ -6,6 +6,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagekit.said import Rows, Said
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -74,6 +76,14 @@ def diagnose(catalog: Path) -> list[Finding]:
     findings.append(Finding("free disk", free_gb > 20,
                             f"{free_gb:.0f} GB free (builds of every stack need ~20 GB)"))
     return findings
+
+
+def report(catalog: Path) -> Said:
+    """`imagekit doctor`: a row per finding; exit 1 when something needed is missing."""
+    findings = diagnose(catalog)
+    rows = [(f.name, "[green]ok[/]" if f.ok else "[red]missing[/]", f.detail) for f in findings]
+    return Said([Rows(("check", "state", "detail / how to fix"), rows)],
+                code=0 if all(f.ok or f.optional for f in findings) else 1)
 
 
 def _rootless(cli: str) -> list[Finding]:

@@ -10,12 +10,14 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagekit.errors import ImagekitError, Problem
+from imagekit.files import writable
 from imagekit.model import Catalog, Image
+from imagekit.said import Said
 from imagekit.sif import sif_path
 
 RUNTIMES = ("apptainer", "singularity")
@@ -168,6 +170,36 @@ def tunnel_script(catalog: Catalog, image: Image, options: JobOptions,
     path = sif or str(sif_path(catalog, image).resolve())
     return job_script(Served(image.name, image.runtime.type, image.runtime.gpu,
                              tuple(image.binds)), path, options, runtime)
+
+
+def exec_lines(catalog: Catalog, name: str, command: list[str], runtime: str,
+               sif: str | None) -> Said:
+    """`imagekit run-cmd`: `run_cmd`'s two lines for the named image."""
+    return Said(run_cmd(catalog, catalog.select([name])[0], command, runtime, sif))
+
+
+def spawner(catalog: Catalog, name: str, runtime: str, sif: str | None, partition: str | None,
+            ssh: SshLogin | None) -> Said:
+    """`imagekit spawner batchspawner`: the named image's configuration, printed as it is."""
+    return Said(text=batchspawner_config(catalog, catalog.select([name])[0], runtime, sif,
+                                         partition, ssh))
+
+
+def tunnel(catalog: Catalog, name: str, options: JobOptions, runtime: str, sif: str | None,
+           output: Path | None, submit_it: bool, say: Callable[[str], None],
+           warn: Callable[[str], None]) -> Said:
+    """`imagekit tunnel`: the image's job script, printed or, with `output` or `submit_it`,
+    written (and then submitted with sbatch)."""
+    image = catalog.select([name])[0]
+    if options.gpus and not image.runtime.gpu:
+        warn(f"warning: {name} is not a GPU image; --gpus adds --gres only")
+    script = tunnel_script(catalog, image, options, runtime, sif)
+    target = output or (Path(f"imagekit-{image.name}.sbatch") if submit_it else None)
+    if target is None:
+        return Said(text=script)
+    write_script(writable(target), script)
+    say(f"wrote {target}")
+    return Said([submit(target)] if submit_it else [])
 
 
 @dataclass(frozen=True)

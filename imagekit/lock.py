@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from imagekit import lockfile
 from imagekit.credentials import public, redact, secret_words
 from imagekit.errors import BuildFailed, ImagekitError, Problem, did_you_mean
 from imagekit.model import Catalog, Image, PipLock, Stack
+from imagekit.said import Said
 from imagekit.schema import Platform, SiteSettings
 
 # What every venv imagekit builds holds besides the stacks' packages: uv installs the rest.
@@ -351,6 +352,20 @@ def with_lock(catalog: Catalog, stack: Stack, lock: PipLock) -> Catalog:
     images = {name: replace(image, stack=locked) if image.stack.name == stack.name else image
               for name, image in catalog.images.items()}
     return replace(catalog, stacks={**catalog.stacks, stack.name: locked}, images=images)
+
+
+def lock_or_check(catalog: Catalog, names: list[str], all_: bool, *, check_only: bool,
+                  upgrade: bool, say: Callable[[str], None]) -> Said:
+    """`imagekit lock`: lock the named stacks (or all), saying each lock as it is written;
+    with `check_only`, offline, every missing or stale lock is an error (exit 1)."""
+    if check_only:
+        bad = [s.problem() for s in check(catalog) if s.state != "current"]
+        if bad:
+            raise BuildFailed(bad)
+        return Said([f"ok: {len(lockable(catalog))} locks match their stacks"])
+    for line in lock_named(catalog, names, all_, upgrade=upgrade):
+        say(line)
+    return Said()
 
 
 def lock_named(catalog: Catalog, names: list[str], all_: bool, *, upgrade: bool = False

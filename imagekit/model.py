@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagekit.errors import ImagekitError, Problem, did_you_mean
+from imagekit.said import Node, Rows
 from imagekit.schema import (
     Bootstrap,
     Checks,
@@ -292,6 +293,21 @@ class Catalog:
             flags.append("parent only")
         return flags
 
+    def summary(self) -> str:
+        """What `imagekit validate` says of a catalog that loaded."""
+        listed = sum(1 for i in self.images.values() if i.listed)
+        return (f"ok: {len(self.stacks)} stacks, {len(self.profiles)} profiles, {listed} "
+                f"images ({len(self.images)} with the parents they need)")
+
+    def tree(self) -> Node:
+        """The image tree as `imagekit list` draws it, from the base image down."""
+        def node(name: str) -> Node:
+            return Node(f"[bold]{name}[/]  [dim]{'  '.join(self.flags(name))}[/]",
+                        [node(child) for child in self.children[name]])
+
+        roots = [node(i.name) for i in self.images.values() if i.parent is None]
+        return Node(f"[bold]{self.base.image}[/] (base image)", roots)
+
     def listing(self) -> list[dict[str, object]]:
         """Every image as `imagekit list --json` gives it."""
         return [
@@ -302,14 +318,14 @@ class Catalog:
             for i in self.images.values()
         ]
 
-    def describe(self, name: str) -> list[tuple[str, str]]:
+    def describe(self, name: str) -> Rows:
         """An image's resolved settings, everything it inherits included (`imagekit show`)."""
-        img = self.images[name]
+        img = self.select([name])[0]
         rt, c = img.runtime, img.checks
         lineage = " -> ".join(i.name for i in self.lineage(img.name))
         extra_apt = tuple(a for p in img.profiles for a in p.layer.apt)
         extra_pip = tuple(a for p in img.profiles for a in p.layer.pip)
-        return [
+        return Rows(("", ""), header=False, rows=[
             ("image", f"{img.name}  ({self.ref(img.name)})"),
             ("stack", f"{img.stack.name}  ({img.stack.file})"),
             ("lineage", f"{self.base.image} -> {lineage}"),
@@ -328,7 +344,7 @@ class Catalog:
             ("checks", f"{len(c.imports)} imports, {len(c.commands)} commands, kernels "
                        f"{','.join(c.kernels) or '-'}, {len(c.http)} http, "
                        f"{len(c.execute)} executions"),
-        ]
+        ])
 
 
 __all__ = [

@@ -15,7 +15,6 @@ from rich.table import Table
 
 from imagekit.build import Display, Outcome
 from imagekit.checks import CheckResult
-from imagekit.units import human_size
 
 _STEP = re.compile(r"^(#\d+ \[.*|Step \d+/\d+ : .*)")
 
@@ -85,19 +84,10 @@ class LiveDisplay:
             self.live.console.print(outcome.error, markup=False, highlight=False)
 
 
-def summary(outcomes: list[Outcome]) -> Table:
-    table = Table(title="build summary", header_style="bold")
-    for col in ("image", "status", "size", "time", "tags"):
-        table.add_column(col)
-    for o in outcomes:
-        tags = ", ".join(t.rpartition(":")[2] for t in o.tags)
-        table.add_row(o.image, o.status, human_size(o.size) if o.size else "-",
-                      f"{o.seconds:.1f} s" if o.seconds else "-", tags)
-    return table
-
-
-def build_display(console: Console, live: bool) -> Callable[[list[str]], Display]:
-    """A build's display for the images in `order`: the live table, or log lines."""
+def build_display(console: Console, plain: bool) -> Callable[[list[str]], Display]:
+    """A build's display for the images in `order`: the live table on a terminal, else (or
+    `plain`) log lines."""
+    live = console.is_terminal and not plain
     return lambda order: LiveDisplay(console, order) if live else PlainDisplay(console)
 
 

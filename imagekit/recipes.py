@@ -16,6 +16,7 @@ from imagekit.model import Catalog, Image
 from imagekit.render.base import Renderer
 from imagekit.render.docker import DockerRenderer
 from imagekit.render.singularity import SingularityRenderer
+from imagekit.said import Said
 
 # Written by `imagekit build` into the context, never committed.
 BUILD_ONLY = ("site", "wheelhouse")
@@ -81,6 +82,21 @@ def write(catalog: Catalog, images: list[Image]) -> list[Path]:
             written.append(target)
         _prune_empty_dirs(folder)
     return written
+
+
+def render_or_check(catalog: Catalog, names: list[str], all_: bool, check_only: bool) -> Said:
+    """`imagekit render`: write the named images' recipes (or all); with `check_only`, each
+    file that differs from what the catalog renders is stale (exit 1)."""
+    if check_only:
+        drift = [f"stale: {d}" for d in check(catalog)]
+        if drift:
+            return Said(err=[*drift, "recipes/ is out of date: run `imagekit render --all` "
+                                     "and commit it"], code=1)
+        return Said([f"ok: recipes/ matches the catalog ({len(catalog.images)} images)"])
+    selected = catalog.select(names, all_)
+    written = write(catalog, selected)
+    return Said([*(f"rendered recipes/{image.name}/" for image in selected),
+                 f"{len(written)} files in {len(selected)} recipe folders"])
 
 
 def check(catalog: Catalog) -> list[Drift]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from imagekit.published.catalog import PublishedCatalog
+from imagekit.said import Said
 from imagekit.schema import CatalogSpec, ProfileSpec, StackSpec
 
 SCHEMAS: dict[str, type[BaseModel]] = {
@@ -42,3 +43,15 @@ def stale(folder: Path) -> list[str]:
         name for name in SCHEMAS
         if not (folder / name).is_file() or (folder / name).read_text() != render(name)
     ]
+
+
+def write_or_check(catalog_file: Path, check_only: bool) -> Said:
+    """`imagekit schema`: write schemas/ beside the catalog; with `check_only`, each stale
+    schema is said (exit 1)."""
+    folder = catalog_file.resolve().parent / "schemas"
+    if check_only:
+        found = stale(folder)
+        if found:
+            return Said(err=[f"stale: schemas/{name}" for name in found], code=1)
+        return Said(["ok: schemas/ is up to date"])
+    return Said([f"wrote {path}" for path in write(folder)])

@@ -34,6 +34,7 @@ from imagekit.files import temporary_beside, write_atomically
 from imagekit.model import Catalog, Image, arch
 from imagekit.render.singularity import SingularityRenderer
 from imagekit.run import run
+from imagekit.said import Markup, Rows, Said
 from imagekit.schema import Platform
 
 # gzip level 5 in 256 KiB blocks: measured here on scipy's 1.17 GB image, 19.5 s and
@@ -454,7 +455,13 @@ def inspect_file(path: Path) -> dict[str, Any]:
 OBJECT_COLUMNS = ("id", "group", "type", "start", "end", "size")
 
 
-def object_rows(info: dict[str, Any]) -> list[tuple[str, ...]]:
-    """The objects `inspect` found, a row each as `imagekit inspect` tabulates them."""
-    return [(str(o["id"]), o["group"], o["kind"], str(o["start"]), str(o["end"]),
+def described(path: Path) -> Said:
+    """`imagekit inspect`: the launch script and header, a row per object, the labels and
+    the definition file; as JSON, what `inspect` read."""
+    info = inspect_file(path)
+    rows = [(str(o["id"]), o["group"], o["kind"], str(o["start"]), str(o["end"]),
              str(o["end"] - o["start"])) for o in info["objects"]]
+    labels = [f"  {key} = {value}" for key, value in sorted(info["labels"].items())]
+    return Said([f"launch script: {info['launch']}\n{info['header']}",
+                 Rows(OBJECT_COLUMNS, rows, title="objects"), Markup("[bold]labels[/]"),
+                 *labels, Markup("[bold]definition file[/]"), info["deffile"]], data=info)

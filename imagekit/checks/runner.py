@@ -12,6 +12,7 @@ from imagekit.engine.client import Engine
 from imagekit.engine.emulation import environment, unable
 from imagekit.errors import ImagekitError
 from imagekit.model import Catalog, Image
+from imagekit.said import Said
 from imagekit.schema import Platform
 
 
@@ -68,6 +69,11 @@ class TestReport:
                 + (f", {len(self.not_tested)} not tested (no emulation)"
                    if self.not_tested else ""))
 
+    def said(self) -> Said:
+        """The summary line; exit 1 when a check failed or an image could not be tested."""
+        return Said([self.summary()], data=self.as_dict(),
+                    code=int(bool(self.failed or self.not_tested)))
+
 
 Note = Callable[[str, str, str], None]  # kind (skip, fail, head), image, text
 
@@ -102,3 +108,15 @@ def test_images(engine: Engine, catalog: Catalog, images: list[Image],
         report.latencies[catalog.on(image.name, p)] = target.latencies
         record.save(catalog, image.name, target.ref, target.results)
     return report
+
+
+def test(catalog: Catalog, names: list[str], all_: bool, platforms: list[str] | None,
+         engine: str | None, on_result: Callable[[CheckResult], None], note: Note) -> Said:
+    """`imagekit test`: the named images (`all_`: every one built here) on each platform
+    given (default: the catalog's), in the engine chosen."""
+    from imagekit.engine.choice import connect
+
+    selected = catalog.select(names, all_)
+    chosen = catalog.choose_platforms(platforms)
+    return test_images(connect(catalog, engine), catalog, selected, chosen, on_result, note,
+                       only_built=all_).said()

@@ -28,8 +28,10 @@ import yaml
 
 from imagekit import __version__
 from imagekit.ci.plan import Plan, PlannedImage, make_plan
+from imagekit.errors import BuildFailed
 from imagekit.files import write_atomically
 from imagekit.model import Catalog
+from imagekit.said import Said
 
 WORKFLOW = Path(".github/workflows/imagekit.yml")
 RUNNER = "ubuntu-24.04"
@@ -229,15 +231,18 @@ def workflow(plan: Plan, root: Path) -> str:
     return HEADER.format(images=len(built), waves=len(plan.waves)) + text
 
 
-def sync(catalog: Catalog, output: Path | None, check: bool) -> tuple[Path, bool]:
-    """Write the workflow or, with `check`, compare it: (its path, whether it is current)."""
+def sync(catalog: Catalog, output: Path | None, check: bool) -> Said:
+    """Write the workflow or, with `check`, compare it (a stale or missing one fails)."""
     from imagekit.publish.shared import one_platform
 
     one_platform(catalog, "ci github")
     path = output if output is not None else catalog.root / WORKFLOW
     text = workflow(make_plan(catalog), catalog.root)
+    if check and not (path.is_file() and path.read_text() == text):
+        raise BuildFailed(f"{path} is {'stale' if path.is_file() else 'missing'}: run "
+                          "`imagekit ci github` and commit it")
     if check:
-        return path, path.is_file() and path.read_text() == text
+        return Said([f"ok: {path} matches the stack tree"])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, text.encode())
-    return path, True
+    return Said([f"wrote {path}"])

@@ -25,6 +25,7 @@ from typing import ClassVar
 
 from imagekit.build import tree_inputs_of, tree_tag
 from imagekit.model import Catalog, Image, Stack
+from imagekit.said import Rows, Said
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,15 @@ class Plan:
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2) + "\n"
+
+    def said(self, changed: list[str] | None, as_json: bool) -> Said:
+        """`imagekit plan`: the images `changed` files rebuild, one a line; else the whole
+        plan, as JSON or a table."""
+        if changed is not None:
+            return Said(self.affected(changed))
+        if as_json:
+            return Said(text=self.to_json())
+        return Said([Rows(self.COLUMNS, self.rows(), no_wrap=True), self.closing()])
 
 
 def _normal(path: str) -> str:

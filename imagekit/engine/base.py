@@ -19,6 +19,7 @@ from imagekit.engine.emulation import native, unable
 from imagekit.errors import BuildFailed, ImagekitError
 from imagekit.model import Catalog, arch
 from imagekit.run import run
+from imagekit.said import Said
 from imagekit.schema import Bootstrap, Platform
 
 Say = Callable[[str], None]
@@ -64,11 +65,16 @@ def ensure_base(catalog: Catalog, engine: Engine, say: Say, refresh: bool = Fals
 
 
 
-def ensure_bases(catalog: Catalog, engine: Engine, platforms: tuple[Platform, ...], say: Say,
-                 refresh: bool = False) -> list[tuple[Platform, str]]:
-    """`imagekit base`: each platform's base, and how it came to exist."""
-    return [(p, ensure_base(catalog, engine, say, refresh=refresh, platform=p))
-            for p in platforms]
+def ensure_bases(catalog: Catalog, engine: str | None, platforms: list[str] | None, say: Say,
+                 refresh: bool = False) -> Said:
+    """`imagekit base`: each platform's base (default: the catalog's platforms), and how it
+    came to exist."""
+    from imagekit.engine.choice import connect
+
+    chosen = catalog.choose_platforms(platforms)
+    found = connect(catalog, engine)
+    return Said([f"{catalog.base_ref(p)}: {ensure_base(catalog, found, say, refresh, p)}"
+                 for p in chosen])
 
 def staleness(catalog: Catalog, info: ImageInfo, now: dt.datetime | None = None,
               ref: str | None = None) -> str | None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
+import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker
@@ -70,3 +73,28 @@ def remove_session(client: Any, session: str = SESSION) -> tuple[int, int]:
         with contextlib.suppress(docker.errors.DockerException):
             volume.remove(force=True)
     return len(containers), len(volumes)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM: unwinds every step (its `finally` clean-ups run) up to
+    `removed_when_interrupted`. Not KeyboardInterrupt, which typer turns into an exit of its
+    own first."""
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def removed_when_interrupted(say: Callable[[str], None]) -> Iterator[None]:
+    """Run a command to its end or, interrupted (Ctrl-C, a CI runner's SIGTERM), remove what
+    this process made, say so, and exit 130."""
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)  # a CI runner stopping the job
+    try:
+        yield
+    except (Interrupted, KeyboardInterrupt):
+        removed = clean_up()
+        say("interrupted" + (f"; removed {removed} temporary containers and volumes"
+                             if removed else ""))
+        sys.exit(130)

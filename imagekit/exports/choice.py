@@ -8,7 +8,24 @@ from pathlib import Path
 
 from imagekit.errors import ImagekitError, Problem, did_you_mean
 from imagekit.exports import Exporter, ExportFile, batchspawner, exporters
+from imagekit.files import writable, write_atomically
 from imagekit.hpc import SshLogin
+from imagekit.published.catalog import read
+from imagekit.said import Said
+
+
+def export(target: str, image: str | None, file: str | None, published: Path | None,
+           catalog_file: Path, ssh: str | None, ssh_config: Path | None,
+           output: Path | None) -> Said:
+    """`imagekit export`: one file of the target's export of the published catalog
+    (default: dist/catalog.json beside the catalog file), printed or written to `output`."""
+    source = published or catalog_file.resolve().parent / "dist" / "catalog.json"
+    chosen = pick(exporter(target, image, ssh, ssh_config)(read(source)), target, image, file,
+                  source)
+    if output is None:
+        return Said(text=chosen.text)
+    write_atomically(writable(output), chosen.text)
+    return Said([f"wrote {output}"])
 
 
 def exporter(target: str, image: str | None, ssh: str | None,

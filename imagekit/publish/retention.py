@@ -37,6 +37,7 @@ from imagekit.publish.common import (
 from imagekit.publish.registry import CATALOG_LAYER_TYPE, Registry, referrers_tag
 from imagekit.publish.release import reinstate
 from imagekit.published.catalog import PublishedCatalog, PublishedImage, parse
+from imagekit.said import Said
 
 OURS = (IMMUTABLE, TREE_TAG, UNTESTED)  # the tags imagekit itself gives what it pushes
 GRACE = dt.timedelta(hours=24)  # longer than a CI run from its first push to its publish
@@ -133,6 +134,7 @@ class PruneReport:
                 f"{len(self.deleted_catalogs)} older catalogs")
 
 
+
 def named_digests(catalogs: Iterable[PublishedCatalog]) -> set[str]:
     """Every manifest digest these catalogs name: images (and each architecture an index
     holds), their history, SIFs, SBOMs, provenance."""
@@ -153,7 +155,14 @@ def named_digests(catalogs: Iterable[PublishedCatalog]) -> set[str]:
 
 
 def prune(catalog: Catalog, keep: int, log: Log, *, dry_run: bool = False,
-          grace: dt.timedelta = GRACE) -> PruneReport:
+          grace: dt.timedelta = GRACE) -> Said:
+    """`imagekit prune`: what was deleted (with `dry_run`, what would be) and what kept."""
+    report = pruned(catalog, keep, log, dry_run=dry_run, grace=grace)
+    return Said([report.summary(dry_run)], data=report.as_dict())
+
+
+def pruned(catalog: Catalog, keep: int, log: Log, *, dry_run: bool = False,
+           grace: dt.timedelta = GRACE) -> PruneReport:
     if keep < 1:
         raise ImagekitError(Problem(None, "--keep", "keep at least the last published catalog"))
     if grace < dt.timedelta(0):

@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 from imagekit.errors import ImagekitError
 from imagekit.model import Catalog
 from imagekit.publish.common import PublishReport
+from imagekit.said import Markup, Rows, Said
 from imagekit.units import human_size
+
+SKIP_TESTS = Markup("[bold yellow]WARNING: --skip-tests: images that did not pass `imagekit "
+                    "test` are published, under an untested-<id> tag only, and marked "
+                    "untested in the catalog[/]")
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,16 @@ class PublishJob:
     engine: str | None = None
 
 
-def publish(catalog: Catalog, job: PublishJob, say: Callable[[str], None]) -> PublishReport:
+def publish(catalog: Catalog, job: PublishJob, say: Callable[[str], None],
+            warn: Callable[[str], None]) -> Said:
+    """`imagekit publish`: the report a row per image, then the catalog and the exports."""
+    if job.skip_tests:
+        catalog.select(job.images, job.all_ or bool(job.pins))  # an unknown name is said first
+        warn(SKIP_TESTS)
+    return said(_publish(catalog, job, say))
+
+
+def _publish(catalog: Catalog, job: PublishJob, say: Callable[[str], None]) -> PublishReport:
     names = (None if job.all_ or job.pins
              else [i.name for i in catalog.select(job.images)])
     if job.pins:
@@ -51,18 +65,16 @@ def publish(catalog: Catalog, job: PublishJob, say: Callable[[str], None]) -> Pu
 COLUMNS = ("image", "digest", "tags", "tested", "sent", "SIF sent")
 
 
-def rows(report: PublishReport) -> list[tuple[str, ...]]:
-    """The report as `imagekit publish` tabulates it, a row per image."""
-    return [(line.image, line.reference.rpartition("@")[2][:19] + "…", ", ".join(line.tags),
+def said(report: PublishReport) -> Said:
+    """The report as `imagekit publish` prints it: a row per image, then the catalog, the
+    exports and what was sent."""
+    rows = [(line.image, line.reference.rpartition("@")[2][:19] + "…", ", ".join(line.tags),
              line.tested, human_size(line.sent),
              human_size(line.sif_sent) if line.sif_reference else "-")
             for line in report.images]
-
-
-def closing(report: PublishReport) -> list[str]:
-    """What follows the table: the catalog, the exports, what was sent."""
     state = "written" if report.changed else "unchanged"
-    return [f"catalog: {report.catalog} ({state}), in the registry as "
-            f"{report.catalog_digest}",
-            f"exports: {len(report.exports)} files in dist/exports/",
-            f"{human_size(report.sent)} sent in {report.seconds} s"]
+    return Said([Rows(COLUMNS, rows),
+                 f"catalog: {report.catalog} ({state}), in the registry as "
+                 f"{report.catalog_digest}",
+                 f"exports: {len(report.exports)} files in dist/exports/",
+                 f"{human_size(report.sent)} sent in {report.seconds} s"], data=report.as_dict())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from imagekit.build import (
@@ -25,6 +26,7 @@ from imagekit.build import (
     tree_keys,
     tree_tag,
 )
+from imagekit.engine.choice import connect
 from imagekit.engine.client import Engine, ImageInfo
 from imagekit.errors import BuildFailed, ImagekitError, Problem
 from imagekit.model import Catalog, Image
@@ -43,6 +45,7 @@ from imagekit.publish.preflight import preflight
 from imagekit.publish.registry import Registry
 from imagekit.publish.release import reinstate
 from imagekit.published.catalog import PublishedImage
+from imagekit.said import Said
 
 
 class RegistryShare:
@@ -138,6 +141,14 @@ def push(catalog: Catalog, engine: Engine, names: list[str], log: Log) -> list[I
         log(f"[{name}] record pushed to {records}:{tag}")
         lines.append(line)
     return lines
+
+
+def push_images(catalog: Catalog, names: list[str], engine: str | None, log: Log) -> Said:
+    """`imagekit push`: the named images from the engine chosen; a line per image pushed."""
+    chosen = [i.name for i in catalog.select(names)]
+    lines = push(catalog, connect(catalog, engine), chosen, log)
+    return Said([f"{line.image}: {line.reference}" for line in lines],
+                data={"images": [asdict(line) for line in lines]})
 
 
 def _record(registry: Registry, catalog: Catalog, name: str,

@@ -17,6 +17,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rich.markup import escape
+
 from imagekit.attest.provenance import MEDIA_TYPE as PROVENANCE_TYPE
 from imagekit.attest.provenance import read_statement
 from imagekit.attest.sbom import MEDIA_TYPE as SBOM_TYPE
@@ -26,6 +28,7 @@ from imagekit.model import Catalog, arch
 from imagekit.publish.common import IMMUTABLE, TEST_RECORD_TYPE, previous_catalog
 from imagekit.publish.registry import Registry
 from imagekit.published.catalog import PublishedCatalog, PublishedImage
+from imagekit.said import Markup, Said
 
 
 @dataclass(frozen=True)
@@ -259,5 +262,13 @@ def _provenance(catalog: Catalog, registry: Registry, image: PublishedImage,
                                        f"{key.name}")
 
 
-def as_dicts(findings: list[Finding]) -> list[dict[str, object]]:
-    return [asdict(f) for f in findings]
+def report(catalog: Catalog, ref: str, public_key: Path | None) -> Said:
+    """`imagekit verify`: the image's reference, then a PASS or FAIL line per finding; exit 1
+    when one failed."""
+    image, findings = verify(catalog, ref, public_key)
+    lines = [Markup(f"{'[green]PASS[/]' if f.ok else '[red]FAIL[/]'} {f.check}: "
+                    f"{escape(f.evidence)}") for f in findings]
+    return Said([f"{image.name}: {image.reference}", *lines],
+                data={"image": image.name, "reference": image.reference,
+                      "findings": [asdict(f) for f in findings]},
+                code=0 if all(f.ok for f in findings) else 1)

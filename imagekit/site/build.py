@@ -12,7 +12,8 @@ import jinja2
 
 from imagekit import hpc
 from imagekit.errors import BuildFailed
-from imagekit.published.catalog import PublishedCatalog, PublishedImage
+from imagekit.published.catalog import PublishedCatalog, PublishedImage, read
+from imagekit.said import Said
 from imagekit.units import human_size
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -137,3 +138,13 @@ def write_site(catalog: PublishedCatalog, folder: Path) -> list[Path]:
         shutil.rmtree(stage, ignore_errors=True)
         raise BuildFailed(f"{folder}: cannot write the site: {exc.strerror or exc}") from None
     return [folder / name for name in files]
+
+
+def site(catalog_file: Path, published: Path | None, output: Path | None) -> Said:
+    """`imagekit site`: the site of the published catalog (default: dist/catalog.json beside
+    the catalog file) written to `output` (default: dist/site)."""
+    dist = catalog_file.resolve().parent / "dist"
+    folder = output if output is not None else dist / "site"
+    written = write_site(read(published or dist / "catalog.json"), folder)
+    size = sum(p.stat().st_size for p in written)
+    return Said([f"wrote {folder}: {len(written)} files, {size / 1000:.0f} kB"])
