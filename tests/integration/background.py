@@ -13,6 +13,13 @@ A setup whose work is done by the suite's own engine (its builds run in that doc
 priority of ours reaches) would only contend with the tests' builds: such a module defines
 `prepare(folder: Path) -> T` instead, run in place when its fixture first asks for it.
 
+Such a setup does not always wait for its fixture, though: once every setup beside the
+suite has ended, the niced ones no longer take the second core, and the setups registered to
+run in place start beside the tests, one at a time, at normal priority, in the modules'
+order (`after_beside`). Whichever comes first, that worker or the module's fixture, runs it;
+the other waits for it. A test that measures the machine's own traffic calls `quiet()`,
+which stops that worker from starting another and waits for what runs beside.
+
 Either way the module's fixture takes the result with `result(module)`, waiting for it if
 it has not finished, and an exception raised there is raised again in the fixture, so the
 module's tests fail (never skip) with it.
@@ -72,6 +79,9 @@ AT_ONCE = 2
 LOWEST = 19  # nice
 _QUEUE: queue.Queue[tuple[Job, Callable[[Path], Any]]] = queue.Queue()
 _WORKERS: list[threading.Thread] = []
+_CLAIM = threading.Lock()  # who runs a setup registered in place: its fixture or the worker
+_HELD = threading.Event()  # set by quiet(): no setup in place starts beside any more
+LATE = "beside the suite, once those before it had ended"
 
 
 def _job(name: str) -> Job:
@@ -98,6 +108,35 @@ def defer(name: str, work: Callable[[Path], Any]) -> None:
     job.work, job.where = work, "in place"
 
 
+def _claim(job: Job) -> Callable[[Path], Any] | None:
+    """A setup registered in place, for the caller to run; None when it is not (any more)."""
+    with _CLAIM:
+        work, job.work = job.work, None
+        return work
+
+
+def after_beside() -> None:
+    """Once every setup queued beside the suite has ended, run the setups registered in place
+    beside the tests, one at a time, at the priority of the thread that calls this (the
+    session's: call it from there, never from a worker at nice 19)."""
+    first = [job for job in JOBS.values() if job.work is None]
+    deferred = [job for job in JOBS.values() if job.work is not None]
+
+    def late() -> None:
+        for job in first:
+            job.done.wait()
+        for job in deferred:
+            if _HELD.is_set():
+                return
+            work = _claim(job)
+            if work is not None:
+                job.where = LATE
+                _run(job, work)
+
+    if deferred:
+        threading.Thread(target=late, name="beside-late", daemon=True).start()
+
+
 def _run(job: Job, work: Callable[[Path], Any]) -> None:
     job.started = time.monotonic()
     try:
@@ -120,8 +159,8 @@ def _work() -> None:
 def result(name: str, timeout: float = 5400) -> Any:
     """The module's setup as it ended; its folder is the module's to remove (`finish`)."""
     job = JOBS[name]
-    if job.work is not None:
-        work, job.work = job.work, None
+    work = _claim(job)
+    if work is not None:
         _run(job, work)
     if not job.done.wait(timeout):
         raise AssertionError(f"{name}'s setup beside the suite did not end in {timeout:.0f} s")
@@ -132,11 +171,15 @@ def result(name: str, timeout: float = 5400) -> Any:
 
 
 def quiet(timeout: float = 5400) -> None:
-    """Every setup beside the suite has ended: for a test that measures the machine's own
-    network traffic, which theirs would add to."""
-    for job in list(JOBS.values()):
-        if job.where == "beside the suite" and not job.done.wait(timeout):
-            raise AssertionError(f"{job.name}'s setup beside the suite is still running")
+    """Every setup beside the suite has ended, and no setup registered in place starts
+    beside it any more: for a test that measures the machine's own network traffic, which
+    theirs would add to."""
+    _HELD.set()
+    with _CLAIM:  # a setup is claimed whole: after this, none starts beside
+        running = [job for job in JOBS.values() if job.work is None]
+    for job in running:
+        if not job.done.wait(timeout):
+            raise AssertionError(f"{job.name}'s setup {job.where} is still running")
 
 
 def finish(name: str) -> None:

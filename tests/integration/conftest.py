@@ -213,6 +213,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             background.start(module.__name__, work)
         elif callable(work := getattr(module, "prepare", None)):
             background.defer(module.__name__, work)
+    background.after_beside()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
