@@ -1,17 +1,15 @@
-"""The `imagekit` command: arguments in, one call into a step, what it says (imagekit.said)
-printed. Exit status: 0 success, 1 a step failed, 2 bad input (nothing was done). Each step
-is imported where its command runs, so that `imagekit --help` starts quickly."""
+"""The `imagekit` command: arguments in, one call into a step, what it says printed; exit 1
+when a step failed, 2 on bad input. Each step is imported when its command runs (quick --help)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import typer.core
 from rich import box
 from rich.console import Console, RenderableType
 from rich.markup import escape
@@ -19,32 +17,24 @@ from rich.table import Table
 from rich.tree import Tree
 
 from imagekit import __version__
-from imagekit.errors import ImagekitError, one_line
 from imagekit.resolve import load_catalog
 from imagekit.said import Markup, Node, Rows, Said
 
 
 class _Group(typer.core.TyperGroup):
-    """What fails in any command is said, never as a traceback: bad input, its problems and
-    exit 2; what the machine, an engine or a registry caused, one line and exit 1."""
+    """What fails in any command is said (engine.errors.as_failure), never as a traceback."""
 
     def invoke(self, ctx: Any) -> Any:
-        from imagekit.engine.errors import SERVICE_ERRORS
-
+        from imagekit.engine.errors import as_failure
         try:
             return super().invoke(ctx)
-        except ImagekitError as exc:
-            problems, code = [str(p) for p in exc.problems], exc.exit_code
-        except SERVICE_ERRORS as exc:  # before OSError: requests' errors are OSErrors too
-            problems, code = [f"the engine or a registry failed: {one_line(exc)}"], 1
-        except BrokenPipeError:
-            raise  # the reader went away (`| head`): click exits quietly
-        except OSError as exc:
-            problems, code = [f"{f'{exc.filename}: ' if exc.filename else ''}"
-                              f"{exc.strerror or exc}"], 1
-        for problem in problems:
-            err.print(f"[bold red]error:[/] {escape(problem)}")
-        raise typer.Exit(code)
+        except Exception as exc:  # typer's own (--help, exit statuses) are no failure: raised
+            failure = as_failure(exc)
+            if failure is None:
+                raise
+            for problem in failure.problems:
+                err.print(f"[bold red]error:[/] {escape(str(problem))}")
+            raise typer.Exit(failure.exit_code) from None
 
 
 app = typer.Typer(
@@ -66,16 +56,13 @@ Json = Annotated[bool, Opt("--json", help="print the outcome as JSON")]
 MachineJson = Annotated[bool, Opt("--json", help="machine-readable")]
 Name = Annotated[str, Arg(help="image name")]
 AllImages = Annotated[bool, Opt("--all", help="every image in the catalog")]
-EngineOpt = Annotated[str | None, Opt("--engine", envvar="IMAGEKIT_ENGINE", help="docker, "
-                                      "podman or auto (Docker when it answers, else Podman);"
-                                      " default: the catalog's engine")]
+EngineOpt = Annotated[str | None, Opt("--engine", envvar="IMAGEKIT_ENGINE", help=(
+    "docker, podman or auto (Docker when it answers, else Podman); default: the catalog's engine"))]
 PlatformOpt = Annotated[list[str] | None, Opt(help="linux/amd64 or linux/arm64, repeatable; "
                                               "default: the catalog's platforms")]
-Published = Annotated[Path | None, Opt(help="the published catalog; default: "
-                                       "dist/catalog.json")]
+Published = Annotated[Path | None, Opt(help="the published catalog; default: dist/catalog.json")]
 RuntimeOpt = Annotated[str, Opt(help="apptainer or singularity")]
-SifOpt = Annotated[str | None, Opt(help="SIF path on the cluster; default: "
-                                   "dist/<image>_<tag>.sif")]
+SifOpt = Annotated[str | None, Opt(help="SIF path on the cluster; default: dist/<image>_<tag>.sif")]
 SshOpt = Annotated[str | None, Opt(help="batchspawner: run sbatch/squeue/scancel on a login "
                                    "node over SSH, as USER@HOST[:PORT] (the hub needs no "
                                    "Slurm client)")]
@@ -83,14 +70,14 @@ SshConfigOpt = Annotated[Path | None, Opt(help="with --ssh: an ssh_config file (
                                           "hosts) for ssh -F")]
 
 
-def _say(console: Console) -> Callable[[str], None]:
-    return lambda text: console.print(text, markup=False)
+def _log(as_json: bool) -> Callable[[str], None]:
+    """Where a step says how it goes: stderr when stdout carries its JSON."""
+    return functools.partial(err.print if as_json else out.print, markup=False)
 
 
-def _tree(node: Node, parent: Tree | None = None) -> Tree:
-    tree = Tree(node.label) if parent is None else parent.add(node.label)
-    for child in node.children:
-        _tree(child, tree)
+def _tree(node: Node) -> Tree:
+    tree = Tree(node.label)
+    tree.children = [_tree(child) for child in node.children]
     return tree
 
 
@@ -109,7 +96,7 @@ def _show(said: Said, as_json: bool = False) -> None:
     for line in said.err:
         err.print(line, markup=isinstance(line, Markup))
     if as_json:
-        out.print_json(json.dumps(said.data))
+        out.print_json(data=said.data)
     for item in [] if as_json else said.out:
         shown: RenderableType = (_tree(item) if isinstance(item, Node) else
                                  _table(item) if isinstance(item, Rows) else item)
@@ -133,7 +120,6 @@ def render(images: Annotated[list[str] | None, Arg(help="images to render")] = N
            catalog: CatalogOpt = DEFAULT) -> None:
     """Write recipes/<image>/Dockerfile and Singularity.def (deterministic)."""
     from imagekit.recipes import render_or_check
-
     _show(render_or_check(load_catalog(catalog), images or [], all_, check))
 
 
@@ -149,16 +135,14 @@ def lock(names: Annotated[list[str] | None, Arg(help="stacks or images to lock")
 
     Pins already in a lock are kept where the stack still allows them (--upgrade moves them)."""
     from imagekit.lock import lock_or_check
-
     _show(lock_or_check(load_catalog(catalog), names or [], all_, check_only=check,
-                        upgrade=upgrade, say=_say(out)))
+                        upgrade=upgrade, say=_log(False)))
 
 
 @app.command("list")
 def list_(as_json: MachineJson = False, catalog: CatalogOpt = DEFAULT) -> None:
     """The image tree, with type, GPU and formats."""
-    cat = load_catalog(catalog)
-    _show(Said([cat.tree()], data=cat.listing()), as_json)
+    _show(load_catalog(catalog).tree(), as_json)
 
 
 @app.command()
@@ -172,7 +156,6 @@ def schema(check: Annotated[bool, Opt("--check", help="fail if schemas/ is stale
            catalog: CatalogOpt = DEFAULT) -> None:
     """Write JSON Schemas for catalog.yaml, stacks/*.yaml and profiles/*.yaml to schemas/."""
     from imagekit.schemas import write_or_check
-
     _show(write_or_check(catalog, check))
 
 
@@ -185,15 +168,13 @@ def base(refresh: Annotated[bool, Opt("--refresh", help="pull or bootstrap it ag
     """Make the catalog's base image exist, one per platform: present, pulled, or
     bootstrapped (another architecture's under emulation)."""
     from imagekit.engine.base import ensure_bases
-
-    _show(ensure_bases(load_catalog(catalog), engine, platform, _say(out), refresh))
+    _show(ensure_bases(load_catalog(catalog), engine, platform, _log(False), refresh))
 
 
 @app.command()
 def doctor(catalog: CatalogOpt = DEFAULT) -> None:
     """Check the engine, BuildKit and the tools builds and SIFs need."""
     from imagekit.doctor import report
-
     _show(report(catalog))
 
 
@@ -224,16 +205,14 @@ def build(
     from imagekit import build as builds
     from imagekit.progress import build_display
     from imagekit.publish.shared import build_from_registry
-
     job = builds.BuildJob(images or [], all_, formats, builder, force, sif_level, sif_method,
                           from_registry, platform, engine_choice)
     ready = builds.prepare(load_catalog(catalog), job)
     if dry_run:
         return _show(builds.dry_run_all(ready), as_json)
-    log = err if as_json else out
     door = build_from_registry if from_registry else builds.build_images
-    _show(door(ready, _say(log), build_display(log, plain or as_json or from_registry)).said(),
-          as_json)
+    display = build_display(err if as_json else out, plain or as_json or from_registry)
+    _show(door(ready, _log(as_json), display).said(), as_json)
 
 
 @app.command("test")
@@ -246,10 +225,8 @@ def test_(images: Annotated[list[str] | None, Arg(help="images to test")] = None
     consumers' runtime contract (another architecture's under emulation)."""
     from imagekit.checks.runner import test
     from imagekit.progress import TestDisplay
-
-    shown = TestDisplay(err if as_json else out)
     _show(test(load_catalog(catalog), images or [], all_, platform, engine_choice,
-               shown.result, shown.note), as_json)
+               TestDisplay(err if as_json else out)), as_json)
 
 
 @app.command()
@@ -267,15 +244,11 @@ def publish(
     pins: Annotated[list[str] | None, Opt(
         "--pin", help="IMAGE=DIGEST (repeatable): roll IMAGE back to a digest an earlier "
         "catalog published; its tags and every export follow")] = None,
-    engine_choice: EngineOpt = None, catalog: CatalogOpt = DEFAULT,
-) -> None:
+    engine_choice: EngineOpt = None, catalog: CatalogOpt = DEFAULT) -> None:
     """Push tested images and SIFs by digest, then write dist/catalog.json and the exports."""
     from imagekit.publish import run
-
-    job = run.PublishJob(images or [], all_, skip_tests, from_registry, pins or [],
-                         engine_choice)
-    _show(run.publish(load_catalog(catalog), job, _say(err if as_json else out), err.print),
-          as_json)
+    job = run.PublishJob(images or [], all_, skip_tests, from_registry, pins or [], engine_choice)
+    _show(run.publish(load_catalog(catalog), job, _log(as_json), err.print), as_json)
 
 
 @app.command()
@@ -287,19 +260,16 @@ def plan(as_json: Annotated[bool, Opt("--json", help="the whole plan, machine-re
          catalog: CatalogOpt = DEFAULT) -> None:
     """The build graph for CI: images, parents, waves, tree keys, what each file rebuilds."""
     from imagekit.ci.plan import make_plan
-
     _show(make_plan(load_catalog(catalog)).said(changed, as_json))
 
 
 @app.command()
 def site(published: Published = None,
-         output: Annotated[Path | None, Opt(help="the site's folder; default: dist/site")
-                           ] = None,
+         output: Annotated[Path | None, Opt(help="the site's folder; default: dist/site")] = None,
          catalog: CatalogOpt = DEFAULT) -> None:
     """Write the static HTML catalog (an index and a page per image) from the published
     catalog: what is in each image, how it was tested, and how to run it."""
     from imagekit.site.build import site as write_site
-
     _show(write_site(catalog, published, output))
 
 
@@ -311,7 +281,6 @@ def ci_github(check: Annotated[bool, Opt("--check", help="fail if the workflow f
               catalog: CatalogOpt = DEFAULT) -> None:
     """Write the GitHub Actions workflow: one job per image, `needs:` its parent's job."""
     from imagekit.ci import github
-
     _show(github.sync(load_catalog(catalog), output, check))
 
 
@@ -319,17 +288,15 @@ def ci_github(check: Annotated[bool, Opt("--check", help="fail if the workflow f
 def prune(keep: Annotated[int, Opt(min=1, help="the last N published catalogs keep what they "
                                    "name")] = 5,
           dry_run: Annotated[bool, Opt("--dry-run", help="say what would go")] = False,
-          grace_hours: Annotated[int, Opt(min=0, help="keep what was made this recently, "
-                                          "named or not (a CI run's push before its "
-                                          "publish)")] = 24,
+          grace_hours: Annotated[int, Opt(min=0, help="keep what was made this recently, named or "
+                                          "not (a CI run's push before its publish)")] = 24,
           as_json: Json = False, catalog: CatalogOpt = DEFAULT) -> None:
     """Delete from the registry what imagekit pushed that none of the last N published
     catalogs names (never a digest a kept catalog names, nor one a followed tag points at),
     and the catalogs older than those N. The registry frees the blobs at its next garbage
     collection."""
     from imagekit.publish.retention import prune as run_prune
-
-    _show(run_prune(load_catalog(catalog), keep, _say(err if as_json else out), dry_run=dry_run,
+    _show(run_prune(load_catalog(catalog), keep, _log(as_json), dry_run=dry_run,
                     grace=dt.timedelta(hours=grace_hours)), as_json)
 
 
@@ -343,7 +310,6 @@ def verify(ref: Annotated[str, Arg(help="an image of the published catalog: its 
     """Check a published image against the catalog the registry holds: digest and tags,
     cosign signature, SBOM, test record and SIF."""
     from imagekit.publish.verify import report
-
     _show(report(load_catalog(catalog), ref, key), as_json)
 
 
@@ -353,9 +319,7 @@ def push(images: Annotated[list[str], Arg(help="images to push")], as_json: Json
     """A CI runner's share: a tested image and its SIF to the registry under its tree tag,
     with the record `publish --from-registry` reads. Moves no tag users follow."""
     from imagekit.publish.shared import push_images
-
-    _show(push_images(load_catalog(catalog), images, engine_choice, _say(err if as_json else out)),
-          as_json)
+    _show(push_images(load_catalog(catalog), images, engine_choice, _log(as_json)), as_json)
 
 
 @app.command("export")
@@ -369,20 +333,16 @@ def export_(
     file: Annotated[str | None, Opt(help="one of the target's files (e.g. kubespawner.py); "
                                     "default: its first")] = None,
     published: Published = None, ssh: SshOpt = None, ssh_config: SshConfigOpt = None,
-    catalog: CatalogOpt = DEFAULT,
-) -> None:
+    catalog: CatalogOpt = DEFAULT) -> None:
     """Write one consumer's configuration, derived from the published catalog only."""
     from imagekit.exports.choice import export
-
     _show(export(target, image, file, published, catalog, ssh, ssh_config, output))
 
 
 @app.command()
-def inspect(path: Annotated[Path, Arg(help="a .sif file")], as_json: MachineJson = False
-            ) -> None:
+def inspect(path: Annotated[Path, Arg(help="a .sif file")], as_json: MachineJson = False) -> None:
     """A SIF's header, objects, labels and definition file."""
     from imagekit.sif import described
-
     _show(described(path), as_json)
 
 
@@ -393,7 +353,6 @@ def run_cmd(image: Name,
             catalog: CatalogOpt = DEFAULT) -> None:
     """Print the exact `singularity exec` line for an image, with its profile's binds."""
     from imagekit import hpc
-
     _show(hpc.exec_lines(load_catalog(catalog), image, command or ["bash"], runtime, sif))
 
 
@@ -406,25 +365,21 @@ def tunnel(
     gpus: Annotated[int | None, Opt(help="GPUs (gres gpu:N)", min=1)] = None,
     output: Annotated[Path | None, Opt("--output", "-o", help="write the script here")] = None,
     submit: Annotated[bool, Opt(help="submit it with sbatch")] = False,
-    runtime: RuntimeOpt = "apptainer", sif: SifOpt = None, catalog: CatalogOpt = DEFAULT,
-) -> None:
+    runtime: RuntimeOpt = "apptainer", sif: SifOpt = None, catalog: CatalogOpt = DEFAULT) -> None:
     """Write an sbatch script that serves the image on a node behind an SSH tunnel."""
     from imagekit import hpc
-
     options = hpc.JobOptions(partition, time, mem, cpus, gpus)
     _show(hpc.tunnel(load_catalog(catalog), image, options, runtime, sif, output, submit,
-                     _say(out), err.print))
+                     _log(False), err.print))
 
 
 @spawner_app.command("batchspawner")
 def spawner_batchspawner(
     image: Name, partition: Annotated[str | None, Opt(help="default Slurm partition")] = None,
     runtime: RuntimeOpt = "apptainer", sif: SifOpt = None, ssh: SshOpt = None,
-    ssh_config: SshConfigOpt = None, catalog: CatalogOpt = DEFAULT,
-) -> None:
+    ssh_config: SshConfigOpt = None, catalog: CatalogOpt = DEFAULT) -> None:
     """Print jupyterhub_config.py lines: SlurmSpawner running the image's SIF."""
     from imagekit import hpc
-
     login = hpc.SshLogin.from_options(ssh, ssh_config)
     _show(hpc.spawner(load_catalog(catalog), image, runtime, sif, partition, login))
 
@@ -437,6 +392,5 @@ def version() -> None:
 
 def main() -> None:
     from imagekit.engine.temporary import removed_when_interrupted
-
     with removed_when_interrupted(err.print):
         app()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagekit.errors import ImagekitError, Problem, did_you_mean
-from imagekit.said import Node, Rows
+from imagekit.said import Node, Rows, Said
 from imagekit.schema import (
     Bootstrap,
     Checks,
@@ -299,14 +299,15 @@ class Catalog:
         return (f"ok: {len(self.stacks)} stacks, {len(self.profiles)} profiles, {listed} "
                 f"images ({len(self.images)} with the parents they need)")
 
-    def tree(self) -> Node:
-        """The image tree as `imagekit list` draws it, from the base image down."""
+    def tree(self) -> Said:
+        """`imagekit list`: the image tree from the base image down, or its `listing`."""
         def node(name: str) -> Node:
             return Node(f"[bold]{name}[/]  [dim]{'  '.join(self.flags(name))}[/]",
                         [node(child) for child in self.children[name]])
 
         roots = [node(i.name) for i in self.images.values() if i.parent is None]
-        return Node(f"[bold]{self.base.image}[/] (base image)", roots)
+        return Said([Node(f"[bold]{self.base.image}[/] (base image)", roots)],
+                    data=self.listing())
 
     def listing(self) -> list[dict[str, object]]:
         """Every image as `imagekit list --json` gives it."""

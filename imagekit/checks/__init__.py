@@ -1,7 +1,7 @@
 """Checks of built images: the static ones (imports, commands, kernels, executions) and the
 runtime contract of each consumer (checks/contract.py), each a small function that returns
-its evidence; `imagekit test`'s door is checks.runner.test_images, which saves each image's
-test record. It starts and stops containers through the engine only, and may import the
+its evidence; `imagekit test`'s door is checks.runner.test (test_images saves each image's
+test record). It starts and stops containers through the engine only, and may import the
 engine, the model and what lies below them, never a build, a SIF or publishing."""
 
 from __future__ import annotations

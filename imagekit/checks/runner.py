@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 from imagekit.checks import CheckResult, record
 from imagekit.checks.contract import CONTRACTS, Target
@@ -110,13 +111,20 @@ def test_images(engine: Engine, catalog: Catalog, images: list[Image],
     return report
 
 
+class Shown(Protocol):
+    """How `imagekit test` shows each result and each note as they come."""
+
+    def result(self, result: CheckResult) -> None: ...
+    def note(self, kind: str, who: str, text: str) -> None: ...
+
+
 def test(catalog: Catalog, names: list[str], all_: bool, platforms: list[str] | None,
-         engine: str | None, on_result: Callable[[CheckResult], None], note: Note) -> Said:
+         engine: str | None, shown: Shown) -> Said:
     """`imagekit test`: the named images (`all_`: every one built here) on each platform
     given (default: the catalog's), in the engine chosen."""
     from imagekit.engine.choice import connect
 
     selected = catalog.select(names, all_)
     chosen = catalog.choose_platforms(platforms)
-    return test_images(connect(catalog, engine), catalog, selected, chosen, on_result, note,
-                       only_built=all_).said()
+    return test_images(connect(catalog, engine), catalog, selected, chosen, shown.result,
+                       shown.note, only_built=all_).said()

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import docker.errors
 import requests
 
+from imagekit.errors import BuildFailed, ImagekitError, one_line
+
 
 class EngineError(Exception):
     """The engine's API refused or failed a request; the message is the engine's own."""
@@ -30,3 +32,15 @@ def engine_errors() -> Iterator[None]:
         yield
     except docker.errors.DockerException as exc:
         raise EngineError(str(exc) or type(exc).__name__) from exc
+
+
+def as_failure(exc: BaseException) -> ImagekitError | None:
+    """The error a person is told of: bad input as it is (exit status 2); what an engine, a
+    registry or the machine caused as one line (exit status 1); None for anything else."""
+    if isinstance(exc, ImagekitError):
+        return exc
+    if isinstance(exc, SERVICE_ERRORS):  # before OSError: requests' errors are OSErrors too
+        return BuildFailed(f"the engine or a registry failed: {one_line(exc)}")
+    if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):  # `| head`: click's
+        return BuildFailed(f"{f'{exc.filename}: ' if exc.filename else ''}{exc.strerror or exc}")
+    return None

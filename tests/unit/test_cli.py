@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
+import pytest
+import requests
 import yaml
 
 from imagekit import schemas
+from imagekit.engine import temporary
+from imagekit.engine.errors import EngineError, as_failure
+from imagekit.errors import ImagekitError
 
 Cli = Callable[..., tuple[int, str]]
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,3 +160,32 @@ def test_an_error_naming_brackets_is_said_as_written(cli: Cli) -> None:
 def test_printed_command_lines_keep_their_colons(cli: Cli) -> None:
     code, output = cli("run-cmd", "scipy-hpc", "echo", "a:b:", "-c", str(ROOT / "catalog.yaml"))
     assert code == 0 and "echo a:b:" in output
+
+
+def test_a_failure_of_the_machine_or_a_service_is_one_line_and_exit_1() -> None:
+    bad_input = ImagekitError("x")
+    assert as_failure(bad_input) is bad_input
+    missing = as_failure(FileNotFoundError(2, "No such file or directory", "dist/x"))
+    assert missing is not None and missing.exit_code == 1
+    assert [str(p) for p in missing.problems] == ["dist/x: No such file or directory"]
+    refused = as_failure(requests.ConnectionError("[Errno 111] Connection refused"))
+    assert refused is not None and str(refused.problems[0]).startswith(
+        "the engine or a registry failed: ")
+    assert as_failure(EngineError("no such image")) is not None
+    # The reader went away (`| head`), or a bug: not a user's failure, raised as it is.
+    assert as_failure(BrokenPipeError()) is None and as_failure(KeyError("x")) is None
+
+
+def test_an_interrupted_command_removes_what_it_made_and_exits_130(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    monkeypatch.setattr(temporary, "clean_up", lambda: 2)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as stop, temporary.removed_when_interrupted(said.append):
+            raise temporary.Interrupted(signal.SIGTERM)
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert stop.value.code == 130
+    assert said == ["interrupted; removed 2 temporary containers and volumes"]
