@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from imagekit import __version__
@@ -87,7 +88,7 @@ def _table(rows: Rows) -> Table:
     for n, column in enumerate(rows.columns):
         table.add_column(column, no_wrap=rows.no_wrap, style=None if n or rows.header else "bold")
     for row in rows.rows:
-        table.add_row(*row)
+        table.add_row(*(cell if isinstance(cell, Markup) else Text(cell) for cell in row))
     return table
 
 

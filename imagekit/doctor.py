@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit.said import Rows, Said
+from imagekit.said import Markup, Rows, Said
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,8 @@ def diagnose(catalog: Path) -> list[Finding]:
 def report(catalog: Path) -> Said:
     """`imagekit doctor`: a row per finding; exit 1 when something needed is missing."""
     findings = diagnose(catalog)
-    rows = [(f.name, "[green]ok[/]" if f.ok else "[red]missing[/]", f.detail) for f in findings]
+    rows = [(f.name, Markup("[green]ok[/]" if f.ok else "[red]missing[/]"), f.detail)
+            for f in findings]
     return Said([Rows(("check", "state", "detail / how to fix"), rows)],
                 code=0 if all(f.ok or f.optional for f in findings) else 1)
 

@@ -106,6 +106,6 @@ class TestDisplay:
         if kind == "head":
             self.console.print(f"{who}:", markup=False)
         elif kind == "skip":
-            self.console.print(f"[yellow]SKIP[/] {who}: {text}")
+            self.console.print(f"[yellow]SKIP[/] {escape(who)}: {escape(text)}")
         else:
-            self.console.print(f"[red]FAIL[/] {who}: {escape(text)}")
+            self.console.print(f"[red]FAIL[/] {escape(who)}: {escape(text)}")

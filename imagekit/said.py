@@ -17,7 +17,8 @@ class Markup(str):
 
 @dataclass(frozen=True)
 class Rows:
-    """A table: its columns and its rows, each cell in rich markup."""
+    """A table: its columns and its rows; a cell is printed as written unless it is Markup
+    (catalog data such as `dask[distributed]` is never read as markup)."""
 
     columns: Sequence[str]
     rows: Sequence[Sequence[str]]

@@ -12,11 +12,13 @@ import jsonschema
 import pytest
 import requests
 import yaml
+from rich.console import Console
 
 from imagekit import schemas
 from imagekit.engine import temporary
 from imagekit.engine.errors import EngineError, as_failure
 from imagekit.errors import ImagekitError
+from imagekit.progress import TestDisplay
 
 Cli = Callable[..., tuple[int, str]]
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,3 +191,22 @@ def test_an_interrupted_command_removes_what_it_made_and_exits_130(
             signal.signal(number, handler)
     assert stop.value.code == 130
     assert said == ["interrupted; removed 2 temporary containers and volumes"]
+
+
+def test_table_cells_from_the_catalog_are_printed_as_written(project: Path, cli: Cli) -> None:
+    stack = project / "stacks/scipy.yaml"
+    stack.write_text(stack.read_text().replace(
+        "description: The", "description: Uses dask[distributed] and [bold]x[/], the", 1))
+    code, output = cli("show", "scipy", "-c", str(project / "catalog.yaml"))
+    assert code == 0, output
+    assert "Uses dask[distributed] and [bold]x[/], the" in output
+
+
+def test_test_notes_keep_brackets() -> None:
+    console = Console(record=True, width=200)
+    shown = TestDisplay(console)
+    shown.note("skip", "scipy [linux/arm64]", "not built ([/y])")
+    shown.note("fail", "scipy [linux/arm64]", "not tested [x]")
+    text = console.export_text()
+    assert "SKIP scipy [linux/arm64]: not built ([/y])" in text
+    assert "FAIL scipy [linux/arm64]: not tested [x]" in text
