@@ -17,8 +17,9 @@ Such a setup does not always wait for its fixture, though: once every setup besi
 suite has ended, the niced ones no longer take the second core, and the setups registered to
 run in place start beside the tests, one at a time, at normal priority, in the modules'
 order (`after_beside`). Whichever comes first, that worker or the module's fixture, runs it;
-the other waits for it. A test that measures the machine's own traffic calls `quiet()`,
-which stops that worker from starting another and waits for what runs beside.
+the other waits for it. A test that measures the machine's own traffic measures inside
+`with quiet():`, which holds that worker back and waits for what runs beside; the worker
+goes on when the measure ends.
 
 Either way the module's fixture takes the result with `result(module)`, waiting for it if
 it has not finished, and an exception raised there is raised again in the fixture, so the
@@ -27,13 +28,14 @@ module's tests fail (never skip) with it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +82,8 @@ LOWEST = 19  # nice
 _QUEUE: queue.Queue[tuple[Job, Callable[[Path], Any]]] = queue.Queue()
 _WORKERS: list[threading.Thread] = []
 _CLAIM = threading.Lock()  # who runs a setup registered in place: its fixture or the worker
-_HELD = threading.Event()  # set by quiet(): no setup in place starts beside any more
+_OPEN = threading.Event()  # cleared inside quiet(): no setup in place starts beside then
+_OPEN.set()
 LATE = "beside the suite, once those before it had ended"
 
 
@@ -126,9 +129,13 @@ def after_beside() -> None:
         for job in first:
             job.done.wait()
         for job in deferred:
-            if _HELD.is_set():
-                return
-            work = _claim(job)
+            while True:
+                _OPEN.wait()
+                with _CLAIM:  # quiet() clears _OPEN before it takes _CLAIM
+                    if not _OPEN.is_set():
+                        continue
+                    work, job.work = job.work, None
+                break
             if work is not None:
                 job.where = LATE
                 _run(job, work)
@@ -170,16 +177,21 @@ def result(name: str, timeout: float = 5400) -> Any:
     return job.value
 
 
-def quiet(timeout: float = 5400) -> None:
-    """Every setup beside the suite has ended, and no setup registered in place starts
-    beside it any more: for a test that measures the machine's own network traffic, which
-    theirs would add to."""
-    _HELD.set()
-    with _CLAIM:  # a setup is claimed whole: after this, none starts beside
-        running = [job for job in JOBS.values() if job.work is None]
-    for job in running:
-        if not job.done.wait(timeout):
-            raise AssertionError(f"{job.name}'s setup {job.where} is still running")
+@contextlib.contextmanager
+def quiet(timeout: float = 5400) -> Iterator[None]:
+    """Inside: every setup beside the suite has ended, and no setup registered in place
+    starts beside it; for a test that measures the machine's own network traffic, which
+    theirs would add to. After it, the setups in place that are left may start again."""
+    _OPEN.clear()
+    try:
+        with _CLAIM:  # what is claimed by now runs; nothing more is claimed beside
+            running = [job for job in JOBS.values() if job.work is None]
+        for job in running:
+            if not job.done.wait(timeout):
+                raise AssertionError(f"{job.name}'s setup {job.where} is still running")
+        yield
+    finally:
+        _OPEN.set()
 
 
 def finish(name: str) -> None:

@@ -93,11 +93,11 @@ def test_a_change_above_torch_does_not_download_torch_again(
     imagekit("build", "scipy", "--format", "docker", "--plain", catalog=cuda_plus)
     mounts = _cache_mounts(client)
     # What this machine receives is measured: nothing else of the suite may download now.
-    background.quiet()
-    before = rx_bytes()
-    result = imagekit("build", "pytorch-cuda", "--format", "docker", "--plain",
-                      catalog=cuda_plus)
-    received = rx_bytes() - before
+    with background.quiet():
+        before = rx_bytes()
+        result = imagekit("build", "pytorch-cuda", "--format", "docker", "--plain",
+                          catalog=cuda_plus)
+        received = rx_bytes() - before
     ref = suite.ref("pytorch-cuda", "cudaplus")
     out = _python(client, ref, "import tabulate, torch; print(torch.__version__)")
     assert out.strip() == _python(client, f"{REF}:latest",
