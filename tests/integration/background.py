@@ -111,11 +111,17 @@ def defer(name: str, work: Callable[[Path], Any]) -> None:
     job.work, job.where = work, "in place"
 
 
-def _claim(job: Job) -> Callable[[Path], Any] | None:
-    """A setup registered in place, for the caller to run; None when it is not (any more)."""
-    with _CLAIM:
-        work, job.work = job.work, None
-        return work
+def _claim(job: Job, beside: bool = False) -> Callable[[Path], Any] | None:
+    """A setup registered in place, for the caller to run; None when it is not (any more).
+    `beside`: for the worker after the setups beside, which waits while a measure runs."""
+    while True:
+        if beside:
+            _OPEN.wait()
+        with _CLAIM:  # quiet() clears _OPEN before it takes _CLAIM
+            if beside and not _OPEN.is_set():
+                continue
+            work, job.work = job.work, None
+            return work
 
 
 def after_beside() -> None:
@@ -129,13 +135,7 @@ def after_beside() -> None:
         for job in first:
             job.done.wait()
         for job in deferred:
-            while True:
-                _OPEN.wait()
-                with _CLAIM:  # quiet() clears _OPEN before it takes _CLAIM
-                    if not _OPEN.is_set():
-                        continue
-                    work, job.work = job.work, None
-                break
+            work = _claim(job, beside=True)
             if work is not None:
                 job.where = LATE
                 _run(job, work)
