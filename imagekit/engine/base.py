@@ -64,7 +64,6 @@ def ensure_base(catalog: Catalog, engine: Engine, say: Say, refresh: bool = Fals
     return "bootstrapped"
 
 
-
 def ensure_bases(catalog: Catalog, engine: str | None, platforms: list[str] | None, say: Say,
                  refresh: bool = False) -> Said:
     """`imagekit base`: each platform's base (default: the catalog's platforms), and how it
@@ -75,6 +74,7 @@ def ensure_bases(catalog: Catalog, engine: str | None, platforms: list[str] | No
     found = connect(catalog, engine)
     return Said([f"{catalog.base_ref(p)}: {ensure_base(catalog, found, say, refresh, p)}"
                  for p in chosen])
+
 
 def staleness(catalog: Catalog, info: ImageInfo, now: dt.datetime | None = None,
               ref: str | None = None) -> str | None:

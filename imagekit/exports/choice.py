@@ -10,7 +10,7 @@ from imagekit.errors import ImagekitError, Problem, did_you_mean
 from imagekit.exports import Exporter, ExportFile, batchspawner, exporters
 from imagekit.files import writable, write_atomically
 from imagekit.hpc import SshLogin
-from imagekit.published.catalog import read
+from imagekit.published.catalog import dist_of, read
 from imagekit.said import Said
 
 
@@ -19,7 +19,7 @@ def export(target: str, image: str | None, file: str | None, published: Path | N
            output: Path | None) -> Said:
     """`imagekit export`: one file of the target's export of the published catalog
     (default: dist/catalog.json beside the catalog file), printed or written to `output`."""
-    source = published or catalog_file.resolve().parent / "dist" / "catalog.json"
+    source = published or dist_of(catalog_file) / "catalog.json"
     chosen = pick(exporter(target, image, ssh, ssh_config)(read(source)), target, image, file,
                   source)
     if output is None:

@@ -134,7 +134,6 @@ class PruneReport:
                 f"{len(self.deleted_catalogs)} older catalogs")
 
 
-
 def named_digests(catalogs: Iterable[PublishedCatalog]) -> set[str]:
     """Every manifest digest these catalogs name: images (and each architecture an index
     holds), their history, SIFs, SBOMs, provenance."""

@@ -228,6 +228,12 @@ def parse(text: str, origin: Path | str) -> PublishedCatalog:
                                     f"not a published catalog: {first['msg']}")) from None
 
 
+def dist_of(catalog_file: Path) -> Path:
+    """dist/ beside a catalog file, where `imagekit publish` writes catalog.json (read
+    without loading the catalog: what is published stands on its own)."""
+    return catalog_file.resolve().parent / "dist"
+
+
 def read(path: Path) -> PublishedCatalog:
     if not path.is_file():
         raise ImagekitError(Problem(path, "", "no published catalog here (run `imagekit "

@@ -12,7 +12,7 @@ import jinja2
 
 from imagekit import hpc
 from imagekit.errors import BuildFailed
-from imagekit.published.catalog import PublishedCatalog, PublishedImage, read
+from imagekit.published.catalog import PublishedCatalog, PublishedImage, dist_of, read
 from imagekit.said import Said
 from imagekit.units import human_size
 
@@ -143,7 +143,7 @@ def write_site(catalog: PublishedCatalog, folder: Path) -> list[Path]:
 def site(catalog_file: Path, published: Path | None, output: Path | None) -> Said:
     """`imagekit site`: the site of the published catalog (default: dist/catalog.json beside
     the catalog file) written to `output` (default: dist/site)."""
-    dist = catalog_file.resolve().parent / "dist"
+    dist = dist_of(catalog_file)
     folder = output if output is not None else dist / "site"
     written = write_site(read(published or dist / "catalog.json"), folder)
     size = sum(p.stat().st_size for p in written)
