@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from imagekit import __version__
 from imagekit.credentials import SiteUrl, redact, secret_words, site_urls
 from imagekit.engine.builders import Builder, BuildRequest
-from imagekit.engine.client import Engine, ImageInfo
+from imagekit.engine.client import Engine, Identity, ImageInfo
 from imagekit.engine.context import BuildContext, assemble
 from imagekit.engine.emulation import native
 from imagekit.engine.errors import SERVICE_ERRORS
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 CACHE_LABEL = "io.imagekit.cache-key"
 TREE_LABEL = "io.imagekit.tree-key"  # the checkout's key of the image (TreeInputs)
 PARENT_LABEL = "io.imagekit.parent-digest"  # the image ID it was built FROM
+BUILT_BY_LABEL = "io.imagekit.built-by"  # the engine that built it (engine.client.Identity)
 TREE_TAG = "tree-"  # the registry tag CI runners share an image under: tree-<key>
 KEY_CHARS = 32  # of the key's hex in that tag: 128 bits
 
@@ -257,14 +258,17 @@ def cached(engine: Engine, build: PlannedBuild) -> ImageInfo | None:
     return None
 
 
-def build_labels(build: PlannedBuild, created: dt.datetime) -> dict[str, str]:
-    """The labels set at build time: the key, the time, and functions of the key's inputs.
+def build_labels(build: PlannedBuild, created: dt.datetime, built_by: str) -> dict[str, str]:
+    """The labels set at build time: the key, functions of the key's inputs, and the two
+    facts of the build itself, its time and the engine that did it (`built_by`: engine,
+    version, builder, image store), which the published catalog keeps.
 
     A label taken from anything else (a tag, say) would give images with equal keys
     different contents, and a cached image a stale label.
     """
     assert build.inputs is not None
     return {
+        BUILT_BY_LABEL: built_by,
         CACHE_LABEL: build.inputs.digest(),
         TREE_LABEL: build.tree_key,
         PARENT_LABEL: build.inputs.parent_id,
@@ -359,6 +363,7 @@ class _Run:
                  force: bool, on_line: StepProgress, ensure_root: Callable[[], object],
                  shared: Shared | None, platform: Platform) -> None:
         self.catalog, self.engine, self.builder = catalog, engine, builder
+        self.built_by = str(engine.identity(builder))
         self.force, self.on_line, self.shared, self.platform = force, on_line, shared, platform
         self.ensure_root, self.root_ready = ensure_root, False
         self.args = build_args(catalog)
@@ -411,7 +416,8 @@ class _Run:
     def build(self, image: Image, build: PlannedBuild, outcome: Outcome) -> None:
         first = self.platform == self.catalog.platforms[0] and native(self.platform)
         request = BuildRequest(
-            image.name, build.context, build_labels(build, _now()), self.args, self.secrets,
+            image.name, build.context, build_labels(build, _now(), self.built_by), self.args,
+            self.secrets,
             cache_from=tuple(self.shared.cache_from(image)) if self.shared else (),
             inline_cache=self.shared is not None,
             platform=None if first else self.platform)
@@ -508,6 +514,7 @@ class BuildJob:
 
 @dataclass
 class BuildReport:
+    engine: Identity
     outcomes: list[Outcome] = field(default_factory=list)
     sifs: list[SifResult] = field(default_factory=list)
 
@@ -516,7 +523,7 @@ class BuildReport:
         return any(o.status in ("failed", "skipped") for o in self.outcomes)
 
     def as_dict(self) -> dict[str, object]:
-        return {"images": [o.as_dict() for o in self.outcomes],
+        return {"engine": asdict(self.engine), "images": [o.as_dict() for o in self.outcomes],
                 "sif": [r.as_dict() for r in self.sifs]}
 
     def said(self) -> Said:
@@ -620,7 +627,7 @@ def build_images(ready: Prepared, say: Callable[[str], None],
 
     catalog, job, engine = ready.catalog, ready.job, ready.engine
     say(f"builder: {ready.builder.description}")
-    report = BuildReport()
+    report = BuildReport(engine.identity(ready.builder))
     for p in ready.platforms:
         wanted = [n for n in ready.names if p in catalog.images[n].platforms]
         if not wanted:

@@ -173,10 +173,11 @@ def base(refresh: Annotated[bool, Opt("--refresh", help="pull or bootstrap it ag
 
 
 @app.command()
-def doctor(catalog: CatalogOpt = DEFAULT) -> None:
-    """Check the engine, BuildKit and the tools builds and SIFs need."""
+def doctor(as_json: MachineJson = False, catalog: CatalogOpt = DEFAULT) -> None:
+    """Check the engines (version, builder, image store), BuildKit and the tools builds and
+    SIFs need."""
     from imagekit.doctor import report
-    _show(report(catalog))
+    _show(report(catalog), as_json)
 
 
 @app.command()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagekit.said import Markup, Rows, Said
+
+if TYPE_CHECKING:
+    from imagekit.engine.client import Identity
 
 
 @dataclass(frozen=True)
@@ -25,26 +29,35 @@ def _tool(name: str, package: str, optional: bool = False, why: str = "") -> Fin
                    optional)
 
 
-def diagnose(catalog: Path) -> list[Finding]:
-    findings: list[Finding] = []
-    engines = 0
+@dataclass
+class Diagnosis:
+    findings: list[Finding] = field(default_factory=list)
+    engines: list[Identity] = field(default_factory=list)  # each engine that answers
+
+
+def diagnose(catalog: Path) -> Diagnosis:
+    found = Diagnosis()
+    findings = found.findings
     try:
         from imagekit.engine.client import Engine
 
         engine = Engine()
         version = engine.version()
         findings.append(Finding("docker engine", True, f"dockerd {version}", optional=True))
-        engines += 1
         from imagekit.engine.builders import find_buildkit
 
         buildkit = find_buildkit()
         findings.append(Finding(
             "buildkit", buildkit is not None,
             buildkit.description if buildkit else
-            "no BuildKit client: apt-get install docker.io (its /usr/bin/docker has it) or "
-            "the buildx plugin; builds fall back to the classic builder",
+            "no BuildKit client: apt-get install docker.io (bookworm: its /usr/bin/docker "
+            "has it) and docker-buildx (trixie, sid); builds fall back to the classic builder",
             optional=True,
         ))
+        identity = engine.identity(engine.builder("auto"))
+        findings.append(Finding("docker image store", True, identity.image_store,
+                                optional=True))
+        found.engines.append(identity)
     except Exception as exc:
         findings.append(Finding("docker engine", False,
                                 f"{exc}; apt-get install docker.io && dockerd &", optional=True))
@@ -52,13 +65,19 @@ def diagnose(catalog: Path) -> list[Finding]:
         from imagekit.engine.podman import PodmanEngine
 
         podman = PodmanEngine()
-        findings.append(Finding("podman engine", True, podman.description, optional=True))
-        if podman.rootless:
-            findings += _rootless(podman.cli)
-        podman.close()
-        engines += 1
+        try:
+            findings.append(Finding("podman engine", True, podman.description, optional=True))
+            identity = podman.identity(podman.builder("auto"))
+            findings.append(Finding("podman image store", True, identity.image_store,
+                                    optional=True))
+            found.engines.append(identity)
+            if podman.rootless:
+                findings += _rootless(podman.cli)
+        finally:
+            podman.close()
     except Exception as exc:
         findings.append(Finding("podman engine", False, f"{exc}", optional=True))
+    engines = len(found.engines)
     findings.append(Finding("an engine", engines > 0, f"{engines} of docker, podman answer"
                             if engines else "neither Docker nor Podman answers"))
     findings += [
@@ -75,16 +94,21 @@ def diagnose(catalog: Path) -> list[Finding]:
     free_gb = usage.free / 1e9
     findings.append(Finding("free disk", free_gb > 20,
                             f"{free_gb:.0f} GB free (builds of every stack need ~20 GB)"))
-    return findings
+    return found
 
 
 def report(catalog: Path) -> Said:
-    """`imagekit doctor`: a row per finding; exit 1 when something needed is missing."""
-    findings = diagnose(catalog)
+    """`imagekit doctor`: a row per finding, and each engine that answers (its version,
+    builder and image store; `--json`: both); exit 1 when something needed is missing."""
+    found = diagnose(catalog)
     rows = [(f.name, Markup("[green]ok[/]" if f.ok else "[red]missing[/]"), f.detail)
-            for f in findings]
-    return Said([Rows(("check", "state", "detail / how to fix"), rows)],
-                code=0 if all(f.ok or f.optional for f in findings) else 1)
+            for f in found.findings]
+    ok = all(f.ok or f.optional for f in found.findings)
+    engines = [f"engine: {identity}" for identity in found.engines]
+    return Said([Rows(("check", "state", "detail / how to fix"), rows), *engines],
+                data={"ok": ok, "engines": [asdict(i) for i in found.engines],
+                      "findings": [asdict(f) for f in found.findings]},
+                code=0 if ok else 1)
 
 
 def _rootless(cli: str) -> list[Finding]:

@@ -56,11 +56,13 @@ class Builder(ABC):
 class BuildKitBuilder(Builder):
     name = "buildkit"
 
-    def __init__(self, cli: str, buildx: bool) -> None:
+    def __init__(self, cli: str, buildx: bool, buildx_version: str = "") -> None:
         self.cli = cli
         self.buildx = buildx
-        self.description = (f"BuildKit via `{cli} buildx build`" if buildx
-                            else f"BuildKit via DOCKER_BUILDKIT=1 {cli} build")
+        name = Path(cli).name
+        self.description = (f"BuildKit via `{name} buildx build`"
+                            + (f" (buildx {buildx_version})" if buildx_version else "")
+                            if buildx else f"BuildKit via DOCKER_BUILDKIT=1 {name} build")
 
     def build(self, request: BuildRequest, progress: Progress) -> str:
         with tempfile.TemporaryDirectory(prefix="imagekit-build-") as tmp:
@@ -231,8 +233,12 @@ def find_buildkit() -> BuildKitBuilder | None:
     for cli in dict.fromkeys(candidates):
         if not os.access(cli, os.X_OK):
             continue
-        if run([cli, "buildx", "version"], check=False, timeout=30).returncode == 0:
-            return BuildKitBuilder(cli, buildx=True)
+        said = run([cli, "buildx", "version"], check=False, timeout=30)
+        if said.returncode == 0:
+            # "github.com/docker/buildx 0.29.1+ds1 <commit>"
+            words = said.stdout.decode(errors="replace").split()
+            return BuildKitBuilder(cli, buildx=True,
+                                   buildx_version=words[1] if len(words) > 1 else "")
         # Clients before 23 carry BuildKit themselves; later ones need the buildx plugin.
         if (1,) <= _client_version(cli) < (23,):
             return BuildKitBuilder(cli, buildx=False)

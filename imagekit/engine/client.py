@@ -63,6 +63,25 @@ class ImageInfo:
     created: str = ""  # RFC 3339, as the engine reports it
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Which engine does the work, as doctor says it, `build --json` records it and the
+    published catalog keeps it for each image it built."""
+
+    engine: str  # docker, podman
+    version: str
+    builder: str  # the builder's description
+    image_store: str  # where the engine keeps images (IDs and pushes differ between them)
+
+    def __str__(self) -> str:
+        return f"{self.engine} {self.version}, {self.builder}, {self.image_store}"
+
+
+# What dockerd's `info` says in DriverStatus when its images live in containerd's store (the
+# default of Docker 29 for new installs): an image ID is then a manifest or index digest.
+CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"
+
+
 class Engine:
     """Docker, and the part of the interface Podman shares with it (the Docker API)."""
 
@@ -86,6 +105,20 @@ class Engine:
     def version(self) -> str:
         """The engine's version as it reports it ('?' when it does not say)."""
         return str(self.client.version().get("Version", "?"))
+
+    def image_store(self) -> str:
+        """Where the engine keeps images: dockerd's own (graph driver) store, or containerd's
+        (the snapshotter store)."""
+        with engine_errors():
+            info = self.client.info()
+        driver = str(info.get("Driver") or "?")
+        status = {str(k): str(v) for k, v in info.get("DriverStatus") or []}
+        if status.get("driver-type") == CONTAINERD_SNAPSHOTTER:
+            return f"containerd image store ({driver} snapshotter)"
+        return f"classic image store ({driver})"
+
+    def identity(self, builder: Builder) -> Identity:
+        return Identity(self.name, self.version(), builder.description, self.image_store())
 
     def close(self) -> None:
         """Let go of what connecting started (Podman's API service); Docker started nothing."""

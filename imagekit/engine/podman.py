@@ -144,6 +144,11 @@ class PodmanEngine(Engine):
         how = "rootless" if self.rootless else "rootful"
         return f"podman {self.version()} ({how})"
 
+    def image_store(self) -> str:
+        driver = run([self.cli, "info", "--format", "{{.Store.GraphDriverName}}"], check=False,
+                     timeout=60).stdout.decode().strip()
+        return f"containers/storage ({driver or '?'})"
+
     # -- what Podman does its own way ------------------------------------------------------
 
     def builder(self, preference: str) -> Builder:
@@ -242,7 +247,7 @@ class PodmanBuilder(Builder):
 
     def __init__(self, cli: str) -> None:
         self.cli = cli
-        self.description = f"buildah via `{cli} build`"
+        self.description = f"buildah via `{Path(cli).name} build`"
 
     def build(self, request: BuildRequest, progress: Progress) -> str:
         with tempfile.TemporaryDirectory(prefix="imagekit-build-") as tmp:

@@ -24,6 +24,7 @@ from imagekit.attest.provenance import MEDIA_TYPE as PROVENANCE_TYPE
 from imagekit.attest.sbom import MEDIA_TYPE as SBOM_TYPE
 from imagekit.attest.sbom import make_sbom
 from imagekit.attest.signing import public_key_sha256, sign_image
+from imagekit.build import BUILT_BY_LABEL
 from imagekit.engine.client import Engine
 from imagekit.model import Catalog, Image, arch
 from imagekit.publish.common import (
@@ -192,6 +193,7 @@ def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate:
         tags=tags,
         size=pushed.size,
         tested=summary,
+        built_by=info.labels.get(BUILT_BY_LABEL),
         sif=sif,
         packages=packages,
         sbom=sbom,

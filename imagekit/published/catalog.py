@@ -121,7 +121,9 @@ class PlatformImage(Doc):
     platform: Platform
     digest: str = Field(description="this architecture's manifest digest")
     reference: str = Field(description="REPOSITORY@sha256:... of this architecture's image")
-    image_id: str = Field(description="the engine's image ID (config digest) that was tested")
+    image_id: str = Field(description="the engine's image ID that was tested: the config's "
+                                      "digest (Docker's own image store, Podman), or the "
+                                      "manifest's (containerd's image store)")
     tags: list[str] = Field(description="its immutable tag; the moving tags name the index")
     size: int
     tested: TestSummary
@@ -146,10 +148,16 @@ class PublishedImage(Doc):
     repository: str
     digest: str = Field(description="manifest digest read back from the registry")
     reference: str = Field(description="REPOSITORY@sha256:..., what every export uses")
-    image_id: str = Field(description="the engine's image ID (config digest) that was tested")
+    image_id: str = Field(description="the engine's image ID that was tested: the config's "
+                                      "digest (Docker's own image store, Podman), or the "
+                                      "manifest's (containerd's image store)")
     tags: list[str]
     size: int = Field(description="bytes in the registry (config and compressed layers)")
     tested: TestSummary
+    built_by: str | None = Field(
+        None, description="the engine that built the image: engine, version, builder and "
+                          "image store, as its io.imagekit.built-by label says; None: built "
+                          "before imagekit recorded it")
     sif: Sif | None = None
     packages: Packages = Packages()
     sbom: Sbom | None = None
@@ -161,7 +169,7 @@ class PublishedImage(Doc):
                         "one entry each, and then digest and reference name the index (OCI "
                         "image index, or Docker's manifest list) that holds them, which "
                         "every export uses; sif names the index of their SIFs; image_id, "
-                        "tested, size, sbom and packages are the first platform's")
+                        "tested, built_by, size, sbom and packages are the first platform's")
 
     def views(self) -> list[PublishedImage]:
         """The image as each architecture's own entry (itself when it has one): what

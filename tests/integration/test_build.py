@@ -63,6 +63,28 @@ def test_labels_record_stack_parent_and_recipe(build: Callable[..., Any], client
     assert labels["io.imagekit.version"]
 
 
+def test_doctor_and_build_name_the_engine_its_version_builder_and_image_store(
+        build: Callable[..., Any], client: Any) -> None:
+    build("scipy")
+    doctor = json.loads(imagekit("doctor", "--json", check=False).stdout)
+    built = json.loads(imagekit("build", "scipy", "--format", "docker", "--json").stdout)
+    engine = built["engine"]
+    # As the engine itself says, through its own API.
+    assert engine["version"] == client.version()["Version"]
+    info = client.info()
+    assert f"({info['Driver']}" in engine["image_store"]
+    containerd = ["driver-type", "io.containerd.snapshotter.v1"] in (info.get("DriverStatus")
+                                                                      or [])
+    assert engine["image_store"].startswith("containerd" if containerd else
+                                            ("classic", "containers/storage"))
+    assert engine["builder"].startswith(("BuildKit via", "buildah via"))
+    assert engine in doctor["engines"]
+    # scipy's label says who built it, in the words doctor uses.
+    label = client.images.get(REF.format("scipy")).labels["io.imagekit.built-by"]
+    assert label == (f"{engine['engine']} {engine['version']}, {engine['builder']}, "
+                     f"{engine['image_store']}")
+
+
 def test_tags_are_computed_inside_the_image(build: Callable[..., Any], client: Any) -> None:
     outcome = {o["image"]: o for o in build("scipy")}["scipy"]
     tags = [t.rpartition(":")[2] for t in client.images.get(REF.format("scipy")).tags]

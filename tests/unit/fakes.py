@@ -44,6 +44,9 @@ class FakeEngine(Engine):
     def version(self) -> str:
         return "fake"
 
+    def image_store(self) -> str:
+        return "the fake's dictionaries"
+
     def image(self, ref: str) -> ImageInfo | None:
         image_id = self.refs.get(ref, ref)
         info = self.by_id.get(image_id)

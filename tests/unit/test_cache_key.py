@@ -17,6 +17,7 @@ import pytest
 
 from imagekit import build
 from imagekit.build import (
+    BUILT_BY_LABEL,
     CACHE_LABEL,
     TREE_LABEL,
     KeyInputs,
@@ -157,7 +158,7 @@ def test_no_credential_reaches_the_inputs_or_a_label(cat: Catalog) -> None:
     assert dict(found.site)["pip_index_url"] == "https://pypi.example.org/simple"
     planned = PlannedBuild(site.images["scipy"], "ref", ("ref",),
                            assemble(site, site.images["scipy"]), None, found)
-    labels = build_labels(planned, build._now())
+    labels = build_labels(planned, build._now(), "docker 20.10.24")
     assert not any(SECRET in value for value in labels.values())
 
 
@@ -261,10 +262,13 @@ def test_build_labels_are_the_key_the_time_and_functions_of_the_inputs(cat: Cata
     keys, contexts = build.tree_keys(cat, cat.closure(["scipy"]))
     planned = PlannedBuild(cat.images["scipy"], "ref", ("ref",), contexts["scipy"], None,
                            found, keys["scipy"])
-    labels = build_labels(planned, build._now())
+    built_by = "docker 28.5.2, BuildKit via `docker buildx build`, containerd image store"
+    labels = build_labels(planned, build._now(), built_by)
     assert set(labels) == {CACHE_LABEL, TREE_LABEL, "io.imagekit.parent-digest",
                            "io.imagekit.recipe-hash", "io.imagekit.version",
-                           "org.opencontainers.image.created"}
+                           "org.opencontainers.image.created", BUILT_BY_LABEL}
+    # Who built it, as the engine said: a fact of the build, like its time.
+    assert labels[BUILT_BY_LABEL] == built_by
     assert labels[CACHE_LABEL] == found.digest()
     # The tree key a runner shares the image under is the one `imagekit plan` names.
     assert labels[TREE_LABEL] == keys["scipy"] == make_plan(cat).image("scipy").key
