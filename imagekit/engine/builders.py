@@ -13,6 +13,7 @@ a failed build moves no tag.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -70,7 +71,13 @@ class BuildKitBuilder(Builder):
             build_args = dict(request.build_args)
             if request.inline_cache:
                 build_args["BUILDKIT_INLINE_CACHE"] = "1"
-            argv = [self.cli, *(["buildx", "build", "--load"] if self.buildx else ["build"]),
+            # buildx would attach its own (unsigned) provenance, which with containerd's
+            # image store makes every image an index holding an `unknown/unknown` entry
+            # beside the image; imagekit publishes its own, signed, as a referrer instead.
+            metadata = Path(tmp) / "metadata.json"
+            buildx = ["buildx", "build", "--load", "--provenance=false", "--sbom=false",
+                      "--metadata-file", str(metadata)]
+            argv = [self.cli, *(buildx if self.buildx else ["build"]),
                     "--progress=plain", "--iidfile", str(iidfile),
                     *cli_args(request.labels, build_args, request.secrets, Path(tmp))]
             for ref in request.cache_from:
@@ -83,7 +90,22 @@ class BuildKitBuilder(Builder):
             if status != 0 or not iidfile.is_file():
                 raise BuildFailed(f"{request.name}: build failed at "
                                   f"{_failed_step_buildkit(log)}\n{tail(chr(10).join(log), 30)}")
-            return iidfile.read_text().strip()
+            return self._image_id(iidfile.read_text().strip(), metadata, env)
+
+    def _image_id(self, iid: str, metadata: Path, env: Mapping[str, str]) -> str:
+        """The engine's ID of what was loaded. buildx's iidfile names the image's config,
+        which is its ID in dockerd's own image store; containerd's image store (Docker 29's
+        default) names an image by its manifest, which buildx's metadata gives."""
+        if not self.buildx or not metadata.is_file():
+            return iid
+        manifest = str(json.loads(metadata.read_text()).get("containerimage.digest") or "")
+        for candidate in (iid, manifest):
+            if candidate and run([self.cli, "image", "inspect", "--format", "{{.Id}}",
+                                  candidate], check=False, timeout=60,
+                                 env=dict(env)).returncode == 0:
+                return candidate
+        raise BuildFailed(f"the engine knows neither {iid} nor {manifest or 'a manifest'}, "
+                          "which buildx says it loaded")
 
 
 def cli_args(labels: Mapping[str, str], build_args: Mapping[str, str],

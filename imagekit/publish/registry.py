@@ -113,6 +113,14 @@ class Pushed:
         return f"{self.repository}@{self.digest}"
 
 
+def holds(image_id: str, digest: str, manifest: dict[str, Any]) -> bool:
+    """Whether the manifest the registry answered with (its digest, its content) is the image
+    an engine names `image_id`. Docker's own image store and Podman name an image by its
+    config's digest; containerd's image store (Docker 29's default) by its manifest's own
+    digest. Both are digests of content, so neither can match another image."""
+    return digest == image_id or (manifest.get("config") or {}).get("digest") == image_id
+
+
 class Registry:
     def __init__(self, catalog: Catalog) -> None:
         self.host = catalog.registry
@@ -293,7 +301,7 @@ class Registry:
         digest = "sha256:" + hashlib.sha256(fetched.content).hexdigest()
         manifest: dict[str, Any] = fetched.json()
         config = manifest.get("config", {})
-        if config.get("digest") != image_id:
+        if not holds(image_id, digest, manifest):
             raise BuildFailed(f"{repository}@{digest} holds config {config.get('digest')}, "
                               f"not the tested image {image_id}")
         # The very bytes read back, so every moving tag names the digest just checked.

@@ -42,7 +42,7 @@ from imagekit.publish.common import (
 )
 from imagekit.publish.pipeline import publish_one
 from imagekit.publish.preflight import preflight
-from imagekit.publish.registry import Registry
+from imagekit.publish.registry import Registry, holds
 from imagekit.publish.release import reinstate
 from imagekit.published.catalog import PublishedImage
 from imagekit.said import Said
@@ -189,7 +189,7 @@ def publish_from_registry(catalog: Catalog, names: list[str] | None,
                     f"({tag}); the catalog keeps what it published before, if anything")
             continue
         manifest = registry.manifest(record.repository, record.digest)
-        if manifest is None or manifest[1].get("config", {}).get("digest") != record.image_id:
+        if manifest is None or not holds(record.image_id, *manifest):
             problems.append(Problem(catalog.file, f"images.{image.name}",
                                     f"{record.reference} is missing from the registry or is "
                                     "not the image its record names"))
