@@ -210,9 +210,21 @@ class Engine:
         so an interrupted run removes it; the caller removes it (Container.remove)."""
         options = self._options(entrypoint, environment, user, network, publish, volumes,
                                 read_only, tmpfs, healthcheck, labels)
+        if healthcheck is not None:
+            # The image's own command, said again: Docker keeps it when only the timing is
+            # given, Podman 5 refuses a health check without one.
+            test = self.healthcheck_test(ref)
+            if test:
+                options["healthcheck"]["test"] = test
         with engine_errors():
             sdk = self.client.containers.run(ref, command, detach=True, **options)
         return Container(self, sdk)
+
+    def healthcheck_test(self, ref: str) -> list[str]:
+        """The image's HEALTHCHECK command (`["CMD", ...]`), or [] when it has none."""
+        with engine_errors():
+            config = self.client.api.inspect_image(ref).get("Config") or {}
+        return [str(word) for word in (config.get("Healthcheck") or {}).get("Test") or []]
 
     def run(self, ref: str, command: list[str] | None = None, *,
             entrypoint: list[str] | None = None, environment: dict[str, str] | None = None,

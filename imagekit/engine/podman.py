@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import ctypes
 import fcntl
+import json
 import os
 import pty
 import re
@@ -148,6 +149,13 @@ class PodmanEngine(Engine):
         driver = run([self.cli, "info", "--format", "{{.Store.GraphDriverName}}"], check=False,
                      timeout=60).stdout.decode().strip()
         return f"containers/storage ({driver or '?'})"
+
+    def healthcheck_test(self, ref: str) -> list[str]:
+        # Podman 5's Docker API leaves the health check out of an image's inspection.
+        said = run([self.cli, "image", "inspect", "--format", "{{json .HealthCheck}}", ref],
+                   timeout=60)
+        found = json.loads(said.stdout.decode() or "null") or {}
+        return [str(word) for word in found.get("Test") or []]
 
     # -- what Podman does its own way ------------------------------------------------------
 
