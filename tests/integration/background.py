@@ -194,6 +194,20 @@ def quiet(timeout: float = 5400) -> Iterator[None]:
         _OPEN.set()
 
 
+@contextlib.contextmanager
+def taken(name: str) -> Iterator[Any]:
+    """A module fixture's body: its setup's result (`result`), whose `stop()` runs when the
+    module ends, then the setup's folder goes (`finish`)."""
+    found: Any = None
+    try:
+        found = result(name)
+        yield found
+    finally:
+        if found is not None:
+            found.stop()
+        finish(name)
+
+
 def finish(name: str) -> None:
     job = JOBS.get(name)
     if job is not None:

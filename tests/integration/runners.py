@@ -27,6 +27,20 @@ def _ip(*argv: str, check: bool = True) -> None:
     subprocess.run(argv, check=check, capture_output=True, text=True, timeout=30)
 
 
+def bridge_rules(bridge: str, net: str, verb: str) -> list[list[str]]:
+    """What an engine's own bridge needs from iptables, added (-I) or taken back (-D): its
+    subnet masqueraded on the way out, and forwarding both ways (dockerd's FORWARD drops the
+    rest)."""
+    # -w: dockerd and Podman edit the tables too, beside the suite (wait for the lock).
+    iptables = ["iptables", "-w", "60"]
+    return [
+        [*iptables, "-t", "nat", verb, "POSTROUTING", "-s", net, "!", "-o", bridge,
+         "-j", "MASQUERADE"],
+        [*iptables, verb, "FORWARD", "-i", bridge, "-j", "ACCEPT"],
+        [*iptables, verb, "FORWARD", "-o", bridge, "-j", "ACCEPT"],
+    ]
+
+
 @dataclass
 class Runner:
     name: str
@@ -51,15 +65,7 @@ class Runner:
         return {"DOCKER_HOST": f"unix://{self.socket}"} if self.subnet else {}
 
     def _rules(self, verb: str) -> list[list[str]]:
-        net = f"172.30.{self.subnet}.0/24"
-        # -w: dockerd and Podman edit the tables too, beside the suite (wait for the lock).
-        iptables = ["iptables", "-w", "60"]
-        return [
-            [*iptables, "-t", "nat", verb, "POSTROUTING", "-s", net, "!", "-o", self.bridge,
-             "-j", "MASQUERADE"],
-            [*iptables, verb, "FORWARD", "-i", self.bridge, "-j", "ACCEPT"],
-            [*iptables, verb, "FORWARD", "-o", self.bridge, "-j", "ACCEPT"],
-        ]
+        return bridge_rules(self.bridge, f"172.30.{self.subnet}.0/24", verb)
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

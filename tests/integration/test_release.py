@@ -120,14 +120,8 @@ def prepare(root: Path) -> Release:
 
 @pytest.fixture(scope="module")
 def release() -> Iterator[Release]:
-    found: Release | None = None
-    try:
-        found = background.result(__name__)
+    with background.taken(__name__) as found:
         yield found
-    finally:
-        if found is not None:
-            found.stop()
-        background.finish(__name__)
 
 
 def _referrers(release: Release, repository: str, digest: str) -> dict[str, str]:
