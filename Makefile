@@ -2,7 +2,7 @@
 IMAGE ?= scipy
 PYTEST_ARGS ?=
 
-.PHONY: setup demo stop check test test-unit test-podman test-arm64 test-all e2e lint bench
+.PHONY: setup demo stop check test test-unit test-engines test-podman test-arm64 test-all e2e lint bench
 
 setup:
 	scripts/setup.sh
@@ -46,6 +46,13 @@ test: setup lint
 # and scipy built and tested for arm64 on top of it (about 25 minutes here).
 test-arm64: setup
 	scripts/engine.sh python3 -m pytest -m arm64 -p no:cacheprovider $(PYTEST_ARGS)
+
+# The engines users run today, each from Debian sid's packages in a root of its own, started
+# empty beside the host's: imagekit's core path (base, build, test, both SIF methods,
+# publish, verify) on Docker 28.5 with buildx, on dockerd's image store and on containerd's.
+# `make test` runs it too, beside the rest of the suite.
+test-engines: setup
+	scripts/engine.sh python3 -m pytest -m engines -p no:cacheprovider $(PYTEST_ARGS)
 
 # The integration suite again with rootful Podman as the engine for every build, check, SIF
 # and publish (IMAGEKIT_ENGINE=podman), minus the tests whose subject is Docker itself

@@ -233,11 +233,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if TIMES:
         terminalreporter.section("CI runners (s)")
         summary(terminalreporter.write_line)
-    from tests.integration import test_arm64, test_workflow
+    from tests.integration import test_arm64, test_engines, test_workflow
 
+    matrix = {f"{engine}: {step}": seconds for engine, steps in test_engines.TIMES.items()
+              for step, seconds in steps.items()}
     for title, times in (("Podman (s)", podman.TIMES),
                          ("arm64 under QEMU beside amd64 (s)", test_arm64.TIMES),
-                         ("The GitHub workflow run by act, per job (s)", test_workflow.TIMES)):
+                         ("The GitHub workflow run by act, per job (s)", test_workflow.TIMES),
+                         ("The engines of sid, the core path on each (s)", matrix)):
         if times:
             terminalreporter.section(title)
             for step, seconds in times.items():

@@ -1,0 +1,216 @@
+"""The engines users run today: imagekit's core path on each, beside the host's own.
+
+Docker 28.5 with buildx, on dockerd's own image store and on containerd's (the default of
+Docker 29 for new installs), and Podman 5.8 (rootful), from Debian sid's packages in a root
+of their own (tests/integration/engines.py), each started empty with its own data root and
+socket (and dockerd its own bridge). On each: `doctor`, `imagekit base` (the site's Debian
+base pulled from the module's registry), `lock` against a package index that the builds get
+as a secret, `build` of base and scipy cold and warm, `test`, both SIF methods (native, and
+the real Apptainer's), `publish` signed with a cosign key into the module's registry, and
+`verify` with it. The host's own engines (Docker 20.10, Podman 4.3) run the same path in the
+rest of the suite (test_publish.py, test_release.py, test_podman.py). `make test-engines`
+runs this module alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagekit.published.catalog import PublishedCatalog, read
+from tests.integration import apptainer as ap
+from tests.integration import background, engines, suite
+from tests.integration.conftest import ROOT, imagekit
+from tests.integration.registry import LocalRegistry, fresh_registry
+from tests.integration.runners import mirror_base
+from tests.integration.test_release import _keys
+
+pytestmark = [pytest.mark.integration, pytest.mark.engines]
+
+# name (short: a bridge's name has 15 bytes at most), engine, containerd's image store
+MATRIX = (("d28", "docker", False), ("d28c", "docker", True), ("p58", "podman", False))
+KIND = {name: kind for name, kind, _ in MATRIX}
+PACKAGE = {"docker": "docker.io", "podman": "podman"}
+TIMES: dict[str, dict[str, float]] = {}
+PYPI = "https://pypi.org/simple"  # handed to the builds as a secret, as a site's index is
+
+
+@dataclass
+class Run:
+    """One engine's pass through the core path: what each step said, or where it failed."""
+
+    name: str
+    catalog: Path
+    outcomes: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
+@dataclass
+class Matrix:
+    registry: LocalRegistry
+    runs: dict[str, Run]
+    stop: Any
+
+
+def _catalog(folder: Path, name: str, address: str, base: str) -> Path:
+    catalog = suite.copy_project(folder, f"engines-{name}", registry=address)
+    text = catalog.read_text()
+    assert "  image: imagekit/debian:bookworm\n" in text
+    catalog.write_text(text.replace("  image: imagekit/debian:bookworm\n", f"  image: {base}\n"))
+    mirrors = folder / "profiles" / "mirrors.yaml"
+    mirrors.write_text(mirrors.read_text() + f"  pip_index_url: {PYPI}\n")
+    return catalog
+
+
+def _core_path(run: Run, env: dict[str, str], keys: dict[str, str], tools: Path,
+               cosign_pub: Path) -> None:
+    o, times = run.outcomes, TIMES.setdefault(run.name, {})
+    # cosign and the real Apptainer (sid's), then the engine's own client.
+    env = {**env, **keys, "PATH": f"{tools}:{env.get('PATH', os.environ['PATH'])}"}
+
+    def step(label: str, *args: str, extra: dict[str, str] | None = None) -> Any:
+        started = time.monotonic()
+        result = imagekit(*args, catalog=run.catalog, env={**env, **(extra or {})},
+                          timeout=3600)
+        times[label] = round(time.monotonic() - started, 1)
+        return json.loads(result.stdout) if "--json" in args else result.stdout
+
+    o["doctor"] = step("doctor", "doctor", "--json")
+    o["base"] = step("base (pulled)", "base")
+    # The site's package index (a secret for the builds) is one of the lock's inputs.
+    o["lock"] = step("lock base scipy", "lock", "base", "scipy")
+    o["build-cold"] = step("build base scipy, cold", "build", "base", "scipy", "--format",
+                           "docker", "--json")
+    # Again from the engine's cache (new images: a build's time is in its labels), then
+    # scipy's SIF of what will be tested and published.
+    o["build-warm"] = step("build base scipy --force, warm (+ scipy's SIF, native)", "build",
+                           "base", "scipy", "--force", "--json", "--sif-method", "native")
+    o["test"] = step("test base scipy", "test", "base", "scipy", "--json")
+    # Apptainer reads a Docker image from the engine's socket, which its root gets bound in
+    # (Podman's is handed over as an archive).
+    socket = env.get("DOCKER_HOST", "").removeprefix("unix://")
+    o["sif-apptainer"] = step("SIF of base by apptainer", "build", "base", "--format", "sif",
+                              "--sif-method", "apptainer", "--json",
+                              extra={"SID_ROOT_BINDS": socket} if socket else None)
+    o["publish"] = step("publish base scipy", "publish", "base", "scipy", "--json")
+    o["verify"] = {name: step(f"verify {name}", "verify", name, "--key", str(cosign_pub),
+                              "--json") for name in ("base", "scipy")}
+
+
+def beside(folder: Path) -> Matrix:
+    """Each engine of the matrix, one after the other, beside the rest of the suite
+    (tests/integration/background.py): their processes are this setup's own."""
+    root = engines.ensure_root()
+    sid = ap.ensure_root()
+    address = suite.free_address()
+    registries = fresh_registry(folder / "registry", address)
+    registry = next(registries)
+    try:
+        base = mirror_base(address)
+        # cosign (sid's) and the real Apptainer, which reads from the engine's socket.
+        tools = ap.host_tools(sid, folder / "tools")
+        shutil.copy(ROOT / "tests/integration/bin/sid-root-apptainer", tools / "apptainer")
+        (tools / "sid-root.env").write_text(f"SID_ROOT={sid}\nSLURM_DIR={folder}\n")
+        keys, cosign_pub, _ = _keys(folder, tools)
+    except BaseException:
+        next(registries, None)
+        raise
+    runs: dict[str, Run] = {}
+    for n, (name, kind, containerd) in enumerate(MATRIX):
+        run = runs[name] = Run(name, _catalog(folder / name, name, address, base))
+        engine = engines.SidEngine(name, kind, 40 + n, containerd, root)
+        try:
+            with engines.running(engine, folder / "host"):
+                _core_path(run, engine.env, keys, tools, cosign_pub)
+        except Exception as exc:  # this engine's tests fail with it; the next one runs
+            run.error = exc
+    return Matrix(registry, runs, lambda: next(registries, None))
+
+
+@pytest.fixture(scope="module")
+def matrix() -> Iterator[Matrix]:
+    with background.taken(__name__) as found:
+        yield found
+
+
+def _run(matrix: Matrix, name: str) -> Run:
+    run = matrix.runs[name]
+    if run.error is not None:
+        raise AssertionError(f"{name}: {run.error!r}") from run.error
+    return run
+
+
+def _identity(run: Run) -> dict[str, str]:
+    """The engine doctor found for this run (the host's Docker answers beside sid's Podman)."""
+    [found] = [e for e in run.outcomes["doctor"]["engines"] if e["engine"] == KIND[run.name]]
+    return dict(found)
+
+
+@pytest.mark.parametrize("name", [m[0] for m in MATRIX])
+def test_the_engine_is_what_doctor_and_build_say(matrix: Matrix, name: str) -> None:
+    run = _run(matrix, name)
+    containerd = {m[0]: m[2] for m in MATRIX}[name]
+    engine = _identity(run)
+    # sid's package, e.g. 28.5.2+dfsg3-1 for dockerd 28.5.2
+    package = engines.version_of(engines.ROOT, PACKAGE[KIND[name]])
+    assert package.startswith(engine["version"] + "+") or package.startswith(
+        engine["version"] + "-"), (package, engine)
+    if KIND[name] == "docker":
+        assert engine["builder"].startswith("BuildKit via `") and " buildx build`" in \
+            engine["builder"]
+        assert engine["image_store"].startswith("containerd" if containerd else "classic")
+    else:
+        assert engine["builder"].startswith("buildah via `")
+        assert engine["image_store"].startswith("containers/storage")
+    assert run.outcomes["build-cold"]["engine"] == run.outcomes["build-warm"]["engine"] == engine
+
+
+@pytest.mark.parametrize("name", [m[0] for m in MATRIX])
+def test_base_builds_tests_and_converts_both_ways(matrix: Matrix, name: str) -> None:
+    run = _run(matrix, name)
+    cold = {o["image"]: o["status"] for o in run.outcomes["build-cold"]["images"]}
+    assert cold == {"base": "built", "scipy": "built"}
+    warm = run.outcomes["build-warm"]["images"]
+    assert [o["status"] for o in warm] == ["built", "built"]
+    # What was tested is the warm build's.
+    tested = {r["image"]: r["image_id"] for r in
+              (json.loads(p.read_text()) for p in
+               (run.catalog.parent / "dist" / "tested").glob("*.json"))}
+    assert tested == {o["image"]: o["image_id"] for o in warm}
+    checks = run.outcomes["test"]
+    assert checks["results"] and all(r["ok"] for r in checks["results"]), checks
+    assert {r["image"] for r in checks["results"]} == {"base", "scipy"}
+    [native] = run.outcomes["build-warm"]["sif"]
+    [apptainer] = run.outcomes["sif-apptainer"]["sif"]
+    assert (native["image"], native["method"]) == ("scipy", "native")
+    assert (apptainer["image"], apptainer["method"]) == ("base", "apptainer")
+
+
+@pytest.mark.parametrize("name", [m[0] for m in MATRIX])
+def test_what_was_tested_is_what_was_pushed(matrix: Matrix, name: str) -> None:
+    run = _run(matrix, name)
+    dist = run.catalog.parent / "dist"
+    published: PublishedCatalog = read(dist / "catalog.json")
+    tested = {r["image"]: r["image_id"] for r in
+              (json.loads(p.read_text()) for p in (dist / "tested").glob("*.json"))}
+    engine = _identity(run)
+    for image in published.images:
+        # The image the checks passed on, by the ID this engine gives it...
+        assert image.image_id == tested[image.name], image.name
+        assert image.tested.status == "passed"
+        assert image.built_by == (f"{engine['engine']} {engine['version']}, "
+                                  f"{engine['builder']}, {engine['image_store']}")
+        # ...is what the registry holds under every tag the catalog names.
+        for tag in image.tags:
+            digest, _ = matrix.registry.manifest(f"engines-{name}/{image.name}", tag)
+            assert digest == image.digest, (image.name, tag)
+    for image, said in run.outcomes["verify"].items():
+        assert all(f["ok"] for f in said["findings"]), (image, said)
