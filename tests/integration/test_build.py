@@ -64,25 +64,37 @@ def test_labels_record_stack_parent_and_recipe(build: Callable[..., Any], client
 
 
 def test_doctor_and_build_name_the_engine_its_version_builder_and_image_store(
-        build: Callable[..., Any], client: Any) -> None:
-    build("scipy")
-    doctor = json.loads(imagekit("doctor", "--json", check=False).stdout)
-    built = json.loads(imagekit("build", "scipy", "--format", "docker", "--json").stdout)
-    engine = built["engine"]
-    # As the engine itself says, through its own API.
-    assert engine["version"] == client.version()["Version"]
-    info = client.info()
-    assert f"({info['Driver']}" in engine["image_store"]
-    containerd = ["driver-type", "io.containerd.snapshotter.v1"] in (info.get("DriverStatus")
-                                                                      or [])
-    assert engine["image_store"].startswith("containerd" if containerd else
-                                            ("classic", "containers/storage"))
-    assert engine["builder"].startswith(("BuildKit via", "buildah via"))
-    assert engine in doctor["engines"]
-    # scipy's label says who built it, in the words doctor uses.
-    label = client.images.get(REF.format("scipy")).labels["io.imagekit.built-by"]
-    assert label == (f"{engine['engine']} {engine['version']}, {engine['builder']}, "
-                     f"{engine['image_store']}")
+        build: Callable[..., Any], client: Any, project: Path) -> None:
+    build("base")
+    # A namespace of its own: what it builds is built now, by this code (an image built
+    # before imagekit recorded its engine has no label to read), and moves no other test's tag.
+    catalog = _tiny(project)
+    catalog.write_text(suite.catalog_text("identity", source=catalog))
+    try:
+        doctor = json.loads(imagekit("doctor", "--json", check=False, catalog=catalog).stdout)
+        built = json.loads(imagekit("build", "tiny", "--format", "docker", "--json",
+                                    catalog=catalog).stdout)
+        engine = built["engine"]
+        # As the engine itself says, through its own API.
+        assert engine["version"] == client.version()["Version"]
+        info = client.info()
+        assert f"({info['Driver']}" in engine["image_store"]
+        containerd = ["driver-type", "io.containerd.snapshotter.v1"] in (
+            info.get("DriverStatus") or [])
+        assert engine["image_store"].startswith("containerd" if containerd else
+                                                ("classic", "containers/storage"))
+        assert engine["builder"].startswith(("BuildKit via", "buildah via"))
+        assert engine in doctor["engines"]
+        # What it built says who built it, in the words doctor uses.
+        for name in ("base", "tiny"):
+            labels = client.images.get(suite.ref(name, "identity")).labels
+            assert labels["io.imagekit.built-by"] == (
+                f"{engine['engine']} {engine['version']}, {engine['builder']}, "
+                f"{engine['image_store']}")
+    finally:
+        for name in ("tiny", "base"):
+            for image in client.images.list(suite.repository(name, "identity")):
+                client.images.remove(image.id, force=True)
 
 
 def test_tags_are_computed_inside_the_image(build: Callable[..., Any], client: Any) -> None:

