@@ -319,9 +319,11 @@ def run_builds(
     ensure_root: Callable[[], object] = lambda: None,
     shared: Shared | None = None,
     platform: Platform | None = None,
+    built_by: str | None = None,
 ) -> list[Outcome]:
     """Build the named images and what they need, parents first, for one platform (default:
-    the catalog's first): the images not built for it are left out.
+    the catalog's first): the images not built for it are left out. `built_by`: the engine's
+    identity for the images' label, when the caller has it already.
 
     With `shared` (`--from-registry`), nothing but the named images is built: an ancestor a
     named image builds on is taken from the engine or pulled from the registry by its tree
@@ -329,7 +331,8 @@ def run_builds(
     `force`) rather than built.
     """
     run = _Run(catalog, engine, builder, names, force, on_line, ensure_root, shared,
-               platform or catalog.platforms[0])
+               platform or catalog.platforms[0],
+               built_by if built_by is not None else str(engine.identity(builder)))
     outcomes: dict[str, Outcome] = {}
     for image in run.closure:
         outcome = Outcome(image.name, catalog.ref(image.name, platform=run.platform),
@@ -361,9 +364,9 @@ class _Run:
 
     def __init__(self, catalog: Catalog, engine: Engine, builder: Builder, names: list[str],
                  force: bool, on_line: StepProgress, ensure_root: Callable[[], object],
-                 shared: Shared | None, platform: Platform) -> None:
+                 shared: Shared | None, platform: Platform, built_by: str) -> None:
         self.catalog, self.engine, self.builder = catalog, engine, builder
-        self.built_by = str(engine.identity(builder))
+        self.built_by = built_by
         self.force, self.on_line, self.shared, self.platform = force, on_line, shared, platform
         self.ensure_root, self.root_ready = ensure_root, False
         self.args = build_args(catalog)
@@ -646,7 +649,7 @@ def build_images(ready: Prepared, say: Callable[[str], None],
         with shown:
             done = run_builds(
                 catalog, engine, ready.builder, wanted, force=job.force, on_line=shown.line,
-                on_status=shown.status, shared=shared, platform=p,
+                on_status=shown.status, shared=shared, platform=p, built_by=str(report.engine),
                 ensure_root=functools.partial(ensure_base, catalog, engine, say, platform=p))
         report.outcomes += done
         report.sifs += _sifs(ready, done, p, say)

@@ -42,19 +42,18 @@ def diagnose(catalog: Path) -> Diagnosis:
         from imagekit.engine.client import Engine
 
         engine = Engine()
-        version = engine.version()
-        findings.append(Finding("docker engine", True, f"dockerd {version}", optional=True))
-        from imagekit.engine.builders import find_buildkit
-
-        buildkit = find_buildkit()
+        builder = engine.builder("auto")  # BuildKit when a client has it, else the classic
+        identity = engine.identity(builder)
+        findings.append(Finding("docker engine", True, f"dockerd {identity.version}",
+                                optional=True))
+        buildkit = builder.name == "buildkit"
         findings.append(Finding(
-            "buildkit", buildkit is not None,
-            buildkit.description if buildkit else
+            "buildkit", buildkit,
+            identity.builder if buildkit else
             "no BuildKit client: apt-get install docker.io (bookworm: its /usr/bin/docker "
             "has it) and docker-buildx (trixie, sid); builds fall back to the classic builder",
             optional=True,
         ))
-        identity = engine.identity(engine.builder("auto"))
         findings.append(Finding("docker image store", True, identity.image_store,
                                 optional=True))
         found.engines.append(identity)
@@ -72,7 +71,7 @@ def diagnose(catalog: Path) -> Diagnosis:
                                     optional=True))
             found.engines.append(identity)
             if podman.rootless:
-                findings += _rootless(podman.cli)
+                findings += _rootless(podman.storage_driver())
         finally:
             podman.close()
     except Exception as exc:
@@ -111,13 +110,9 @@ def report(catalog: Path) -> Said:
                 code=0 if ok else 1)
 
 
-def _rootless(cli: str) -> list[Finding]:
+def _rootless(driver: str) -> list[Finding]:
     """What a user without root needs besides Podman: mmdebstrap for the base, and a
     storage driver that does not copy every layer."""
-    from imagekit.run import run
-
-    driver = run([cli, "info", "--format", "{{.Store.GraphDriverName}}"], check=False,
-                 timeout=60).stdout.decode().strip()
     return [
         _tool("mmdebstrap", "mmdebstrap", why="rootless Podman bootstraps the base with it"),
         Finding("podman storage", driver != "vfs", f"{driver or '?'}" + (

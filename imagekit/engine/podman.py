@@ -145,10 +145,13 @@ class PodmanEngine(Engine):
         how = "rootless" if self.rootless else "rootful"
         return f"podman {self.version()} ({how})"
 
+    def storage_driver(self) -> str:
+        """containers/storage's driver (overlay, vfs...), '' when Podman does not say."""
+        return run([self.cli, "info", "--format", "{{.Store.GraphDriverName}}"], check=False,
+                   timeout=60).stdout.decode().strip()
+
     def image_store(self) -> str:
-        driver = run([self.cli, "info", "--format", "{{.Store.GraphDriverName}}"], check=False,
-                     timeout=60).stdout.decode().strip()
-        return f"containers/storage ({driver or '?'})"
+        return f"containers/storage ({self.storage_driver() or '?'})"
 
     def healthcheck_test(self, ref: str) -> list[str]:
         # Podman 5's Docker API leaves the health check out of an image's inspection.
