@@ -31,16 +31,18 @@ class Unavailable(Exception):
     """The sid root could not be made here (no mirror, no debootstrap...)."""
 
 
-def _run(argv: Sequence[str], timeout: float = 1800) -> None:
+def run_or_unavailable(argv: Sequence[str], timeout: float = 1800) -> str:
+    """A command that makes or reads a sid root: what it printed; Unavailable when it fails."""
     result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise Unavailable(f"{' '.join(argv[:4])}...: {result.stderr.strip()[-800:]}")
+    return result.stdout
 
 
 PACKAGES = "apptainer squashfuse fuse2fs cosign"  # cosign: Debian packages it in sid only
 
 
-def _bwrap_root(root: Path) -> list[str]:
+def bwrap_root(root: Path) -> list[str]:
     return ["bwrap", "--bind", str(root), "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc",
             "--tmpfs", "/run", "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
 
@@ -71,27 +73,32 @@ def _ensure_root() -> Path:
     if (ROOT / "usr/bin/apptainer").exists():
         _clear_cache(ROOT)
         if not (ROOT / "usr/bin/cosign").exists():  # a root made before cosign was needed
-            _run([*_bwrap_root(ROOT), "sh", "-c",
+            run_or_unavailable([*bwrap_root(ROOT), "sh", "-c",
                   f"apt-get {' '.join(APT)} update -qq && DEBIAN_FRONTEND=noninteractive "
                   f"apt-get {' '.join(APT)} install -y -qq {PACKAGES}"])
         _add_user(ROOT)
         return ROOT
+    make_sid_root(ROOT, f"apt-get {' '.join(APT)} update -qq && DEBIAN_FRONTEND="
+                        f"noninteractive apt-get {' '.join(APT)} install -y -qq {PACKAGES}")
+    _add_user(ROOT)
+    return ROOT
+
+
+def make_sid_root(root: Path, install: str) -> None:
+    """Debootstrap Debian sid (minbase) beside `root`, run `install` (a shell line) inside
+    it, and only then move it to `root`: a root that exists is whole."""
     for tool in ("debootstrap", "bwrap"):
         if shutil.which(tool) is None:
             raise Unavailable(f"{tool} is not installed")
-    work = ROOT.with_name(ROOT.name + ".partial")
+    work = root.with_name(root.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.parent.mkdir(parents=True, exist_ok=True)
     try:  # imagekit's own: a download that fails in passing gets two more runs
         debootstrap(work, "sid", MIRROR, ["--variant=minbase"], say=lambda line: None)
     except BuildFailed as failed:
         raise Unavailable(str(failed)[-800:]) from failed
-    _run([*_bwrap_root(work), "sh", "-c",
-          f"apt-get {' '.join(APT)} update -qq && DEBIAN_FRONTEND=noninteractive "
-          f"apt-get {' '.join(APT)} install -y -qq {PACKAGES}"])
-    work.rename(ROOT)
-    _add_user(ROOT)
-    return ROOT
+    run_or_unavailable([*bwrap_root(work), "sh", "-c", install])
+    work.rename(root)
 
 
 def _add_user(root: Path) -> None:
@@ -206,6 +213,31 @@ def host_tools(root: Path, folder: Path) -> Path:
         '--setenv PATH /usr/bin:/bin -- /usr/bin/apptainer "$@"\n')
     wrapper.chmod(0o755)
     return folder
+
+
+def site_keys(folder: Path, tools: Path) -> tuple[dict[str, str], Path, Path]:
+    """The site's keys, made in `folder` with the cosign of `tools` (host_tools): a cosign
+    pair (with a password) and an OpenPGP key for SIFs; the environment imagekit signs
+    with, and the two public keys."""
+    password = "site-cosign-password"
+    subprocess.run([str(tools / "cosign"), "generate-key-pair"], cwd=folder, check=True,
+                   capture_output=True, env={**os.environ, "COSIGN_PASSWORD": password})
+    gnupg = folder / "gnupg"
+    gnupg.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(gnupg), "--batch"]
+    subprocess.run([*gpg, "--passphrase", "", "--quick-gen-key",
+                    "imagekit test site <sif-signing@example.org>", "rsa3072", "sign",
+                    "never"], check=True, capture_output=True)
+    secret = subprocess.run([*gpg, "--armor", "--export-secret-keys"], check=True,
+                            capture_output=True).stdout
+    public = subprocess.run([*gpg, "--armor", "--export"], check=True,
+                            capture_output=True).stdout
+    (folder / "sif-signing.asc").write_bytes(secret)
+    (folder / "sif-signing.pub.asc").write_bytes(public)
+    env = {"IMAGEKIT_COSIGN_KEY": str(folder / "cosign.key"),
+           "IMAGEKIT_COSIGN_PASSWORD": password,
+           "IMAGEKIT_SIF_SIGNING_KEY": str(folder / "sif-signing.asc")}
+    return env, folder / "cosign.pub", folder / "sif-signing.pub.asc"
 
 
 def system_partition(sif: Path, tmp_path: Path) -> Path:

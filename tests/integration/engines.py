@@ -32,9 +32,7 @@ from typing import Any
 
 import docker
 
-from imagekit.engine.base import debootstrap
-from imagekit.errors import BuildFailed
-from tests.integration.apptainer import APT, MIRROR, Unavailable
+from tests.integration.apptainer import APT, bwrap_root, make_sid_root, run_or_unavailable
 from tests.integration.runners import bridge_rules
 
 ROOT = Path(os.environ.get("IMAGEKIT_ENGINES_ROOT", "/var/cache/imagekit/engines-sid"))
@@ -42,18 +40,6 @@ ROOT_OF_TESTS = Path(__file__).resolve().parent
 PACKAGES = "docker.io docker-cli docker-buildx containerd runc iptables podman crun " \
            "fuse-overlayfs catatonit netavark aardvark-dns uidmap ca-certificates"
 _MAKING = threading.Lock()
-
-
-def _bwrap(root: Path) -> list[str]:
-    return ["bwrap", "--bind", str(root), "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/run", "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
-
-
-def _run(argv: list[str], timeout: float = 1800) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise Unavailable(f"{' '.join(argv[:4])}...: {done.stderr.strip()[-800:]}")
-    return done.stdout
 
 
 HOST_PODMAN = Path("/etc/containers/containers.conf.d/50-imagekit-host.conf")
@@ -74,33 +60,23 @@ def _podman_conf(root: Path) -> None:
 
 
 def ensure_root() -> Path:
-    """sid's engines in a root of their own, made once and kept (about 400 MB)."""
+    """sid's engines in a root of their own, made once and kept (about 700 MB)."""
     with _MAKING:
-        if (ROOT / "usr/sbin/dockerd").exists() and (ROOT / "usr/bin/podman").exists():
-            _podman_conf(ROOT)
-            return ROOT
-        work = ROOT.with_name(ROOT.name + ".partial")
-        shutil.rmtree(work, ignore_errors=True)
-        work.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            debootstrap(work, "sid", MIRROR, ["--variant=minbase"], say=lambda line: None)
-        except BuildFailed as failed:
-            raise Unavailable(str(failed)[-800:]) from failed
-        apt = " ".join(APT)
-        # Nothing is started while installing (policy-rc.d), and nothing runs here but apt.
-        _run([*_bwrap(work), "sh", "-c",
-              "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && "
-              "chmod 755 /usr/sbin/policy-rc.d && "
-              f"apt-get {apt} update -qq && DEBIAN_FRONTEND=noninteractive "
-              f"apt-get {apt} install -y -qq --no-install-recommends {PACKAGES} && "
-              "rm -f /usr/sbin/policy-rc.d && apt-get clean"])
-        work.rename(ROOT)
+        if not ((ROOT / "usr/sbin/dockerd").exists() and (ROOT / "usr/bin/podman").exists()):
+            apt = " ".join(APT)
+            # Nothing is started while installing (policy-rc.d), and nothing runs but apt.
+            make_sid_root(ROOT, "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && "
+                                "chmod 755 /usr/sbin/policy-rc.d && "
+                                f"apt-get {apt} update -qq && DEBIAN_FRONTEND=noninteractive "
+                                f"apt-get {apt} install -y -qq --no-install-recommends "
+                                f"{PACKAGES} && rm -f /usr/sbin/policy-rc.d && apt-get clean")
         _podman_conf(ROOT)
         return ROOT
 
 
 def version_of(root: Path, package: str) -> str:
-    return _run([*_bwrap(root), "dpkg-query", "-W", "-f", "${Version}", package]).strip()
+    return run_or_unavailable([*bwrap_root(root), "dpkg-query", "-W", "-f", "${Version}",
+                               package]).strip()
 
 
 @dataclass

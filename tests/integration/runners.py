@@ -20,6 +20,7 @@ from typing import Any
 
 import docker
 
+from tests.integration import suite
 from tests.integration.conftest import load_base, main_base
 
 
@@ -123,6 +124,16 @@ def mirror_base(address: str) -> str:
     for argv in (["docker", "tag", main_base(), mirrored], ["docker", "push", mirrored]):
         subprocess.run(argv, check=True, capture_output=True, timeout=600)
     return mirrored
+
+
+def checkout(folder: Path, namespace: str, base: str) -> Path:
+    """A runner's (or another engine's) checkout of the catalog, publishing under its own
+    namespace to the registry that holds the site's base, which it builds on."""
+    catalog = suite.copy_project(folder, namespace, registry=base.split("/")[0])
+    text = catalog.read_text()
+    assert "  image: imagekit/debian:bookworm\n" in text
+    catalog.write_text(text.replace("  image: imagekit/debian:bookworm\n", f"  image: {base}\n"))
+    return catalog
 
 
 def own_engine(name: str, folder: Path, subnet: int) -> Runner | None:

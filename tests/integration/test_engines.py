@@ -30,8 +30,7 @@ from tests.integration import apptainer as ap
 from tests.integration import background, engines, suite
 from tests.integration.conftest import ROOT, imagekit
 from tests.integration.registry import LocalRegistry, fresh_registry
-from tests.integration.runners import mirror_base
-from tests.integration.test_release import _keys
+from tests.integration.runners import checkout, mirror_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.engines]
 
@@ -60,11 +59,10 @@ class Matrix:
     stop: Any
 
 
-def _catalog(folder: Path, name: str, address: str, base: str) -> Path:
-    catalog = suite.copy_project(folder, f"engines-{name}", registry=address)
-    text = catalog.read_text()
-    assert "  image: imagekit/debian:bookworm\n" in text
-    catalog.write_text(text.replace("  image: imagekit/debian:bookworm\n", f"  image: {base}\n"))
+def _catalog(folder: Path, name: str, base: str) -> Path:
+    """A site's checkout for this engine: its namespace, the site's base from the module's
+    registry, and a package index the builds get as a secret."""
+    catalog = checkout(folder, f"engines-{name}", base)
     mirrors = folder / "profiles" / "mirrors.yaml"
     mirrors.write_text(mirrors.read_text() + f"  pip_index_url: {PYPI}\n")
     return catalog
@@ -119,13 +117,13 @@ def beside(folder: Path) -> Matrix:
         tools = ap.host_tools(sid, folder / "tools")
         shutil.copy(ROOT / "tests/integration/bin/sid-root-apptainer", tools / "apptainer")
         (tools / "sid-root.env").write_text(f"SID_ROOT={sid}\nSLURM_DIR={folder}\n")
-        keys, cosign_pub, _ = _keys(folder, tools)
+        keys, cosign_pub, _ = ap.site_keys(folder, tools)
     except BaseException:
         next(registries, None)
         raise
     runs: dict[str, Run] = {}
     for n, (name, kind, containerd) in enumerate(MATRIX):
-        run = runs[name] = Run(name, _catalog(folder / name, name, address, base))
+        run = runs[name] = Run(name, _catalog(folder / name, name, base))
         engine = engines.SidEngine(name, kind, 40 + n, containerd, root)
         try:
             with engines.running(engine, folder / "host"):

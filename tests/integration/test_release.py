@@ -66,29 +66,6 @@ class Release:
         return read(self.dist / "catalog.json")
 
 
-def _keys(folder: Path, tools: Path) -> tuple[dict[str, str], Path, Path]:
-    """The site's keys: a cosign pair (with a password) and an OpenPGP key for SIFs."""
-    password = "site-cosign-password"
-    subprocess.run([str(tools / "cosign"), "generate-key-pair"], cwd=folder, check=True,
-                   capture_output=True, env={**os.environ, "COSIGN_PASSWORD": password})
-    gnupg = folder / "gnupg"
-    gnupg.mkdir(mode=0o700)
-    gpg = ["gpg", "--homedir", str(gnupg), "--batch"]
-    subprocess.run([*gpg, "--passphrase", "", "--quick-gen-key",
-                    "imagekit test site <sif-signing@example.org>", "rsa3072", "sign",
-                    "never"], check=True, capture_output=True)
-    secret = subprocess.run([*gpg, "--armor", "--export-secret-keys"], check=True,
-                            capture_output=True).stdout
-    public = subprocess.run([*gpg, "--armor", "--export"], check=True,
-                            capture_output=True).stdout
-    (folder / "sif-signing.asc").write_bytes(secret)
-    (folder / "sif-signing.pub.asc").write_bytes(public)
-    env = {"IMAGEKIT_COSIGN_KEY": str(folder / "cosign.key"),
-           "IMAGEKIT_COSIGN_PASSWORD": password,
-           "IMAGEKIT_SIF_SIGNING_KEY": str(folder / "sif-signing.asc")}
-    return env, folder / "cosign.pub", folder / "sif-signing.pub.asc"
-
-
 def prepare(root: Path) -> Release:
     """The first release, made in place (tests/integration/background.py; its builds are
     the suite engine's): the site's keys, base and scipy built under the module's namespace
@@ -103,7 +80,7 @@ def prepare(root: Path) -> Release:
     try:
         main_base()
         tools = ap.host_tools(ap.ensure_root(), root / "bin")
-        env, cosign_pub, pgp_pub = _keys(root, tools)
+        env, cosign_pub, pgp_pub = ap.site_keys(root, tools)
         env["PATH"] = f"{tools}:{os.environ['PATH']}"
         project = root / "project"
         catalog = suite.copy_project(project, NS, registry=address)

@@ -24,19 +24,9 @@ from imagekit.published.catalog import PublishedCatalog, read
 from tests.integration import background, suite
 from tests.integration.conftest import imagekit
 from tests.integration.registry import LocalRegistry, fresh_registry
-from tests.integration.runners import TIMES, Runner, mirror_base
+from tests.integration.runners import TIMES, Runner, checkout, mirror_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker_engine]
-
-
-def checkout(folder: Path, namespace: str, base: str) -> Path:
-    """A runner's checkout of the catalog, publishing under its own namespace to the
-    registry that holds the site's base."""
-    catalog = suite.copy_project(folder, namespace, registry=base.split("/")[0])
-    text = catalog.read_text()
-    assert "  image: imagekit/debian:bookworm\n" in text
-    catalog.write_text(text.replace("  image: imagekit/debian:bookworm\n", f"  image: {base}\n"))
-    return catalog
 
 
 @dataclass
