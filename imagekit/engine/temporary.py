@@ -58,7 +58,8 @@ def clean_up() -> int:
 def remove_session(client: Any, session: str = SESSION) -> tuple[int, int]:
     """Remove this session's containers, then its volumes; (containers, volumes) removed."""
     selector = {"label": f"{LABEL}={session}"}
-    containers = client.containers.list(all=True, filters=selector)
+    # One the engine is removing may be gone between its listing and its inspection.
+    containers = client.containers.list(all=True, filters=selector, ignore_removed=True)
     for container in containers:
         with contextlib.suppress(docker.errors.DockerException):
             container.remove(force=True, v=True)
@@ -66,7 +67,8 @@ def remove_session(client: Any, session: str = SESSION) -> tuple[int, int]:
     # ("removal already in progress") and holds its volumes until the engine is done with
     # it: its volumes can go only after that.
     deadline = time.monotonic() + REMOVAL_WAIT
-    while client.containers.list(all=True, filters=selector) and time.monotonic() < deadline:
+    while (client.containers.list(all=True, filters=selector, ignore_removed=True)
+           and time.monotonic() < deadline):
         time.sleep(0.2)
     volumes = client.volumes.list(filters=selector)
     for volume in volumes:

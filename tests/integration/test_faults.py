@@ -94,7 +94,8 @@ def _made(client: Any, proc: subprocess.Popen[str], running: bool = False
     at the moment is not counted."""
     mine = f"{proc.pid}-"
     selector = {"label": TEMPORARY}
-    containers = [c.name for c in client.containers.list(all=not running, filters=selector)
+    containers = [c.name for c in client.containers.list(all=not running, filters=selector,
+                                                                 ignore_removed=True)
                   if c.labels.get(TEMPORARY, "").startswith(mine)]
     volumes = [v.name for v in client.volumes.list(filters=selector)
                if (v.attrs.get("Labels") or {}).get(TEMPORARY, "").startswith(mine)]

@@ -68,7 +68,8 @@ def test_a_failing_check_fails_the_run_and_leaves_no_container(
     assert "printed '45'" in out  # the evidence: what was seen instead
     # Nothing of this run's is left (its containers carry its session: its pid first);
     # what another process on the engine holds at the moment is its own.
-    left = client.containers.list(all=True, filters={"label": "io.imagekit.check"})
+    left = client.containers.list(all=True, filters={"label": "io.imagekit.check"},
+                                  ignore_removed=True)
     assert [c.name for c in left
             if c.labels.get("io.imagekit.temporary", "").startswith(f"{proc.pid}-")] == []
 

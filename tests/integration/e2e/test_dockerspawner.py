@@ -76,7 +76,8 @@ def spawn(hub: Hub, published: PublishedCatalog, image: str, timings: Timings) -
 
 
 def container_of(client: Any, user: str) -> Any:
-    found = client.containers.list(all=True, filters={"name": f"e2e-{user}"})
+    found = client.containers.list(all=True, filters={"name": f"e2e-{user}"},
+                                   ignore_removed=True)  # one on its way out
     return found[0] if found else None
 
 
