@@ -50,9 +50,10 @@ test-arm64: setup
 # The engines users run today, each from Debian sid's packages in a root of its own, started
 # empty beside the host's: imagekit's core path (base, build, test, both SIF methods,
 # publish, verify) on Docker 28.5 with buildx, on dockerd's image store and on containerd's.
-# `make test` runs it too, beside the rest of the suite.
+# `make test` runs it too, beside the rest of the suite. ENGINES=d28c,p58 runs only those.
 test-engines: setup
-	scripts/engine.sh python3 -m pytest -m engines -p no:cacheprovider $(PYTEST_ARGS)
+	IMAGEKIT_TEST_ENGINES=$(ENGINES) scripts/engine.sh python3 -m pytest -m engines \
+		-p no:cacheprovider $(PYTEST_ARGS)
 
 # The integration suite again with rootful Podman as the engine for every build, check, SIF
 # and publish (IMAGEKIT_ENGINE=podman), minus the tests whose subject is Docker itself

@@ -188,6 +188,12 @@ class SidEngine:
             env["DOCKER_CONFIG"] = str(host_bin / "config")
         return env
 
+    def log_tail(self, size: int = 4000) -> str:
+        """The end of dockerd's log (Podman's service is imagekit's own: its words are in
+        the failing step's stderr)."""
+        log = self.host_state / "engine.log"
+        return log.read_text(errors="replace")[-size:] if log.is_file() else "(no log)"
+
     def stop(self) -> None:
         if self.kind == "podman":
             self._stop_podman()

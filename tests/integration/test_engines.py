@@ -35,7 +35,10 @@ from tests.integration.runners import checkout, mirror_base
 pytestmark = [pytest.mark.integration, pytest.mark.engines]
 
 # name (short: a bridge's name has 15 bytes at most), engine, containerd's image store
-MATRIX = (("d28", "docker", False), ("d28c", "docker", True), ("p58", "podman", False))
+ALL = (("d28", "docker", False), ("d28c", "docker", True), ("p58", "podman", False))
+# `make test-engines ENGINES=d28c,p58` runs only those.
+CHOSEN = [n for n in os.environ.get("IMAGEKIT_TEST_ENGINES", "").split(",") if n]
+MATRIX = tuple(m for m in ALL if not CHOSEN or m[0] in CHOSEN)
 KIND = {name: kind for name, kind, _ in MATRIX}
 PACKAGE = {"docker": "docker.io", "podman": "podman"}
 TIMES: dict[str, dict[str, float]] = {}
@@ -50,6 +53,7 @@ class Run:
     catalog: Path
     outcomes: dict[str, Any] = field(default_factory=dict)
     error: BaseException | None = None
+    engine_said: str = ""  # the end of the engine's own log, when a step failed
 
 
 @dataclass
@@ -127,7 +131,11 @@ def beside(folder: Path) -> Matrix:
         engine = engines.SidEngine(name, kind, 40 + n, containerd, root)
         try:
             with engines.running(engine, folder / "host"):
-                _core_path(run, engine.env, keys, tools, cosign_pub)
+                try:
+                    _core_path(run, engine.env, keys, tools, cosign_pub)
+                except Exception:
+                    run.engine_said = engine.log_tail()
+                    raise
         except Exception as exc:  # this engine's tests fail with it; the next one runs
             run.error = exc
     return Matrix(registry, runs, lambda: next(registries, None))
@@ -142,7 +150,9 @@ def matrix() -> Iterator[Matrix]:
 def _run(matrix: Matrix, name: str) -> Run:
     run = matrix.runs[name]
     if run.error is not None:
-        raise AssertionError(f"{name}: {run.error!r}") from run.error
+        # What the failing step said, whole: a chained traceback would crowd it out.
+        pytest.fail(f"{name}: {run.error}\n{name}'s engine said, last:\n{run.engine_said}",
+                    pytrace=False)
     return run
 
 
