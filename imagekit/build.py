@@ -508,7 +508,7 @@ class BuildJob:
     formats: list[str] | None = None  # docker, sif; None: each image's catalog formats
     builder: str = "auto"
     force: bool = False
-    sif_level: int = 5
+    sif_level: int | None = None  # None: the catalog's (sif.level), else its compression's
     sif_method: str = "auto"
     from_registry: bool = False
     platforms: list[str] | None = None  # None: the catalog's
@@ -593,6 +593,9 @@ def prepare(catalog: Catalog, job: BuildJob) -> Prepared:
     _check_platforms(catalog, job, selected, platforms)
     names = [i.name for i in selected]
     if any("sif" in (job.formats or i.formats) for i in selected):
+        from imagekit.sif import compression
+
+        compression(catalog, job.sif_level)  # a level the compression lacks: said first
         sif_key()  # a signing key set but unusable: said before anything is built
     stale = lock.stale_locks(catalog, names)
     if stale:

@@ -192,7 +192,9 @@ def build(
     as_json: Json = False,
     formats: Annotated[list[str] | None, Opt("--format", help="docker or sif (repeatable); "
                                              "default: the image's catalog formats")] = None,
-    sif_level: Annotated[int, Opt(min=1, max=9, help="gzip level of the SIF's squashfs")] = 5,
+    sif_level: Annotated[int | None, Opt(
+        min=1, max=22, help="the SIF squashfs's compression level (gzip 1-9, zstd 1-22); "
+        "default: the catalog's sif.level, else gzip 5 or zstd 3")] = None,
     sif_method: Annotated[str, Opt(help="auto (apptainer when on PATH), native or apptainer")
                           ] = "auto",
     from_registry: Annotated[bool, Opt(

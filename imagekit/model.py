@@ -192,6 +192,8 @@ class Catalog:
     children: dict[str, tuple[str, ...]] = field(default_factory=dict)
     insecure_registry: bool = False
     sif_directory: str | None = None
+    sif_compression: str = "gzip"  # the SIFs' squashfs: gzip or zstd
+    sif_level: int | None = None  # None: the compression's default (imagekit.schema.SIF_LEVELS)
     engine: str = "auto"
     platforms: tuple[Platform, ...] = ("linux/amd64",)
 

@@ -34,6 +34,7 @@ from imagekit.model import (
     Stack,
 )
 from imagekit.schema import (
+    SIF_LEVELS,
     CatalogSpec,
     Consumer,
     Format,
@@ -60,6 +61,7 @@ def load_catalog(path: Path) -> Catalog:
     profiles = resolve_profiles(specs, problems)
     site_profiles, site = resolve_site(specs, profiles, problems)
     listed = list_images(specs, stacks, profiles, site_profiles, problems)
+    check_sif(specs, problems)
     if problems:
         raise ImagekitError(problems)
     images = add_parent_images(specs.catalog, stacks, [img for _, img in listed], site_profiles)
@@ -481,6 +483,16 @@ def _stacks_under(images: list[Image], stacks: dict[str, Stack]) -> set[str]:
 
 # --- check: what holds only between images ----------------------------------------------------
 
+def check_sif(specs: Specs, problems: list[Problem]) -> None:
+    """The SIFs' compression level is one that compression has."""
+    sif = specs.catalog.sif
+    _, highest = SIF_LEVELS[sif.compression]
+    if sif.level is not None and sif.level > highest:
+        problems.append(Problem(specs.file, "sif.level",
+                                f"{sif.level} is not a {sif.compression} level (1-{highest})",
+                                specs.line_of(("sif", "level"))))
+
+
 def check_platforms(specs: Specs, listed: list[tuple[int, Image]], images: dict[str, Image],
                     problems: list[Problem]) -> None:
     """A listed image is built only for platforms its parent image is built for."""
@@ -542,6 +554,8 @@ def _catalog(specs: Specs, site: SiteSettings, site_profiles: tuple[Profile, ...
         insecure_registry=spec.insecure_registry,
         engine=spec.engine,
         sif_directory=spec.sif.directory,
+        sif_compression=spec.sif.compression,
+        sif_level=spec.sif.level,
         platforms=tuple(dict.fromkeys(spec.platforms)),
     )
 

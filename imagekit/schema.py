@@ -15,6 +15,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 NotebookType = Literal["jupyter", "code-server", "rstudio"]
 Format = Literal["docker", "sif"]
+SifCompression = Literal["gzip", "zstd"]
+# Each compression's default level (measured: docs/admin.md, "SIF compression") and highest.
+SIF_LEVELS: dict[str, tuple[int, int]] = {"gzip": (5, 9), "zstd": (3, 22)}
 # The architectures imagekit builds for: amd64, and arm64 (NVIDIA Grace Hopper, Isambard-AI,
 # ARM laptops), the latter under emulation (qemu-user-static) on an amd64 machine.
 Platform = Literal["linux/amd64", "linux/arm64"]
@@ -368,6 +371,13 @@ class SifSpec(Spec):
     directory: AbsPath | None = Field(
         None, description="the cluster's shared SIF directory; unset: jobs pull the SIF's "
                           "oras:// reference from the registry")
+    compression: SifCompression = Field(
+        "gzip", description="the squashfs's compression. gzip: every Apptainer and "
+                            "SingularityCE runs it. zstd: faster to make and smaller, run by "
+                            "Apptainer >= 1.4 only (SingularityCE refuses it, and so does a "
+                            "squashfuse or kernel built without zstd)")
+    level: int | None = Field(None, ge=1, le=22, description="its level (gzip 1-9, zstd "
+                                                             "1-22); default: gzip 5, zstd 3")
 
 
 class ImageSpec(Spec):

@@ -6,8 +6,9 @@ Otherwise the SIF is assembled natively the way `apptainer build` lays it out:
 1. export the image's filesystem and add what Singularity's runtime reads:
    `/.singularity.d/` (env scripts from the image's ENV, runscript and startscript from its
    command, the %test checks, labels.json) and the mount points it binds onto;
-2. make a gzip squashfs of it (zstd is refused by SingularityCE and Apptainer < 1.4), with
-   every timestamp fixed so that the same image gives the same bytes;
+2. make a squashfs of it, compressed as the catalog's `sif:` says (gzip by default: zstd is
+   refused by SingularityCE and Apptainer < 1.4), with every timestamp fixed so that the same
+   image gives the same bytes;
 3. assemble the SIF with siftool: the definition file (Def.FILE), two JSON objects (labels,
    image config) and the squashfs as the primary system partition, all in group 1.
 """
@@ -35,13 +36,13 @@ from imagekit.model import Catalog, Image, arch
 from imagekit.render.singularity import SingularityRenderer
 from imagekit.run import run
 from imagekit.said import Markup, Rows, Said
-from imagekit.schema import Platform
+from imagekit.schema import SIF_LEVELS, Platform
 
 # gzip level 5 in 256 KiB blocks: measured here on scipy's 1.17 GB image, 19.5 s and
 # 361.5 MB against 25.5 s and 360.6 MB for level 6 in mksquashfs's default 128 KiB blocks,
 # and 358.1 MB for the default level 9 (more than twice as long). Larger blocks let a lower
 # level compress as well; 256 KiB keeps a small file's read from unpacking much more.
-DEFAULT_LEVEL = 5
+DEFAULT_LEVEL = SIF_LEVELS["gzip"][0]
 BLOCK_SIZE = "256K"
 ARCHES = {"386": 1, "amd64": 2, "arm": 3, "arm64": 4, "ppc64le": 6, "s390x": 11, "riscv64": 12}
 MOUNT_POINTS = ("proc", "sys", "dev", "tmp", "var/tmp", "home", "etc", "mnt", "srv",
@@ -57,6 +58,7 @@ class SifResult:
     image_id: str
     size: int
     sha256: str
+    compression: str = "gzip"  # the squashfs's, with its level: zstd-3
     recipe: str = ""  # hash of the definition file and conversion settings
     signed_by: str = ""  # the fingerprint of the PGP key `apptainer sign` used, if any
     export_s: float = 0.0
@@ -85,9 +87,21 @@ def runtime_tool() -> str | None:
     return None
 
 
-def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DEFAULT_LEVEL,
+def compression(catalog: Catalog, level: int | None = None) -> tuple[str, int]:
+    """The SIFs' squashfs compression and its level: `level` (the command line's), else the
+    catalog's, else the compression's default."""
+    default, highest = SIF_LEVELS[catalog.sif_compression]
+    chosen = level or catalog.sif_level or default
+    if not 1 <= chosen <= highest:
+        raise ImagekitError(f"--sif-level {chosen}: {catalog.sif_compression}'s levels are "
+                            f"1-{highest} ({catalog.file.name}: sif.compression)")
+    return catalog.sif_compression, chosen
+
+
+def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int | None = None,
               force: bool = False, method: str = "auto",
               platform: Platform | None = None) -> SifResult:
+    comp, level = compression(catalog, level)
     platform = platform or catalog.platforms[0]
     ref = catalog.ref(image.name, platform=platform)
     info = engine.image(ref)
@@ -102,7 +116,13 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
     # built image plus imagekit's runscript, startscript, %test, help and labels.
     deffile = SingularityRenderer(converted_from=ref, converted_id=info.id).render(
         catalog, image)["Singularity.def"]
-    how = tool or f"native gzip-{level}"
+    # What makes the squashfs, and how: a change of either converts again. Apptainer's
+    # gzip is its own default; zstd is handed to its mksquashfs.
+    squash_args = [] if comp == "gzip" else ["-comp", comp, "-Xcompression-level", str(level)]
+    if tool is None:
+        how = f"native {comp}-{level}"
+    else:
+        how = f"{tool} {comp}-{level}" if squash_args else tool
     signing_key = sif_key()
     # A new signing key signs again; the key itself reaches no file, only a digest of it.
     signer = hashlib.sha256(signing_key.read_bytes()).hexdigest() if signing_key else ""
@@ -129,12 +149,14 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int = DE
                 # --notest: %test runs where users run it (`apptainer test`, unprivileged),
                 # not as the builder's root with /root as HOME; `imagekit test` checks the
                 # image itself before anything is published.
-                run([tool, "build", "--notest", "--force", str(partial), str(definition)],
-                    timeout=3600)
+                extra = ["--mksquashfs-args", " ".join(squash_args)] if squash_args else []
+                run([tool, "build", "--notest", "--force", *extra, str(partial),
+                     str(definition)], timeout=3600)
             result = SifResult(image.name, str(out), tool, "built", info.id, 0, "",
+                               compression=f"{comp}-{level}" if squash_args else "gzip",
                                platform=platform)
         else:
-            result = _native(engine, image, info, deffile, partial, level)
+            result = _native(engine, image, info, deffile, partial, comp, level)
             result.platform = platform
         add_sbom(partial, image_sbom(catalog, engine, image, info))
         if signing_key is not None:
@@ -180,7 +202,7 @@ def read_sidecar(sif: Path) -> dict[str, Any] | None:
 
 
 def _native(engine: Engine, image: Image, info: ImageInfo, deffile: str, out: Path,
-            level: int) -> SifResult:
+            comp: str, level: int) -> SifResult:
     for tool in ("mksquashfs", "siftool"):
         if shutil.which(tool) is None:
             raise ImagekitError(f"{tool} is not installed (apt-get install "
@@ -195,7 +217,7 @@ def _native(engine: Engine, image: Image, info: ImageInfo, deffile: str, out: Pa
             write_singularity_dir(rootfs, info, deffile)
             t1 = time.monotonic()
             squashfs = work / "rootfs.sqfs"
-            make_squashfs(rootfs, squashfs, level, engine.as_root)
+            make_squashfs(rootfs, squashfs, comp, level, engine.as_root)
             t2 = time.monotonic()
         finally:
             # Rootless, the image's files belong to the user's subordinate ids: only the
@@ -213,8 +235,8 @@ def _native(engine: Engine, image: Image, info: ImageInfo, deffile: str, out: Pa
                  squashfs, arch)
         t3 = time.monotonic()
     return SifResult(image.name, str(out), "native", "built", info.id, 0, "",
-                     export_s=round(t1 - t0, 1), squashfs_s=round(t2 - t1, 1),
-                     assemble_s=round(t3 - t2, 1))
+                     compression=f"{comp}-{level}", export_s=round(t1 - t0, 1),
+                     squashfs_s=round(t2 - t1, 1), assemble_s=round(t3 - t2, 1))
 
 
 def _workdir() -> str | None:
@@ -332,13 +354,13 @@ def image_config(info: ImageInfo) -> dict[str, Any]:
         "Labels": dict(info.labels)}}
 
 
-def make_squashfs(rootfs: Path, out: Path, level: int,
+def make_squashfs(rootfs: Path, out: Path, comp: str, level: int,
                   as_root: Callable[[list[str]], list[str]] = lambda argv: argv) -> None:
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "0")
     # mksquashfs >= 4.5 refuses SOURCE_DATE_EPOCH next to -all-time/-mkfs-time; the options
     # carry its value, and older versions understand only them.
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
-    run(as_root(["mksquashfs", str(rootfs), str(out), "-noappend", "-comp", "gzip",
+    run(as_root(["mksquashfs", str(rootfs), str(out), "-noappend", "-comp", comp,
                  "-Xcompression-level", str(level), "-b", BLOCK_SIZE, "-all-time", epoch,
                  "-mkfs-time", epoch, "-no-progress", "-quiet"]), env=env, timeout=3600)
 

@@ -129,6 +129,7 @@ def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate:
     sif: Sif | None = None
     sif_pushed: Pushed | None = None
     if candidate.sif is not None:
+        recorded = read_sidecar(candidate.sif) or {}
         sif_pushed = registry.push_artifact(catalog.sif_repository(image.name), [immutable],
                                             candidate.sif, SIF_LAYER_TYPE, SIF_CONFIG_TYPE,
                                             created)
@@ -145,7 +146,8 @@ def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate:
             path=(f"{catalog.sif_directory.rstrip('/')}/{image.name}_"
                   f"{sif_pushed.content.removeprefix('sha256:')[:12]}.sif"
                   if catalog.sif_directory else None),
-            signed_by=(read_sidecar(candidate.sif) or {}).get("signed_by") or None,
+            signed_by=recorded.get("signed_by") or None,
+            compression=recorded.get("compression") or "gzip",
         )
         log(f"[{image.name}] pushed SIF {sif.reference} ({_mb(sif_pushed.sent)} sent, "
             f"{sif_pushed.seconds} s)")

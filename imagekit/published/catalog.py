@@ -71,6 +71,10 @@ class Sif(Doc):
     signed_by: str | None = Field(
         None, description="fingerprint of the PGP key the SIF was signed with (`apptainer "
                           "verify` checks it); None: not signed")
+    compression: str = Field(
+        "gzip", description="its squashfs's compression: gzip (with its level when imagekit "
+                            "made it: gzip-5), run by every Apptainer and SingularityCE, or "
+                            "zstd-LEVEL, run by Apptainer >= 1.4 only")
 
 
 class Sbom(Doc):

@@ -143,18 +143,29 @@ def superblock(path: Path) -> tuple[bytes, int, int]:
 
 
 @needs_squashfs
+def test_a_zstd_squashfs_is_the_same_bytes_every_time(tmp_path: Path) -> None:
+    root = rootfs(tmp_path)
+    one, two = tmp_path / "one.sqfs", tmp_path / "two.sqfs"
+    sif.make_squashfs(root, one, "zstd", 3)
+    os.utime(root / "usr/bin/hello", (1e9, 1e9))
+    sif.make_squashfs(root, two, "zstd", 3)
+    assert one.read_bytes() == two.read_bytes()
+    assert superblock(one)[2] == 6  # zstd
+
+
+@needs_squashfs
 def test_the_squashfs_is_gzip_and_the_same_bytes_every_time(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     root = rootfs(tmp_path)
     one, two = tmp_path / "one.sqfs", tmp_path / "two.sqfs"
-    sif.make_squashfs(root, one, 6)
+    sif.make_squashfs(root, one, "gzip", 6)
     os.utime(root / "usr/bin/hello", (1e9, 1e9))
-    sif.make_squashfs(root, two, 6)
+    sif.make_squashfs(root, two, "gzip", 6)
     assert one.read_bytes() == two.read_bytes()
     assert superblock(one) == (b"hsqs", 0, 1)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    sif.make_squashfs(root, two, 6)
+    sif.make_squashfs(root, two, "gzip", 6)
     assert superblock(two)[1] == 1700000000
 
 
@@ -164,7 +175,7 @@ def test_a_sif_carries_the_definition_labels_config_and_root(tmp_path: Path,
     root = rootfs(tmp_path)
     sif.write_singularity_dir(root, INFO, deffile)
     squashfs = tmp_path / "root.sqfs"
-    sif.make_squashfs(root, squashfs, 6)
+    sif.make_squashfs(root, squashfs, "gzip", 6)
     files = {"def": tmp_path / "Singularity.def", "labels": tmp_path / "labels.json",
              "config": tmp_path / "config.json"}
     files["def"].write_text(deffile)
@@ -254,7 +265,8 @@ def test_a_failed_conversion_leaves_the_old_sif_and_no_partial_file(
     first = sif.build_sif(sif_catalog, engine, image, method="native")
     seen: list[str] = []
 
-    def squash_then_fail(root: Path, squashfs: Path, level: int, *_: object) -> None:
+    def squash_then_fail(root: Path, squashfs: Path, comp: str, level: int, *_: object
+                         ) -> None:
         seen.extend(p.name for p in out.parent.glob(f".{out.name}.*.partial"))
         raise BuildFailed("mksquashfs: no space left on device")
 
@@ -269,6 +281,52 @@ def test_a_failed_conversion_leaves_the_old_sif_and_no_partial_file(
 def test_build_sif_needs_the_image(sif_catalog: Catalog) -> None:
     with pytest.raises(ImagekitError, match="is not built"):
         sif.build_sif(sif_catalog, FakeEngine(), sif_catalog.images["scipy"])
+
+
+@needs_siftool
+def test_the_catalogs_compression_makes_the_squashfs_and_a_change_converts_again(
+        sif_catalog: Catalog, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sif, "export", fake_export)
+    image = sif_catalog.images["scipy"]
+    out = sif.sif_path(sif_catalog, image)
+    gzip = sif.build_sif(sif_catalog, engine, image, method="native")
+    assert gzip.compression == "gzip-5"
+    zstd_catalog = dataclasses.replace(sif_catalog, sif_compression="zstd")
+    zstd = sif.build_sif(zstd_catalog, engine, image, method="native")
+    assert (zstd.status, zstd.compression) == ("built", "zstd-3")
+    data = out.read_bytes()
+    start = data.index(b"hsqs")  # the primary partition's superblock: zstd is 6
+    assert struct.unpack_from("<H", data, start + 20)[0] == 6
+    assert sif.build_sif(zstd_catalog, engine, image, method="native").status == "cached"
+    at_9 = dataclasses.replace(zstd_catalog, sif_level=9)
+    assert sif.build_sif(at_9, engine, image, method="native").compression == "zstd-9"
+    # The command line's level wins over the catalog's, within the compression's levels.
+    assert sif.build_sif(at_9, engine, image, method="native", level=19).compression \
+        == "zstd-19"
+    with pytest.raises(ImagekitError, match=r"--sif-level 12: gzip's levels are 1-9"):
+        sif.build_sif(sif_catalog, engine, image, method="native", level=12)
+
+
+def test_apptainer_gets_zstd_through_its_mksquashfs_args(
+        sif_catalog: Catalog, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apptainer's own gzip is left alone; zstd is handed to its mksquashfs, as one word."""
+    calls: list[list[str]] = []
+
+    def apptainer(argv: list[str], **_: object) -> None:
+        calls.append(argv)
+        Path(argv[-2]).write_bytes(b"SIF")
+
+    monkeypatch.setattr(sif, "runtime_tool", lambda: "apptainer")
+    monkeypatch.setattr(sif, "run", apptainer)
+    monkeypatch.setattr(sif, "add_sbom", lambda *_: None)
+    monkeypatch.setattr(sif, "image_sbom", lambda *_: "")
+    image = sif_catalog.images["scipy"]
+    assert sif.build_sif(sif_catalog, engine, image).compression == "gzip"
+    zstd = dataclasses.replace(sif_catalog, sif_compression="zstd")
+    assert sif.build_sif(zstd, engine, image).compression == "zstd-3"
+    assert "--mksquashfs-args" not in calls[0]
+    at = calls[1].index("--mksquashfs-args")
+    assert calls[1][at + 1] == "-comp zstd -Xcompression-level 3"
 
 
 def test_build_sif_with_apptainer_needs_it(sif_catalog: Catalog, engine: FakeEngine,
@@ -326,9 +384,9 @@ def test_a_record_with_a_key_it_does_not_know_makes_the_sif_again(
     image = sif_catalog.images["scipy"]
     first = sif.build_sif(sif_catalog, engine, image, method="native")
     record = sif.sif_path(sif_catalog, image).with_suffix(".sif.json")
-    record.write_text(json.dumps({**first.as_dict(), "compression": "zstd"}))
+    record.write_text(json.dumps({**first.as_dict(), "cipher": "aes"}))
     again = sif.build_sif(sif_catalog, engine, image, method="native")
-    assert again.status == "built" and "compression" not in json.loads(record.read_text())
+    assert again.status == "built" and "cipher" not in json.loads(record.read_text())
     # ... and so is one that lacks a field this one needs.
     record.write_text(json.dumps({k: v for k, v in again.as_dict().items() if k != "path"}))
     assert sif.build_sif(sif_catalog, engine, image, method="native").status == "built"

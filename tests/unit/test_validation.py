@@ -267,3 +267,15 @@ def test_platforms_keep_the_catalogs_order_and_name_local_tags(project: Path) ->
     assert catalog.base_ref("linux/arm64") == "imagekit/debian:bookworm-arm64"
     assert catalog.parent_ref(catalog.images["base"], "linux/arm64") == \
         "imagekit/debian:bookworm-arm64"
+
+
+def test_a_sif_level_beyond_its_compressions_is_refused(project: Path) -> None:
+    edit(project / "catalog.yaml", "\nplatforms: [linux/amd64]\n",
+         "\nplatforms: [linux/amd64]\nsif: {level: 12}\n")
+    (msg,) = problems(project)
+    assert "catalog.yaml:" in msg and "sif.level: 12 is not a gzip level (1-9)" in msg
+    edit(project / "catalog.yaml", "sif: {level: 12}", "sif: {compression: zstd, level: 12}")
+    assert load_catalog(project / "catalog.yaml").sif_level == 12
+    edit(project / "catalog.yaml", "compression: zstd", "compression: xz")
+    (msg,) = problems(project)
+    assert "sif.compression" in msg and "'gzip' or 'zstd'" in msg
