@@ -206,6 +206,10 @@ def markdown(result: dict[str, Any], chart: str) -> str:
                 + ", ".join(f"{k} {v} s" for k, v in sif.get("phases", {}).items())
                 + f"); `docker export` + `mksquashfs -comp gzip`: {_s(sif.get('bare'))} → "
                 f"{_mb(sif['size'].get('bare'))}."]
+        if sif.get("zstd"):
+            out += ["", f"With `sif: {{compression: zstd}}` (level 3; Apptainer >= 1.4 only): "
+                        f"{_s(sif.get('zstd'))} → {_mb(sif['size'].get('zstd'))} (squashfs "
+                        f"{sif.get('zstd_squashfs_s')} s)."]
     render = result.get("render")
     if render:
         out += ["", "## 7. Render", "",
@@ -221,7 +225,8 @@ def markdown(result: dict[str, Any], chart: str) -> str:
                 f"received, image {_mb(cold.get('size'))}; tags: {', '.join(cuda['tags'])}.",
                 f"- SIF: {_s(csif.get('imagekit'))} → {_mb(csif.get('size', {}).get('imagekit'))}"
                 f"; the bare way {_s(csif.get('bare'))} → "
-                f"{_mb(csif.get('size', {}).get('bare'))}.",
+                f"{_mb(csif.get('size', {}).get('bare'))}; with zstd "
+                f"{_s(csif.get('zstd'))} → {_mb(csif.get('size', {}).get('zstd'))}.",
                 f"- One pip package added to pytorch-cuda (above torch): rebuilt in "
                 f"{rebuild.get('seconds')} s, {_mb(rebuild.get('downloaded'))} received."]
     eng = result.get("engines")

@@ -157,7 +157,9 @@ class SidEngine:
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", enter],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.env = self._client_env(host_bin)
-        deadline = time.monotonic() + 120
+        # At nice 19 beside the suite's builds, dockerd and its containerd may wait long for
+        # a core.
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             with contextlib.suppress(docker.errors.DockerException):
                 self.client = docker.DockerClient(base_url=f"unix://{self.socket}", timeout=900)

@@ -31,8 +31,9 @@ RESULT: dict[str, Any] = {
                     "label_change": {"seconds": 2.0, "layers_changed": 0}},
     "start": {"scipy": {"imagekit": _runs(1.0, 1.1, 0.9), "bare": _runs(1.0),
                         "hpccm": _runs(2.0), "hand": _runs(2.0)}},
-    "sif": {"imagekit": _runs(30), "bare": _runs(90), "size": {"imagekit": 101, "bare": 100},
-            "phases": {"export_s": 5.0}},
+    "sif": {"imagekit": _runs(30), "bare": _runs(90), "zstd": _runs(20),
+            "size": {"imagekit": 101e6, "bare": 100e6, "zstd": 95e6},
+            "phases": {"export_s": 5.0}, "zstd_squashfs_s": 4.0},
     "render": {"render": _runs(0.8, 0.9, 0.7), "import_cli": 0.4},
     "errors": {},
 }
@@ -56,6 +57,8 @@ def test_the_report_and_the_chart_show_every_ratio() -> None:
     x = report.RATIO
     assert (f"| 3 | rebuild after one change / hpccm's | 0.20{x} (20.0 s against 100.0 s) "
             f"| ≤ 0.15{x} | **no** |") in text
+    assert "With `sif: {compression: zstd}` (level 3; Apptainer >= 1.4 only): 20.00 s" in text
+    assert "→ 95 MB (squashfs 4.0 s)" in text
     svg = report.svg(RESULT)
     assert svg.count("<rect") == sum(1 for t in report.targets(RESULT)
                                      if t.unit == report.RATIO and t.value is not None)
