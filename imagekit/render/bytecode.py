@@ -10,7 +10,9 @@ install, as `python3 bytecode.py SITE_PACKAGES BEFORE [CACHE]`:
 - CACHE: a BuildKit cache mount (absent in a Singularity build): each distribution's
   bytecode is kept there as a tar named by the digest of its RECORD (its exact files and
   their hashes) and this Python's version, so a rebuild that installs the same numpy again
-  unpacks numpy's bytecode instead of compiling it.
+  unpacks numpy's bytecode instead of compiling it, and so does another architecture's
+  build of the same pure-Python distribution (BuildKit shares a cache mount between
+  platforms).
 
 Bytecode is written in unchecked-hash mode: the image's files never change, so Python need
 not compare sources at import, and the same sources give the same bytes in every build.
@@ -29,6 +31,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 MODE = py_compile.PycInvalidationMode.UNCHECKED_HASH
+# What the bytecode depends on besides the sources: the compiler's version and the bytecode
+# format. Not the interpreter's build (sys.version names its date and C compiler): each
+# architecture's Python of one version compiles the same bytes, so a pure-Python
+# distribution that an amd64 build compiled is unpacked by the arm64 build under QEMU.
+VERSION = ".".join(map(str, sys.version_info[:3])).encode() + importlib.util.MAGIC_NUMBER
 
 
 def _compile(path: str) -> None:
@@ -38,7 +45,7 @@ def _compile(path: str) -> None:
 def _sources(site: Path, dist: str) -> tuple[str, list[Path]]:
     """The digest that names this distribution's bytecode, and its Python sources."""
     record = (site / dist / "RECORD").read_bytes()
-    key = hashlib.sha256(record + sys.version.encode() + MODE.name.encode()).hexdigest()
+    key = hashlib.sha256(record + VERSION + MODE.name.encode()).hexdigest()
     sources = []
     for line in record.decode().splitlines():
         name = line.split(",", 1)[0]

@@ -82,8 +82,10 @@ def beside(folder: Path) -> Arm64:
                            env=env)
         o["base"] = _timed("arm64: base (debootstrap under QEMU)", "base", "--platform",
                            "linux/arm64", catalog=catalog, env=env)
-        # amd64's beside it, on this machine's own architecture, for the comparison.
-        for name in ("arm64", "amd64"):
+        # amd64's first, on this machine's own architecture, as `imagekit build` orders the
+        # catalog's platforms: the arm64 build under QEMU unpacks the bytecode of base's
+        # pure-Python distributions that amd64's compiled (the cache mount is shared).
+        for name in ("amd64", "arm64"):
             o[f"build-{name}"] = _timed(
                 f"{name}: build base (+ SIF)", "build", "base", "--platform", f"linux/{name}",
                 "--format", "docker", "--format", "sif", "--sif-method", "native", "--force",
