@@ -593,9 +593,12 @@ def prepare(catalog: Catalog, job: BuildJob) -> Prepared:
     _check_platforms(catalog, job, selected, platforms)
     names = [i.name for i in selected]
     if any("sif" in (job.formats or i.formats) for i in selected):
-        from imagekit.sif import compression
+        from imagekit.sif import check_runtime_reads, compression, runtime_tool
 
-        compression(catalog, job.sif_level)  # a level the compression lacks: said first
+        # A level the compression lacks, or zstd for a runtime that cannot run it: said first.
+        comp, _ = compression(catalog, job.sif_level)
+        if job.sif_method != "native":
+            check_runtime_reads(comp, runtime_tool())
         sif_key()  # a signing key set but unusable: said before anything is built
     stale = lock.stale_locks(catalog, names)
     if stale:

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -98,6 +99,22 @@ def compression(catalog: Catalog, level: int | None = None) -> tuple[str, int]:
     return catalog.sif_compression, chosen
 
 
+def check_runtime_reads(comp: str, tool: str | None) -> None:
+    """A zstd SIF is refused before anything is built when the runtime on PATH, which the
+    apptainer method builds with, could not run it: SingularityCE, Apptainer < 1.4."""
+    if comp != "zstd" or tool is None:
+        return
+    said = run([tool, "--version"], check=False, timeout=60).stdout.decode(errors="replace")
+    found = re.search(r"^(\S+) version (\d+)\.(\d+)", said.strip())  # apptainer version 1.4.5
+    if found is None:
+        return  # a build this imagekit does not know: the site knows what its nodes run
+    name, version = found.group(1), (int(found.group(2)), int(found.group(3)))
+    if name != "apptainer" or version < (1, 4):
+        raise ImagekitError(f"sif.compression zstd: {tool} is {name} {version[0]}.{version[1]}"
+                            ", which cannot run a zstd SIF (Apptainer >= 1.4 can): use gzip, "
+                            "or --sif-method native for nodes that run Apptainer >= 1.4")
+
+
 def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int | None = None,
               force: bool = False, method: str = "auto",
               platform: Platform | None = None) -> SifResult:
@@ -112,6 +129,7 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int | No
     tool = runtime_tool() if method in ("auto", "apptainer") else None
     if method == "apptainer" and tool is None:
         raise ImagekitError("--sif-method apptainer: neither apptainer nor singularity is on PATH")
+    check_runtime_reads(comp, tool)
     # Both methods build from, and embed, the definition of what the SIF really is: the
     # built image plus imagekit's runscript, startscript, %test, help and labels.
     deffile = SingularityRenderer(converted_from=ref, converted_id=info.id).render(

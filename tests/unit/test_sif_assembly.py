@@ -312,9 +312,12 @@ def test_apptainer_gets_zstd_through_its_mksquashfs_args(
     """Apptainer's own gzip is left alone; zstd is handed to its mksquashfs, as one word."""
     calls: list[list[str]] = []
 
-    def apptainer(argv: list[str], **_: object) -> None:
+    def apptainer(argv: list[str], **_: object) -> subprocess.CompletedProcess[bytes]:
+        if argv[1:] == ["--version"]:
+            return subprocess.CompletedProcess(argv, 0, b"apptainer version 1.4.5\n", b"")
         calls.append(argv)
         Path(argv[-2]).write_bytes(b"SIF")
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
 
     monkeypatch.setattr(sif, "runtime_tool", lambda: "apptainer")
     monkeypatch.setattr(sif, "run", apptainer)
@@ -327,6 +330,23 @@ def test_apptainer_gets_zstd_through_its_mksquashfs_args(
     assert "--mksquashfs-args" not in calls[0]
     at = calls[1].index("--mksquashfs-args")
     assert calls[1][at + 1] == "-comp zstd -Xcompression-level 3"
+
+
+@pytest.mark.parametrize(("said", "refused"), [
+    ("apptainer version 1.4.5", False), ("apptainer version 1.10.0-rc1", False),
+    ("apptainer version 1.3.6-1.el9", True), ("singularity-ce version 4.3.1", True),
+    ("singularity version 3.8.7", True), ("something else", False)])
+def test_zstd_is_refused_for_a_runtime_that_cannot_run_it(
+        monkeypatch: pytest.MonkeyPatch, said: str, refused: bool) -> None:
+    monkeypatch.setattr(sif, "run", lambda argv, **_: subprocess.CompletedProcess(
+        argv, 0, said.encode() + b"\n", b""))
+    sif.check_runtime_reads("gzip", "singularity")  # gzip: every runtime reads it
+    sif.check_runtime_reads("zstd", None)  # native: who runs it is the site's word
+    if refused:
+        with pytest.raises(ImagekitError, match="cannot run a zstd SIF"):
+            sif.check_runtime_reads("zstd", "singularity")
+    else:
+        sif.check_runtime_reads("zstd", "apptainer")
 
 
 def test_build_sif_with_apptainer_needs_it(sif_catalog: Catalog, engine: FakeEngine,
