@@ -39,11 +39,11 @@ from imagekit.run import run
 from imagekit.said import Markup, Rows, Said
 from imagekit.schema import SIF_LEVELS, Platform
 
-# gzip level 5 in 256 KiB blocks: measured here on scipy's 1.17 GB image, 19.5 s and
-# 361.5 MB against 25.5 s and 360.6 MB for level 6 in mksquashfs's default 128 KiB blocks,
-# and 358.1 MB for the default level 9 (more than twice as long). Larger blocks let a lower
-# level compress as well; 256 KiB keeps a small file's read from unpacking much more.
-DEFAULT_LEVEL = SIF_LEVELS["gzip"][0]
+# gzip level 5 (its default in SIF_LEVELS) in 256 KiB blocks: measured here on scipy's
+# 1.17 GB image, 19.5 s and 361.5 MB against 25.5 s and 360.6 MB for level 6 in mksquashfs's
+# default 128 KiB blocks, and 358.1 MB for the default level 9 (more than twice as long).
+# Larger blocks let a lower level compress as well; 256 KiB keeps a small file's read from
+# unpacking much more.
 BLOCK_SIZE = "256K"
 ARCHES = {"386": 1, "amd64": 2, "arm": 3, "arm64": 4, "ppc64le": 6, "s390x": 11, "riscv64": 12}
 MOUNT_POINTS = ("proc", "sys", "dev", "tmp", "var/tmp", "home", "etc", "mnt", "srv",
@@ -101,7 +101,8 @@ def compression(catalog: Catalog, level: int | None = None) -> tuple[str, int]:
 
 def check_runtime_reads(comp: str, tool: str | None) -> None:
     """A zstd SIF is refused before anything is built when the runtime on PATH, which the
-    apptainer method builds with, could not run it: SingularityCE, Apptainer < 1.4."""
+    apptainer method builds with, could not run it: SingularityCE, Apptainer < 1.4. Asked
+    once per build, by `build.prepare`."""
     if comp != "zstd" or tool is None:
         return
     said = run([tool, "--version"], check=False, timeout=60).stdout.decode(errors="replace")
@@ -129,7 +130,6 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int | No
     tool = runtime_tool() if method in ("auto", "apptainer") else None
     if method == "apptainer" and tool is None:
         raise ImagekitError("--sif-method apptainer: neither apptainer nor singularity is on PATH")
-    check_runtime_reads(comp, tool)
     # Both methods build from, and embed, the definition of what the SIF really is: the
     # built image plus imagekit's runscript, startscript, %test, help and labels.
     deffile = SingularityRenderer(converted_from=ref, converted_id=info.id).render(
