@@ -231,9 +231,10 @@ class PodmanEngine(Engine):
                 timeout=3600)
 
     def exec(self, container: Container, command: str, user: str = "") -> tuple[int, str]:
-        # Through the CLI, not the API service: Podman 4.3's service loses a short command's
-        # output now and then when the machine is busy (the exec's attach comes too late) and
-        # still reports exit 0 -- 3 of 300 `exec_run`s under load here, 0 of 300 `podman exec`.
+        # Through the CLI, not the API service: the SDK's `exec_run` lost a short command's
+        # output now and then when the machine was busy and still reported exit 0 -- 3 of
+        # 300 under load here, 0 of 300 `podman exec`. (The same loss as Docker's, the SDK's
+        # own: Engine.exec; the CLI also keeps Podman's exec out of its API service.)
         result = run([self.cli, "exec", *(["--user", user] if user else []), container.id,
                       "bash", "-c", command], timeout=900, check=False)
         return result.returncode, (result.stdout + result.stderr).decode(errors="replace")

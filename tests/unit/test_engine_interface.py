@@ -15,7 +15,7 @@ import pytest
 
 from imagekit.checks.container import LABEL, started
 from imagekit.engine import temporary
-from imagekit.engine.client import Engine
+from imagekit.engine.client import Engine, demultiplex
 from imagekit.engine.container import Health, Healthcheck, VolumeMount
 from imagekit.engine.errors import ENGINE_ERRORS, EngineError
 
@@ -40,10 +40,6 @@ class StubContainer:
         self.calls.append(("logs", self.id, options))
         return b"started\n"
 
-    def exec_run(self, command: list[str], **options: Any) -> Any:
-        self.calls.append(("exec_run", self.id, command, options))
-        return types.SimpleNamespace(exit_code=3, output=b"out")
-
     def export(self, **options: Any) -> Any:
         self.calls.append(("export", self.id, options))
         return iter([b"tar", b"stream"])
@@ -56,7 +52,11 @@ class StubClient:
         self.containers = types.SimpleNamespace(run=self._run, create=self._create)
         self.volumes = types.SimpleNamespace(create=self._create_volume)
         self.api = types.SimpleNamespace(remove_volume=self._remove_volume,
-                                         inspect_image=self._inspect_image)
+                                         inspect_image=self._inspect_image,
+                                         exec_create=self._exec_create, post=self._post,
+                                         exec_inspect=self._exec_inspect,
+                                         base_url="http+docker://localhost",
+                                         api_version="1.41", timeout=900)
 
     def ping(self) -> bool:
         return True
@@ -84,6 +84,20 @@ class StubClient:
         self.calls.append(("remove_volume", name, force))
         if name == "busy":
             raise docker.errors.APIError("409 Client Error: volume is in use")
+
+    def _exec_create(self, container: str, command: list[str], user: str) -> dict[str, str]:
+        self.calls.append(("exec_create", container, command, user))
+        return {"Id": "e1"}
+
+    def _post(self, url: str, json: dict[str, Any], timeout: int) -> Any:
+        self.calls.append(("post", url, json, timeout))
+        # stdout, then stderr, as dockerd frames them on a non-TTY stream
+        body = b"\1\0\0\0\0\0\0\4out\n" + b"\2\0\0\0\0\0\0\4err\n"
+        return types.SimpleNamespace(status_code=200, content=body, text="")
+
+    def _exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        self.calls.append(("exec_inspect", exec_id))
+        return {"Running": False, "ExitCode": 3}
 
     def _inspect_image(self, image: str) -> dict[str, Any]:
         if image == "missing":
@@ -124,17 +138,31 @@ def test_an_idle_container_without_network_and_a_command_in_it(stub: StubClient)
     engine = Engine(client=stub)
     container = engine.start("sha256:img", ["-c", "sleep 3600"], entrypoint=["/bin/bash"],
                              network="none", labels={LABEL: "1"}, environment={})
-    assert container.exec("true", user="1000") == (3, "out")
+    assert container.exec("true", user="1000") == (3, "out\nerr\n")
     assert container.state().status == "running"
     container.remove()
     assert stub.calls == [
         ("run", "sha256:img", ["-c", "sleep 3600"], {
             "detach": True, "entrypoint": ["/bin/bash"], "environment": {},
             "network_mode": "none", "labels": labels(**{LABEL: "1"})}),
-        ("exec_run", "c1", ["bash", "-c", "true"], {"user": "1000"}),
+        # Started without `Upgrade` (docker-py's exec_run loses what came with the headers)
+        ("exec_create", "c1", ["bash", "-c", "true"], "1000"),
+        ("post", "http+docker://localhost/v1.41/exec/e1/start",
+         {"Detach": False, "Tty": False}, 900),
+        ("exec_inspect", "e1"),
         ("reload", "c1"),
         ("remove", "c1", {"force": True}),
     ]
+
+
+def test_an_exec_stream_is_read_frame_by_frame_and_a_broken_one_refused() -> None:
+    frames = b"\1\0\0\0\0\0\0\2a\n" + b"\2\0\0\0\0\0\0\0" + b"\1\0\0\0\0\0\0\1b"
+    assert demultiplex(frames) == b"a\nb"
+    assert demultiplex(b"") == b""
+    with pytest.raises(EngineError, match="inside a frame at byte 10"):
+        demultiplex(b"\1\0\0\0\0\0\0\2a\n" + b"\1\0\0\0\0\0\0\5ab")
+    with pytest.raises(EngineError, match="not multiplexed at byte 0"):
+        demultiplex(b"hello from a TTY")
 
 
 def test_volumes_mounted_plain_and_nocopy(stub: StubClient) -> None:
