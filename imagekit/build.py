@@ -453,8 +453,11 @@ def tag_image(catalog: Catalog, engine: Engine, image: Image, image_id: str,
               platform: Platform | None = None) -> list[str]:
     """The catalog's tags plus tags computed by running commands in the built image."""
     tags = list(image.tags)
-    for n, version_tag in enumerate(image.stack.version_tags):
-        first = engine.output_of(image_id, version_tag.run).strip().splitlines()
+    outputs = (engine.outputs_of(image_id, [t.run for t in image.stack.version_tags])
+               if image.stack.version_tags else [])
+    for n, (version_tag, output) in enumerate(zip(image.stack.version_tags, outputs,
+                                                  strict=True)):
+        first = output.strip().splitlines()
         if not first:
             raise BuildFailed(f"{image.name}: version tag {version_tag.prefix}: "
                               f"`{version_tag.run}` printed nothing")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,9 @@ class FakeEngine(Engine):
             return ("@@imagekit-section debian\nbash\t5.2.15-2+b7\n"
                     '@@imagekit-section pip\n{"jupyterlab": "4.6.6"}\n')
         return self.outputs.get(command, "1.0.0\n")
+
+    def outputs_of(self, ref: str, commands: Sequence[str], timeout: int = 120) -> list[str]:
+        return [self.output_of(ref, command, timeout) for command in commands]
 
 
 class FakeBuilder(Builder):

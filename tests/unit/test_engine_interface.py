@@ -5,6 +5,7 @@ reach callers as EngineError. The real engines are exercised in tests/integratio
 from __future__ import annotations
 
 import ast
+import subprocess
 import types
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 
 from imagekit.checks.container import LABEL, started
 from imagekit.engine import temporary
-from imagekit.engine.client import Engine, demultiplex
+from imagekit.engine.client import Engine, demultiplex, sections, sections_script
 from imagekit.engine.container import Health, Healthcheck, VolumeMount
 from imagekit.engine.errors import ENGINE_ERRORS, EngineError
 
@@ -236,3 +237,20 @@ def sdk_client_uses(package: Path) -> list[str]:
 def test_no_module_outside_the_engine_touches_its_sdk_client() -> None:
     """import-linter (`make lint`) sees imports of docker; this sees the other way to the SDK."""
     assert sdk_client_uses(Path(__file__).resolve().parents[2] / "imagekit") == []
+
+
+def test_one_container_runs_every_command_and_each_output_comes_back_alone() -> None:
+    """The script `outputs_of` runs in the image, run here by bash: each command's stdout
+    comes back as it printed it (a missing final newline too), a command's quotes and
+    substitutions stay inside its own shell, and the first that fails stops the rest with
+    its status and its own stderr."""
+    mark = "@@imagekit-output-test"
+    commands = ["echo 2.4.6", "printf 4.6.6", "x='a; echo injected'; echo \"$x\" $(echo b)",
+                "echo bad >&2; exit 7", "echo never"]
+    run = subprocess.run(["bash", "-c", sections_script(mark, commands)], capture_output=True)
+    assert run.returncode == 7
+    assert sections(mark, run.stdout) == ["2.4.6\n", "4.6.6", "a; echo injected b\n", ""]
+    assert sections(mark, run.stderr)[3] == "bad\n"
+    whole = subprocess.run(["bash", "-c", sections_script(mark, commands[:3])],
+                           capture_output=True)
+    assert whole.returncode == 0 and len(sections(mark, whole.stdout)) == 3
