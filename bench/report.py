@@ -108,6 +108,12 @@ def targets(result: dict[str, Any]) -> list[Target]:
     found.append(Target("8", "pytorch-cuda: tagged cuda-X.Y",
                         None if not cuda else float(not any(t.startswith("cuda-") for t in tags)),
                         0, "", detail=" ".join(t for t in tags if t.startswith("cuda-"))))
+    fresh = result.get("fresh_host", {})
+    for image in ("scipy", "pytorch-cuda"):
+        mine, theirs = (_median(fresh, image, "total", way) for way in ("imagekit", "hpccm"))
+        found.append(Target("10", f"{image} on a fresh host: pull by digest + run to 200 / "
+                                  "hpccm's image", _ratio(mine, theirs), 0.8,
+                            detail=f"{mine} s against {theirs} s"))
     return found
 
 
@@ -239,6 +245,28 @@ def markdown(result: dict[str, Any], chart: str) -> str:
                 "| --- | --- | --- |"]
         for way in eng["cold"]:
             out.append(f"| {way} | {_s(eng['cold'][way])} | {_s(eng['rebuild'].get(way))} |")
+    fresh = result.get("fresh_host")
+    if fresh:
+        out += ["", "## 10. The first start on a fresh host", "",
+                "`docker pull REPOSITORY@sha256:...` and `docker run` to the first 200, on a "
+                "second dockerd started empty for every pull, from a registry of the bench's "
+                "own; imagekit's images as `imagekit publish` pushed them, hpccm's of the same "
+                "packages pushed by the same engine.", "",
+                "| image | way | pulled (compressed) | pull | pull + run to 200 |",
+                "| --- | --- | --- | --- | --- |"]
+        for image in ("scipy", "pytorch-cuda"):
+            for way in ("imagekit", "hpccm"):
+                if image in fresh:
+                    name = image if way == "imagekit" else f"{way} {image}"
+                    out.append(f"| {image} | {way} | {_mb(fresh.get('size', {}).get(name))} | "
+                               f"{_s(fresh[image]['pull'].get(way))} | "
+                               f"{_s(fresh[image]['total'].get(way))} |")
+        sif_fresh = fresh.get("scipy_sif")
+        if sif_fresh:
+            out += ["", "scipy's SIF under Apptainer 1.4.5, as an unprivileged user with an "
+                        "empty cache: `apptainer pull oras://...@sha256` "
+                        f"{_s(sif_fresh.get('pull'))}; pull + `apptainer run` to the first "
+                        f"200 {_s(sif_fresh.get('total'))}."]
     errors = result.get("errors", {})
     if errors:
         out += ["", "## Not measured in this run", ""]

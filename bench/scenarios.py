@@ -224,20 +224,20 @@ def start_latency(ws: Workspace, settings: Settings, log: Log) -> dict[str, Any]
     result: dict[str, Any] = {}
     for name in jupyter:
         ref = ws.ref(name)
-        ways = {"imagekit": _start_argv(ref, None), "bare": _start_argv(ref, "jovyan")}
+        ways = {"imagekit": start_argv(ref, None), "bare": start_argv(ref, "jovyan")}
         if name == "scipy" and image_id(HPCCM):
-            ways["hpccm"] = _start_argv(HPCCM, "root")
-            ways["hand"] = _start_argv(HAND, "root")
+            ways["hpccm"] = start_argv(HPCCM, "root")
+            ways["hand"] = start_argv(HAND, "root")
         samples = {way: Sample() for way in ways}
         for _ in range(settings.starts):  # interleaved: the machine's noise falls on each
             for way, argv in ways.items():
-                samples[way].add(_first_200(argv))
+                samples[way].add(first_200(argv))
         result[name] = {w: s.as_dict() for w, s in samples.items()}
         log(f"start {name}: " + ", ".join(f"{w} {s.median:.2f} s" for w, s in samples.items()))
     return result
 
 
-def _start_argv(ref: str, bare_user: str | None) -> list[str]:
+def start_argv(ref: str, bare_user: str | None) -> list[str]:
     """`docker run` as a user runs the image; bare: `jupyter lab` without the start script."""
     head = ["run", "-d", "-p", "127.0.0.1::8888"]
     if bare_user is None:
@@ -247,13 +247,15 @@ def _start_argv(ref: str, bare_user: str | None) -> list[str]:
             "--no-browser", *extra]
 
 
-def _first_200(argv: list[str]) -> float:
+def first_200(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """`docker run` of argv to the first 200 from the server's API, on the engine `env`
+    speaks to (DOCKER_HOST; the host's own by default)."""
     token = secrets.token_hex(16)
     argv = [*argv[:2], "-e", f"JUPYTER_TOKEN={token}", *argv[2:]]
     started = time.monotonic()
-    container = docker(*argv).strip()
+    container = docker(*argv, env=env).strip()
     try:
-        port = docker("port", container, "8888/tcp").split(":")[-1].strip()
+        port = docker("port", container, "8888/tcp", env=env).split(":")[-1].strip()
         url = f"http://127.0.0.1:{port}/api/status"
         while time.monotonic() - started < 120:
             try:
@@ -265,9 +267,9 @@ def _first_200(argv: list[str]) -> float:
                 pass
             time.sleep(0.02)
         raise BenchError(f"{' '.join(argv)}: no 200 from {url} in 120 s:\n"
-                         + docker("logs", container, check=False))
+                         + docker("logs", container, check=False, env=env))
     finally:
-        docker("rm", "-f", container, check=False)
+        docker("rm", "-f", container, check=False, env=env)
 
 
 # --- item 6: SIF against docker export + mksquashfs ---------------------------------------

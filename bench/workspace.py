@@ -4,6 +4,7 @@ edit stacks, relock and rebuild without touching the project's images or files."
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,13 +21,16 @@ UNBUILDABLE = {"rstudio": "RStudio Server's .deb comes from RSTUDIO_DEB_URL, unr
 
 
 class Workspace:
-    def __init__(self, namespace: str = "bench") -> None:
+    def __init__(self, namespace: str = "bench", registry: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"imagekit-{namespace}-"))
         for name in ("stacks", "profiles"):
             shutil.copytree(ROOT / name, self.dir / name)
         text = (ROOT / "catalog.yaml").read_text()
         self.catalog = self.dir / "catalog.yaml"
-        self.catalog.write_text(text.replace("namespace: imagekit", f"namespace: {namespace}"))
+        text = text.replace("namespace: imagekit", f"namespace: {namespace}")
+        if registry is not None:  # a registry of the bench's own (its dist/ is the copy's)
+            text = re.sub(r"(?m)^registry: .*$", f"registry: {registry}", text)
+        self.catalog.write_text(text)
         self.namespace = namespace
 
     def model(self) -> Catalog:

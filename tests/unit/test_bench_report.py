@@ -35,6 +35,12 @@ RESULT: dict[str, Any] = {
             "size": {"imagekit": 101e6, "bare": 100e6, "zstd": 95e6},
             "phases": {"export_s": 5.0}, "zstd_squashfs_s": 4.0},
     "render": {"render": _runs(0.8, 0.9, 0.7), "import_cli": 0.4},
+    "fresh_host": {"scipy": {"total": {"imagekit": _runs(6, 7, 8), "hpccm": _runs(10, 9, 11)},
+                             "pull": {"imagekit": _runs(5), "hpccm": _runs(8)}},
+                   "pytorch-cuda": {"total": {"imagekit": _runs(90), "hpccm": _runs(100)},
+                                    "pull": {"imagekit": _runs(85), "hpccm": _runs(95)}},
+                   "scipy_sif": {"pull": _runs(3), "total": _runs(6)},
+                   "size": {"scipy": 300e6, "hpccm scipy": 400e6}},
     "errors": {},
 }
 
@@ -48,6 +54,9 @@ def test_targets_follow_the_medians() -> None:
     assert met["start scipy: docker run to 200 / bare jupyter lab"] is True
     assert met["SIF time / docker export + mksquashfs"] is True  # 1/3
     assert met["imagekit render --all, whole process"] is True
+    fresh = "on a fresh host: pull by digest + run to 200 / hpccm's image"
+    assert met[f"scipy {fresh}"] is True  # 7 / 10
+    assert met[f"pytorch-cuda {fresh}"] is False  # 0.9 > 0.8
     # What the run did not measure is said so, never counted as met.
     assert met["pytorch-cuda: rebuild above torch, MB received"] is None
 
@@ -59,6 +68,8 @@ def test_the_report_and_the_chart_show_every_ratio() -> None:
             f"| ≤ 0.15{x} | **no** |") in text
     assert "With `sif: {compression: zstd}` (level 3; Apptainer >= 1.4 only): 20.00 s" in text
     assert "→ 95 MB (squashfs 4.0 s)" in text
+    assert "| scipy | hpccm | 400 MB | 8.00 s (n=1) | 10.00 s ±0 % (n=3) |" in text
+    assert "`apptainer pull oras://...@sha256` 3.00 s (n=1)" in text
     svg = report.svg(RESULT)
     assert svg.count("<rect") == sum(1 for t in report.targets(RESULT)
                                      if t.unit == report.RATIO and t.value is not None)
