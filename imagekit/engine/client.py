@@ -402,9 +402,13 @@ class Engine:
 
     def outputs_of(self, ref: str, commands: Sequence[str], timeout: int = 120) -> list[str]:
         """stdout of each shell command, run one after the other in one throwaway container
-        of the image (each gets `timeout`); the first that fails stops the rest and is named
-        with its stderr. One container for all: a container costs about 0.5 s to make, run
-        and remove, which a build paid again for each of an image's version tags."""
+        of the image, `timeout` seconds for each (so n times it for all); the first that
+        fails stops the rest and is named with its own stderr. One container for all: a
+        container costs about 0.5 s to make, run and remove, which a build paid again for
+        each of an image's version tags. The commands share the container: what one writes,
+        the next sees (version tags only read)."""
+        if not commands:
+            return []
         info = self.image(ref)
         architecture = info.architecture if info is not None else ""
         if foreign(architecture):
@@ -418,17 +422,21 @@ class Engine:
             try:
                 result = container.wait(timeout=timeout * len(commands))
             except requests.exceptions.RequestException:  # the read timed out
-                raise BuildFailed(f"{ref}: `{'`, `'.join(commands)}` did not finish in "
+                begun, _ = sections(mark, container.logs(stdout=True, stderr=False))
+                running = commands[min(max(len(begun), 1), len(commands)) - 1]
+                raise BuildFailed(f"{ref}: `{running}` did not finish in "
                                   f"{timeout * len(commands)} s") from None
-            outputs = sections(mark, container.logs(stdout=True, stderr=False))
+            outputs, ended = sections(mark, container.logs(stdout=True, stderr=False))
             if result.get("StatusCode", 1) != 0:
-                errors = sections(mark, container.logs(stdout=False, stderr=True))
-                failed = max(len(outputs), 1) - 1
-                raise BuildFailed(f"{ref}: `{commands[failed]}` failed: "
-                                  f"{errors[failed] if failed < len(errors) else ''}")
-            if len(outputs) != len(commands):
-                raise BuildFailed(f"{ref}: {len(outputs)} outputs for {len(commands)} "
-                                  "commands (a command printed the section mark?)")
+                stderr = container.logs(stdout=False, stderr=True)
+                errors, _ = sections(mark, stderr)
+                if not errors:  # bash itself failed before the first command
+                    raise BuildFailed(f"{ref}: `{commands[0]}` failed: "
+                                      f"{stderr.decode(errors='replace')}")
+                raise BuildFailed(f"{ref}: `{commands[len(errors) - 1]}` failed: {errors[-1]}")
+            if not ended or len(outputs) != len(commands):
+                raise BuildFailed(f"{ref}: the output of `{'`, `'.join(commands)}` came back "
+                                  f"cut ({len(outputs)} of {len(commands)} outputs)")
             return outputs
         finally:
             container.remove(force=True)
@@ -437,22 +445,30 @@ class Engine:
 def sections_script(mark: str, commands: Sequence[str]) -> str:
     """A bash script that runs each command in a shell of its own (quoted: no command can
     change the script's structure), each output on stdout and stderr preceded by a line
-    `MARK N`; it stops with the status of the first command that fails."""
+    `MARK N`, and ends stdout with `MARK end`; it stops with the status of the first
+    command that fails."""
     lines = []
     for n, command in enumerate(commands):
         lines.append(f"printf '\\n%s %d\\n' {mark} {n}; printf '\\n%s %d\\n' {mark} {n} >&2; "
-                     f"bash -c {shlex.quote(command)} || exit $?")
+                     f"/bin/bash -c {shlex.quote(command)} || exit $?")
+    lines.append(f"printf '\\n%s end\\n' {mark}")
     return "\n".join(lines)
 
 
-def sections(mark: str, stream: bytes) -> list[str]:
-    """The outputs of sections_script, in order: each without the line break its mark's
-    line added before it."""
+def sections(mark: str, stream: bytes) -> tuple[list[str], bool]:
+    """The outputs of sections_script in order, each without the line break its mark's line
+    added before it, and whether the stream reached the script's end. A mark out of order
+    or cut short means the stream is not what the script wrote: BuildFailed."""
     found: list[str] = []
     for part in stream.decode(errors="replace").split(f"\n{mark} ")[1:]:
-        _, _, text = part.partition("\n")
+        label, newline, text = part.partition("\n")
+        if label == "end" and newline:
+            return found, True
+        if label != str(len(found)) or not newline:
+            raise BuildFailed(f"a command's output came back mangled at its mark {label!r} "
+                              f"(after {len(found)} outputs)")
         found.append(text)
-    return found
+    return found, False
 
 
 def _exported(sdk: Any) -> Iterator[bytes]:

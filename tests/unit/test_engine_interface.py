@@ -19,6 +19,7 @@ from imagekit.engine import temporary
 from imagekit.engine.client import Engine, demultiplex, sections, sections_script
 from imagekit.engine.container import Health, Healthcheck, VolumeMount
 from imagekit.engine.errors import ENGINE_ERRORS, EngineError
+from imagekit.errors import BuildFailed
 
 Call = tuple[Any, ...]
 
@@ -249,8 +250,16 @@ def test_one_container_runs_every_command_and_each_output_comes_back_alone() -> 
                 "echo bad >&2; exit 7", "echo never"]
     run = subprocess.run(["bash", "-c", sections_script(mark, commands)], capture_output=True)
     assert run.returncode == 7
-    assert sections(mark, run.stdout) == ["2.4.6\n", "4.6.6", "a; echo injected b\n", ""]
-    assert sections(mark, run.stderr)[3] == "bad\n"
+    assert sections(mark, run.stdout) == (["2.4.6\n", "4.6.6", "a; echo injected b\n", ""],
+                                          False)
+    assert sections(mark, run.stderr)[0][3] == "bad\n"
     whole = subprocess.run(["bash", "-c", sections_script(mark, commands[:3])],
                            capture_output=True)
-    assert whole.returncode == 0 and len(sections(mark, whole.stdout)) == 3
+    assert whole.returncode == 0
+    outputs, ended = sections(mark, whole.stdout)
+    assert ended and len(outputs) == 3
+    # A stream cut inside a mark's line, or a command printing a mark, is refused.
+    with pytest.raises(BuildFailed, match="mangled"):
+        sections(mark, whole.stdout[:whole.stdout.index(b" 1\n") + 2])
+    with pytest.raises(BuildFailed, match="mangled"):
+        sections(mark, whole.stdout.replace(b" 1\n", b" 2\n"))
