@@ -56,9 +56,13 @@ def fresh_host(settings: Settings, log: Log) -> dict[str, Any]:
         with _workspace(address) as ws:
             return _measure(ws, address, hpccm, settings, folder, log)
     finally:
-        remove_images(*hpccm.values())
-        registry.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            remove_images(*hpccm.values())
+        finally:
+            try:
+                registry.stop()
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)  # its blobs: gigabytes
 
 
 def _measure(ws: Workspace, address: str, hpccm: dict[str, str], settings: Settings,
@@ -147,8 +151,11 @@ def _pull_and_start(folder: Path, ways: dict[str, tuple[str, list[str]]], runs: 
                     image: str, log: Log) -> dict[str, Any]:
     total = {way: Sample() for way in ways}
     pull = {way: Sample() for way in ways}
-    for run_no in range(runs):  # interleaved: the machine's noise falls on each
-        for way, (ref, argv) in ways.items():
+    for run_no in range(runs):
+        # Interleaved, each side first in every other round: the machine's noise, and any
+        # drift over the run, falls on both alike.
+        order = list(ways.items())
+        for way, (ref, argv) in order[::-1] if run_no % 2 else order:
             with _empty_engine(folder) as env:
                 _cold_caches()
                 started = time.monotonic()
@@ -187,7 +194,8 @@ def _sif(ws: Workspace, runs: int, log: Log) -> dict[str, Any]:
     assert reference is not None
     runner = ap.Apptainer(ap.ensure_root())
     total, pull = Sample(), Sample()
-    with ap.fuse_for_user():
+    size = 0
+    with ap.fuse_for_user(), _sif_cleared(runner):
         for run_no in range(runs):
             shutil.rmtree(runner.home / ".apptainer" / "cache", ignore_errors=True)
             (runner.home / "fresh.sif").unlink(missing_ok=True)
@@ -196,12 +204,22 @@ def _sif(ws: Workspace, runs: int, log: Log) -> dict[str, Any]:
             runner.run("apptainer", "pull", "--no-https", "fresh.sif", reference.reference,
                        timeout=1200)
             pull.add(time.monotonic() - started)
+            size = (runner.home / "fresh.sif").stat().st_size
             total.add(pull.values[-1] + _apptainer_first_200(runner))
             log(f"fresh host, run {run_no + 1}: scipy's SIF: pull {pull.values[-1]:.1f} s, "
                 f"to the first 200 {total.values[-1]:.1f} s")
-    (runner.home / "fresh.sif").unlink(missing_ok=True)
-    shutil.rmtree(runner.home / ".apptainer" / "cache", ignore_errors=True)
-    return {"total": total.as_dict(), "pull": pull.as_dict()}
+    return {"total": total.as_dict(), "pull": pull.as_dict(), "size": size}
+
+
+@contextlib.contextmanager
+def _sif_cleared(runner: ap.Apptainer) -> Iterator[None]:
+    """The pulled SIF and Apptainer's cache gone afterwards, whatever happened: the sid
+    root is kept between sessions."""
+    try:
+        yield
+    finally:
+        (runner.home / "fresh.sif").unlink(missing_ok=True)
+        shutil.rmtree(runner.home / ".apptainer" / "cache", ignore_errors=True)
 
 
 def _apptainer_first_200(runner: ap.Apptainer) -> float:

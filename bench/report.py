@@ -266,7 +266,7 @@ def markdown(result: dict[str, Any], chart: str) -> str:
             out += ["", "scipy's SIF under Apptainer 1.4.5, as an unprivileged user with an "
                         "empty cache: `apptainer pull oras://...@sha256` "
                         f"{_s(sif_fresh.get('pull'))}; pull + `apptainer run` to the first "
-                        f"200 {_s(sif_fresh.get('total'))}."]
+                        f"200 {_s(sif_fresh.get('total'))}; {_mb(sif_fresh.get('size'))}."]
     errors = result.get("errors", {})
     if errors:
         out += ["", "## Not measured in this run", ""]
