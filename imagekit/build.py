@@ -453,8 +453,7 @@ def tag_image(catalog: Catalog, engine: Engine, image: Image, image_id: str,
               platform: Platform | None = None) -> list[str]:
     """The catalog's tags plus tags computed by running commands in the built image."""
     tags = list(image.tags)
-    outputs = (engine.outputs_of(image_id, [t.run for t in image.stack.version_tags])
-               if image.stack.version_tags else [])
+    outputs = engine.outputs_of(image_id, [t.run for t in image.stack.version_tags])
     for n, (version_tag, output) in enumerate(zip(image.stack.version_tags, outputs,
                                                   strict=True)):
         first = output.strip().splitlines()
