@@ -23,7 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import requests
 from bench import alternatives
 from bench.alternatives import PackageSet
 from bench.host import BenchError, docker, imagekit, remove_images
-from bench.scenarios import Log, Settings, first_200, start_argv
+from bench.scenarios import Log, Settings, first_200, start_argv, until_200
 from bench.stats import Sample
 from bench.workspace import Workspace
 from imagekit.published.catalog import read
@@ -81,7 +81,7 @@ def _measure(ws: Workspace, address: str, hpccm: dict[str, str], settings: Setti
         # pytorch-cuda is 3 GB compressed a side: fewer runs of it.
         runs = settings.repeats if image == "scipy" else max(1, settings.repeats - 1)
         result[image] = _pull_and_start(folder, ways, runs, image, log)
-    result["scipy_sif"] = _sif(ws, runs=settings.repeats, log=log)
+    result["scipy_sif"] = _sif(refs["scipy sif"], runs=settings.repeats, log=log)
     return result
 
 
@@ -187,21 +187,18 @@ def _empty_engine(folder: Path) -> Iterator[dict[str, str]]:
         engine.stop()
 
 
-def _sif(ws: Workspace, runs: int, log: Log) -> dict[str, Any]:
+def _sif(reference: str, runs: int, log: Log) -> dict[str, Any]:
     """`apptainer pull oras://...@sha256` into an empty cache, then `apptainer run` to the
     first 200, as an unprivileged user of the sid root."""
-    reference = read(ws.dir / "dist" / "catalog.json").image("scipy").sif
-    assert reference is not None
     runner = ap.Apptainer(ap.ensure_root())
     total, pull = Sample(), Sample()
     size = 0
     with ap.fuse_for_user(), _sif_cleared(runner):
         for run_no in range(runs):
-            shutil.rmtree(runner.home / ".apptainer" / "cache", ignore_errors=True)
-            (runner.home / "fresh.sif").unlink(missing_ok=True)
+            _clear_sif(runner)
             _cold_caches()
             started = time.monotonic()
-            runner.run("apptainer", "pull", "--no-https", "fresh.sif", reference.reference,
+            runner.run("apptainer", "pull", "--no-https", "fresh.sif", reference,
                        timeout=1200)
             pull.add(time.monotonic() - started)
             size = (runner.home / "fresh.sif").stat().st_size
@@ -218,8 +215,12 @@ def _sif_cleared(runner: ap.Apptainer) -> Iterator[None]:
     try:
         yield
     finally:
-        (runner.home / "fresh.sif").unlink(missing_ok=True)
-        shutil.rmtree(runner.home / ".apptainer" / "cache", ignore_errors=True)
+        _clear_sif(runner)
+
+
+def _clear_sif(runner: ap.Apptainer) -> None:
+    (runner.home / "fresh.sif").unlink(missing_ok=True)
+    shutil.rmtree(runner.home / ".apptainer" / "cache", ignore_errors=True)
 
 
 def _apptainer_first_200(runner: ap.Apptainer) -> float:
@@ -230,21 +231,14 @@ def _apptainer_first_200(runner: ap.Apptainer) -> float:
     runner.env.update({"JUPYTER_TOKEN": token, "XDG_RUNTIME_DIR": f"/run/user/{ap.UID}"})
     started = time.monotonic()
     proc = runner.start("apptainer", "run", "fresh.sif", "--ip=127.0.0.1", f"--port={port}")
+    url = f"http://127.0.0.1:{port}/api/status"
     try:
-        return _poll(f"http://127.0.0.1:{port}/api/status", token, started,
-                     lambda: proc.poll() is None)
+        seconds = until_200(url, token, started, 180, lambda: proc.poll() is None)
     finally:
         _stop(proc)
-
-
-def _poll(url: str, token: str, started: float, alive: Callable[[], bool]) -> float:
-    while time.monotonic() - started < 180 and alive():
-        with contextlib.suppress(requests.RequestException):
-            answer = requests.get(url, headers={"Authorization": f"token {token}"}, timeout=2)
-            if answer.status_code == 200:
-                return time.monotonic() - started
-        time.sleep(0.02)
-    raise BenchError(f"no 200 from {url}")
+    if seconds is None:
+        raise BenchError(f"apptainer run: no 200 from {url}")
+    return seconds
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

@@ -257,19 +257,28 @@ def first_200(argv: list[str], env: dict[str, str] | None = None) -> float:
     try:
         port = docker("port", container, "8888/tcp", env=env).split(":")[-1].strip()
         url = f"http://127.0.0.1:{port}/api/status"
-        while time.monotonic() - started < 120:
-            try:
-                answer = requests.get(url, headers={"Authorization": f"token {token}"},
-                                      timeout=2)
-                if answer.status_code == 200:
-                    return time.monotonic() - started
-            except requests.RequestException:
-                pass
-            time.sleep(0.02)
+        seconds = until_200(url, token, started, 120)
+        if seconds is not None:
+            return seconds
         raise BenchError(f"{' '.join(argv)}: no 200 from {url} in 120 s:\n"
                          + docker("logs", container, check=False, env=env))
     finally:
         docker("rm", "-f", container, check=False, env=env)
+
+
+def until_200(url: str, token: str, started: float, limit: float,
+              alive: Callable[[], bool] = lambda: True) -> float | None:
+    """Seconds from `started` to the first 200 from `url` with the token; None when
+    `limit` seconds pass first, or when `alive` says the server is gone."""
+    while time.monotonic() - started < limit and alive():
+        try:
+            answer = requests.get(url, headers={"Authorization": f"token {token}"}, timeout=2)
+            if answer.status_code == 200:
+                return time.monotonic() - started
+        except requests.RequestException:
+            pass
+        time.sleep(0.02)
+    return None
 
 
 # --- item 6: SIF against docker export + mksquashfs ---------------------------------------
