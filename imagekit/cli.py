@@ -208,15 +208,16 @@ def build(
     platforms; SIFs into dist/."""
     from imagekit import build as builds
     from imagekit.progress import build_display
-    from imagekit.publish.shared import build_from_registry
     job = builds.BuildJob(images or [], all_, formats, builder, force, sif_level, sif_method,
                           from_registry, platform, engine_choice)
     ready = builds.prepare(load_catalog(catalog), job)
     if dry_run:
         return _show(builds.dry_run_all(ready), as_json)
-    door = build_from_registry if from_registry else builds.build_images
     display = build_display(err if as_json else out, plain or as_json or from_registry)
-    _show(door(ready, _log(as_json), display).said(), as_json)
+    if from_registry:  # the publishing side (oras, jsonschema) only when a runner needs it
+        from imagekit.publish.shared import build_from_registry
+        return _show(build_from_registry(ready, _log(as_json), display).said(), as_json)
+    _show(builds.build_images(ready, _log(as_json), display).said(), as_json)
 
 
 @app.command("test")

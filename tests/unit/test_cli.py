@@ -210,3 +210,16 @@ def test_test_notes_keep_brackets() -> None:
     text = console.export_text()
     assert "SKIP scipy [linux/arm64]: not built ([/y])" in text
     assert "FAIL scipy [linux/arm64]: not tested [x]" in text
+
+
+def test_a_build_does_not_load_the_publishing_side() -> None:
+    # oras loads jsonschema, whose format checkers compile some forty grammars at import
+    # (about 1.7 s here): a build that publishes nothing must not pay for them.
+    import subprocess
+    import sys
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "imagekit", "build", "scipy", "--dry-run",
+         "--catalog", str(ROOT / "catalog.yaml")], capture_output=True, text=True, check=True)
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "imagekit.build" in loaded
+    assert not {"oras", "jsonschema", "imagekit.publish"} & loaded
