@@ -24,6 +24,8 @@ import hashlib
 import importlib.util
 import os
 import py_compile
+import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -31,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 MODE = py_compile.PycInvalidationMode.UNCHECKED_HASH
+SERIAL = 200  # fewer files than this are compiled in this process
 # What the bytecode depends on besides the sources: the compiler's version and the bytecode
 # format. Not the interpreter's build (sys.version names its date and C compiler): each
 # architecture's Python of one version compiles the same bytes, so a pure-Python
@@ -56,6 +59,18 @@ def _sources(site: Path, dist: str) -> tuple[str, list[Path]]:
     return key, sources
 
 
+def _unpack(archive: Path, site: Path) -> None:
+    """Unpack cached bytecode: with GNU tar where the image has it (twice as fast as
+    tarfile on scipy's thousands of files), else with tarfile. The archives are this
+    script's own, of regular files under SITE only."""
+    tar_bin = shutil.which("tar")
+    if tar_bin is not None:
+        subprocess.run([tar_bin, "-xf", str(archive), "-C", str(site)], check=True)
+        return
+    with tarfile.open(archive) as tar:
+        tar.extractall(site)
+
+
 def main(site: Path, before: Path, cache: Path | None) -> int:
     known = set(before.read_text().split())
     added = sorted(d for d in os.listdir(site) if d.endswith(".dist-info") and d not in known)
@@ -66,15 +81,18 @@ def main(site: Path, before: Path, cache: Path | None) -> int:
         key, sources = _sources(site, dist)
         archive = cache / f"{key}.tar" if cache else None
         if archive is not None and archive.is_file():
-            with tarfile.open(archive) as tar:
-                tar.extractall(site)
+            _unpack(archive, site)
             reused += 1
             continue
         to_compile += sources
         if archive is not None:
             to_keep.append((archive, sources))
-    with ProcessPoolExecutor() as pool:
-        list(pool.map(_compile, [str(p) for p in to_compile], chunksize=32))
+    if len(to_compile) < SERIAL:  # a few files: not worth starting a process per core
+        for path in to_compile:
+            _compile(str(path))
+    else:
+        with ProcessPoolExecutor() as pool:
+            list(pool.map(_compile, [str(p) for p in to_compile], chunksize=32))
     for archive, sources in to_keep:
         compiled = [Path(importlib.util.cache_from_source(str(p))) for p in sources]
         fd, partial = tempfile.mkstemp(dir=archive.parent, suffix=".partial")

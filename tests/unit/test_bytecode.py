@@ -50,6 +50,19 @@ def test_what_the_step_added_is_compiled_kept_and_unpacked_again(
     assert list(cache.glob("*.tar")) == [kept]
 
 
+def test_without_gnu_tar_the_cache_is_unpacked_by_tarfile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site, cache, before = _site(tmp_path), tmp_path / "cache", tmp_path / "before"
+    cache.mkdir()
+    before.write_text("")
+    assert bytecode.main(site, before, cache) == 0
+    compiled = _pyc(site).read_bytes()
+    _pyc(site).unlink()
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert bytecode.main(site, before, cache) == 0
+    assert _pyc(site).read_bytes() == compiled
+
+
 def test_the_key_is_the_files_and_the_python_version_not_the_interpreters_build(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site = _site(tmp_path)
