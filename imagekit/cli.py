@@ -131,13 +131,18 @@ def lock(names: Annotated[list[str] | None, Arg(help="stacks or images to lock")
                                     "(offline)")] = False,
          upgrade: Annotated[bool, Opt("--upgrade", help="newest versions the stacks allow "
                                       "(default: keep current pins)")] = False,
+         settle: Annotated[bool, Opt("--settle", help="fold the packages added since a "
+                                     "lock was settled into its settled part")] = False,
          catalog: CatalogOpt = DEFAULT) -> None:
     """Resolve each stack's pip packages with uv into stacks/<name>.lock (with hashes).
 
-    Pins already in a lock are kept where the stack still allows them (--upgrade moves them)."""
+    Pins already in a lock are kept where the stack still allows them (--upgrade moves them),
+    and a lock that matches its stack is left alone. Packages a relock adds are kept apart
+    from the settled ones, and images install them in a layer of their own (--settle folds
+    them in)."""
     from imagekit.lock import lock_or_check
     _show(lock_or_check(load_catalog(catalog), names or [], all_, check_only=check,
-                        upgrade=upgrade, say=_log(False)))
+                        upgrade=upgrade, say=_log(False), settle=settle))
 
 
 @app.command("list")

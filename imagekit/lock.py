@@ -320,16 +320,25 @@ def header(catalog: Catalog, stack: Stack) -> str:
                            inputs(catalog, stack))
 
 
-def write(catalog: Catalog, names: list[str], *, upgrade: bool = False
+def write(catalog: Catalog, names: list[str], *, upgrade: bool = False, settle: bool = False
           ) -> Iterator[tuple[Stack, Path]]:
     """Lock the named stacks, parents first. A parent's lock must be current or locked in
     the same run: a child is resolved against it. Existing pins are kept where the stack
-    still allows them, unless `upgrade`."""
+    still allows them, unless `upgrade`.
+
+    Pins a relock adds while every settled pin stays as it was are written as the lock's
+    added part, which images install in a layer of their own above the settled part: adding
+    a package then installs that package (and whatever else was added since), not the whole
+    lock. A relock that moves or drops a settled pin, `upgrade` and `settle` settle them all.
+    A current lock (its inputs unchanged) is left as it is, unless `upgrade` or `settle`.
+    """
     wanted = set(names)
     for stack in lockable(catalog):
         if stack.name not in wanted:
             continue
         stack = catalog.stacks[stack.name]  # with the parent lock this run just wrote
+        if not (upgrade or settle) and status(catalog, stack).state == "current":
+            continue  # uv would keep every pin: the lock it would write is this one
         parent = locked_ancestor(catalog, stack)
         parent_lock = None
         if parent is not None:
@@ -340,8 +349,11 @@ def write(catalog: Catalog, names: list[str], *, upgrade: bool = False
                     f"(imagekit lock {parent.name} {stack.name})"))
             parent_lock = path_for(parent)
         path = path_for(stack)
-        previous = None if upgrade or not path.is_file() else lockfile.pins_only(path.read_text())
-        text = header(catalog, stack) + resolve(catalog, stack, parent_lock, previous)
+        previous = None if upgrade or not path.is_file() else path.read_text()
+        resolved = resolve(catalog, stack, parent_lock,
+                           None if previous is None else lockfile.pins_only(previous))
+        settled, added = lockfile.split(resolved, None if settle else previous)
+        text = lockfile.compose(header(catalog, stack), settled, added)
         catalog = with_lock(catalog, stack, lockfile.write(path, text))
         yield stack, path
 
@@ -355,7 +367,7 @@ def with_lock(catalog: Catalog, stack: Stack, lock: PipLock) -> Catalog:
 
 
 def lock_or_check(catalog: Catalog, names: list[str], all_: bool, *, check_only: bool,
-                  upgrade: bool, say: Callable[[str], None]) -> Said:
+                  upgrade: bool, say: Callable[[str], None], settle: bool = False) -> Said:
     """`imagekit lock`: lock the named stacks (or all), saying each lock as it is written;
     with `check_only`, offline, every missing or stale lock is an error (exit 1)."""
     if check_only:
@@ -363,16 +375,25 @@ def lock_or_check(catalog: Catalog, names: list[str], all_: bool, *, check_only:
         if bad:
             raise BuildFailed(bad)
         return Said([f"ok: {len(lockable(catalog))} locks match their stacks"])
-    for line in lock_named(catalog, names, all_, upgrade=upgrade):
+    for line in lock_named(catalog, names, all_, upgrade=upgrade, settle=settle):
         say(line)
     return Said()
 
 
-def lock_named(catalog: Catalog, names: list[str], all_: bool, *, upgrade: bool = False
-               ) -> Iterator[str]:
+def lock_named(catalog: Catalog, names: list[str], all_: bool, *, upgrade: bool = False,
+               settle: bool = False) -> Iterator[str]:
     """`imagekit lock NAMES` (or `--all`): every name checked before anything is resolved;
     says each lock as it is written."""
     wanted = stacks_to_lock(catalog, names, all_)
-    for locked, path in write(catalog, wanted, upgrade=upgrade):
-        pins = sum(1 for line in path.read_text().split("\n") if "==" in line)
-        yield f"locked {locked.name}: {pins} packages in {path.relative_to(catalog.root)}"
+    written: set[str] = set()
+    for locked, path in write(catalog, wanted, upgrade=upgrade, settle=settle):
+        written.add(locked.name)
+        now = lockfile.parse(path)
+        pins = len(now.pins) if now else 0
+        added = f" ({len(now.added)} added since it was settled)" if now and now.added else ""
+        yield (f"locked {locked.name}: {pins} packages in {path.relative_to(catalog.root)}"
+               f"{added}")
+    for name in wanted:
+        if name not in written:
+            yield (f"current {name}: {path_for(catalog.stacks[name]).relative_to(catalog.root)}"
+                   " matches its stack (--upgrade resolves it again)")

@@ -96,6 +96,7 @@ class PipLock:
     text: str
     inputs: str  # digest of what it was resolved from
     pins: tuple[tuple[str, str], ...]  # (normalised name, version)
+    added: tuple[tuple[str, str], ...] = ()  # those added since the lock was settled
 
 
 @dataclass(frozen=True)

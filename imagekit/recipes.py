@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit import lock
+from imagekit import lock, lockfile
 from imagekit.model import Catalog, Image
 from imagekit.render.base import Renderer
 from imagekit.render.docker import DockerRenderer
@@ -44,6 +44,16 @@ def layer_files(catalog: Catalog, image: Image) -> dict[str, bytes]:
     pins = lock.for_image(catalog, image)
     if pins is not None:
         out["pip/requirements.lock"] = pins.text.encode()
+        # The lock's two parts, each installed by a layer of its own: without the header
+        # (its inputs line changes at every relock), so that adding a package leaves the
+        # settled part's bytes, and the layer that installs them, as they were.
+        lock_name = pins.file.name
+        out["pip/settled.lock"] = (f"# The settled part of {lock_name}: the image's first "
+                                   "pip layer.\n" + lockfile.settled_part(pins.text)).encode()
+        if pins.added:
+            out["pip/added.lock"] = (f"# The part of {lock_name} added since it was settled: "
+                                     "a pip layer of its own.\n"
+                                     + lockfile.added_part(pins.text)).encode()
         out["pip/uv.txt"] = lock.uv_pin(pins).encode()
         # uv installs the lock but is not installed by it: it stays out of the image.
         out["pip/excludes.txt"] = b"uv\n"

@@ -128,3 +128,43 @@ def test_relocking_keeps_the_pins_the_stack_still_allows(repro: Path) -> None:
     # ... and --upgrade takes the newest versions the stack allows.
     imagekit("lock", "repro", "--upgrade", catalog=catalog)
     assert _pins(path.read_text())["tabulate"] == newest
+
+
+def _layers(client: Any, image: str) -> list[str]:
+    layers: list[str] = client.images.get(suite.ref(image, "repro")).attrs["RootFS"]["Layers"]
+    return layers
+
+
+def test_a_package_added_to_a_stack_installs_in_a_layer_above_the_settled_install(
+        build: Callable[..., Any], client: Any, repro: Path) -> None:
+    build("base")
+    catalog = repro
+    stacks = catalog.parent / "stacks"
+    imagekit("lock", "repro", catalog=catalog)
+    imagekit("build", "repro", "--format", "docker", "--plain", catalog=catalog)
+    before, base = _layers(client, "repro"), _layers(client, "base")
+    # The layers up to the settled install: the base's and each COPY, RUN or ADD of the
+    # recipe up to the one that installs pip/settled.lock.
+    imagekit("render", "repro", catalog=catalog)
+    recipe = (catalog.parent / "recipes/repro/Dockerfile").read_text()
+    steps = [m.group(0) for m in re.finditer(r"^(?:COPY|ADD|RUN) (?:.*\\\n)*.*$", recipe, re.M)]
+    settled = len(base) + 1 + next(i for i, step in enumerate(steps)
+                                   if step.startswith("RUN ") and "/settled.lock \\" in step)
+    # One package added, as a user does it: edit the stack, lock it, build it.
+    (stacks / "repro.yaml").write_text(REPRO.format(run="one").replace(
+        "pip: [tabulate, toolz]", "pip: [tabulate, toolz, termcolor]"))
+    said = imagekit("lock", "repro", catalog=catalog).stdout
+    assert "(1 added since it was settled)" in said
+    imagekit("build", "repro", "--format", "docker", "--plain", catalog=catalog)
+    after = _layers(client, "repro")
+    assert after[:settled] == before[:settled], "the settled install was not kept"
+    assert after[settled] != before[settled]
+    imported = "/opt/venv/bin/python -c 'import termcolor, tabulate; print(termcolor.__name__)'"
+    assert _inside(client, imported).strip() == "termcolor"
+    lock = (stacks / "repro.lock").read_text()
+    assert _inside(client, "cat /opt/imagekit/build/repro-pip/requirements.lock") == lock
+    # Taken out again: the lock, and so the image's layers, are what they were.
+    (stacks / "repro.yaml").write_text(REPRO.format(run="one"))
+    imagekit("lock", "repro", catalog=catalog)
+    imagekit("build", "repro", "--format", "docker", "--plain", catalog=catalog)
+    assert _layers(client, "repro") == before

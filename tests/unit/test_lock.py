@@ -180,6 +180,45 @@ def test_locking_a_parent_and_its_child_in_one_run_resolves_the_child_against_th
         list(lock.write(catalog, ["pyspark"]))
 
 
+def test_a_package_added_to_a_stack_is_locked_apart_and_a_current_lock_is_left_alone(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # uv stands aside: it keeps every pin, and tabulate is pinned where a stack asks for it.
+    tabulate = "tabulate==0.9.0 \\\n    --hash=sha256:" + "5" * 64 + "\n"
+    resolved: list[str] = []
+
+    def resolve(catalog: Catalog, stack: Stack, parent_lock: Path | None,
+                previous: str | None = None) -> str:
+        resolved.append(stack.name)
+        assert stack.lock is not None
+        pins = lockfile.pins_only(stack.lock.text).replace(tabulate, "")
+        return pins + tabulate if "tabulate" in stack.pip_all else pins
+
+    monkeypatch.setattr(lock, "resolve", resolve)
+    path = project / "stacks/scipy.yaml"
+    original_yaml, original_lock = path.read_text(), (project / "stacks/scipy.lock").read_text()
+    path.write_text(original_yaml.replace("pip:\n", "pip:\n  - tabulate\n", 1))
+    said = list(lock.lock_named(load_catalog(project / "catalog.yaml"), [], True))
+    # Only scipy and the stacks below it are resolved again; the others are current.
+    assert resolved == ["scipy", "pyspark", "pytorch", "pytorch-cuda"]
+    count = len(lockfile.pin_set(original_lock)) + 1
+    assert f"locked scipy: {count} packages in stacks/scipy.lock (1 added since it was " \
+        "settled)" in said
+    assert any(line.startswith("current base: stacks/base.lock matches") for line in said)
+    after = load_catalog(project / "catalog.yaml")
+    scipy = after.stacks["scipy"].lock
+    assert scipy is not None and scipy.added == (("tabulate", "0.9.0"),)
+    assert lockfile.settled_part(scipy.text) == lockfile.settled_part(original_lock)
+    assert stale(after) == set()
+    # --settle folds the added part in; removing the package gives back the lock it was.
+    list(lock.lock_named(after, ["scipy"], False, settle=True))
+    settled = load_catalog(project / "catalog.yaml").stacks["scipy"].lock
+    assert settled is not None and settled.added == () and len(settled.pins) == count
+    path.write_text(original_yaml)
+    list(lock.lock_named(load_catalog(project / "catalog.yaml"), ["scipy"], False,
+                         settle=True))
+    assert (project / "stacks/scipy.lock").read_text() == original_lock
+
+
 def test_uv_gets_the_sites_sources_credentials_in_its_environment_only(
         catalog: Catalog, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("UV_INDEX_URL", "https://callers.example/simple")

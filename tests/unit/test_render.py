@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from imagekit import lockfile
 from imagekit.model import Catalog
 from imagekit.recipes import render_image
 from imagekit.render.docker import DockerRenderer
@@ -90,9 +91,11 @@ def test_wheelhouse_is_bind_mounted_and_secrets_are_mounts(catalog: Catalog) -> 
     assert "--mount=type=bind,source=wheelhouse,target=/tmp/imagekit-wheelhouse" in text
     assert "--find-links /tmp/imagekit-wheelhouse" in text
     assert "--mount=type=secret,id=pip_index_url" in text
-    assert "COPY pip/ /opt/imagekit/build/pytorch-pip/\n" in text
+    assert ("COPY pip/settled.lock pip/uv.txt pip/excludes.txt pip/bytecode.py "
+            "/opt/imagekit/build/pytorch-pip/\n") in text
     assert ("--require-hashes --excludes /opt/imagekit/build/pytorch-pip/excludes.txt "
-            "-r /opt/imagekit/build/pytorch-pip/requirements.lock") in text
+            "-r /opt/imagekit/build/pytorch-pip/settled.lock") in text
+    assert "COPY pip/requirements.lock /opt/imagekit/build/pytorch-pip/\n" in text
     assert "torch==" not in text  # the lock says which, with its hashes
 
 
@@ -118,6 +121,40 @@ def test_a_locked_recipe_carries_its_lock_and_installs_uv_from_it(catalog: Catal
     assert "--require-hashes -r /opt/imagekit/build/pytorch-pip/uv.txt" in text
     # A profile image installs nothing of its own: it inherits its stack image's venv.
     assert "pip/requirements.lock" not in render_image(catalog, catalog.images["scipy-hpc"])
+
+
+def test_packages_added_to_a_lock_install_in_a_layer_above_the_settled_ones_left_as_they_were(
+        catalog: Catalog, tmp_path: Path) -> None:
+    before = render_image(catalog, catalog.images["scipy"])
+    assert "pip/added.lock" not in before
+    settled = before["pip/settled.lock"].decode()
+    assert settled.startswith("# The settled part of scipy.lock")
+    assert "# inputs:" not in settled and lockfile.entries(settled).keys() == \
+        lockfile.entries(before["pip/requirements.lock"].decode()).keys()
+    # scipy's lock once a relock added one package (pins kept, so it is the added part).
+    lock = catalog.stacks["scipy"].lock
+    assert lock is not None
+    extra = "tabulate==0.9.0 \\\n    --hash=sha256:" + "0" * 64 + "\n"
+    text = lockfile.compose(lock.text, "", extra)
+    grown = lockfile.parse_text(lock.file, text)
+    assert grown.added == (("tabulate", "0.9.0"),) and len(grown.pins) == len(lock.pins) + 1
+    stack = dataclasses.replace(catalog.stacks["scipy"], lock=grown)
+    image = dataclasses.replace(catalog.images["scipy"], stack=stack)
+    changed = dataclasses.replace(catalog, stacks={**catalog.stacks, "scipy": stack},
+                                  images={**catalog.images, "scipy": image})
+    after = render_image(changed, image)
+    # The settled layer's file and every step up to it are the same bytes: BuildKit keeps
+    # that layer and installs the added part alone.
+    assert after["pip/settled.lock"] == before["pip/settled.lock"]
+    assert after["pip/added.lock"].decode().endswith(extra)
+    old_steps, new_steps = before["Dockerfile"].decode(), after["Dockerfile"].decode()
+    cut = "\n# The whole lock, kept in the image"
+    assert new_steps.split("\n# The packages the lock added")[0] == old_steps.split(cut)[0]
+    assert ("COPY pip/added.lock /opt/imagekit/build/scipy-pip/\n" in new_steps
+            and "-r /opt/imagekit/build/scipy-pip/added.lock" in new_steps)
+    assert new_steps.index("added.lock") < new_steps.index("COPY pip/requirements.lock")
+    # The Singularity recipe installs the whole lock at once.
+    assert after["Singularity.def"].decode().count("--require-hashes --excludes") == 1
 
 
 def test_bind_targets_exist_in_the_image(catalog: Catalog) -> None:
