@@ -61,11 +61,14 @@ def targets(result: dict[str, Any]) -> list[Target]:
     found.append(Target("3", "add a pip package to scipy: base's image changed",
                         None if "base_unchanged" not in inc else float(not inc["base_unchanged"]),
                         0, ""))
-    found.append(Target("3", "rebuild after one change / hpccm's",
-                        _ratio(_median(three, "rebuild", "imagekit"),
-                               _median(three, "rebuild", "hpccm")), 0.15,
-                        detail=f"{_median(three, 'rebuild', 'imagekit')} s against "
-                               f"{_median(three, 'rebuild', 'hpccm')} s"))
+    rebuilt, hpccm = _median(three, "rebuild", "imagekit"), _median(three, "rebuild", "hpccm")
+    relocked = _median(three, "relock")
+    by_hand = None if rebuilt is None or relocked is None else round(rebuilt + relocked, 3)
+    found.append(Target("3", "add a package as a user does (lock scipy, build scipy) / "
+                        "hpccm's rebuild", _ratio(by_hand, hpccm), 0.15,
+                        detail=f"{relocked} s + {rebuilt} s against {hpccm} s"))
+    found.append(Target("3", "rebuild after one change (the build alone) / hpccm's",
+                        _ratio(rebuilt, hpccm), 0.10, detail=f"{rebuilt} s against {hpccm} s"))
     label = inc.get("label_change", {})
     found.append(Target("3", "description changed: filesystem layers rebuilt",
                         label.get("layers_changed"), 0, ""))
@@ -185,7 +188,9 @@ def markdown(result: dict[str, Any], chart: str) -> str:
             out.append(f"| {way} | {_s(three['cold'].get(way))} | "
                        f"{_s(three['rebuild'].get(way))} | {_mb(three['size'].get(way))} | "
                        f"{_mb(_median(three, 'downloaded', way))} |")
-        out += ["", f"Packages: apt {', '.join(three['packages']['apt'])}; pip "
+        out += ["", f"imagekit's rebuild follows `imagekit lock scipy`, which took "
+                f"{_s(three.get('relock'))} (hpccm and the hand-written Dockerfile have no "
+                "lock).", "", f"Packages: apt {', '.join(three['packages']['apt'])}; pip "
                 f"{', '.join(three['packages']['pip'])}."]
     inc = result.get("incremental")
     if inc:

@@ -50,8 +50,9 @@ class Workspace:
         outcomes: list[dict[str, Any]] = json.loads(result.stdout)["images"]
         return outcomes
 
-    def lock(self) -> None:
-        imagekit(self.catalog, "lock", "--all")
+    def lock(self, *stacks: str) -> None:
+        """`imagekit lock` of the named stacks, or of them all."""
+        imagekit(self.catalog, "lock", *(stacks or ("--all",)))
 
     def edit_stack(self, stack: str, **changes: Any) -> None:
         """Change a stack's YAML (a copy: comments are not kept) and relock what it changes."""
