@@ -136,8 +136,8 @@ def lock(names: Annotated[list[str] | None, Arg(help="stacks or images to lock")
          catalog: CatalogOpt = DEFAULT) -> None:
     """Resolve each stack's pip packages with uv into stacks/<name>.lock (with hashes).
 
-    Pins already in a lock are kept where the stack still allows them (--upgrade moves them),
-    and a lock that matches its stack is left alone. Packages a relock adds are kept apart
+    Pins already in a lock are kept where the stack still allows them (--upgrade moves them);
+    --all leaves a lock that matches its stack alone. Packages a relock adds are kept apart
     from the settled ones, and images install them in a layer of their own (--settle folds
     them in)."""
     from imagekit.lock import lock_or_check

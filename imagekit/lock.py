@@ -320,8 +320,8 @@ def header(catalog: Catalog, stack: Stack) -> str:
                            inputs(catalog, stack))
 
 
-def write(catalog: Catalog, names: list[str], *, upgrade: bool = False, settle: bool = False
-          ) -> Iterator[tuple[Stack, Path]]:
+def write(catalog: Catalog, names: list[str], *, upgrade: bool = False, settle: bool = False,
+          keep_current: bool = False) -> Iterator[tuple[Stack, Path]]:
     """Lock the named stacks, parents first. A parent's lock must be current or locked in
     the same run: a child is resolved against it. Existing pins are kept where the stack
     still allows them, unless `upgrade`.
@@ -330,14 +330,14 @@ def write(catalog: Catalog, names: list[str], *, upgrade: bool = False, settle: 
     added part, which images install in a layer of their own above the settled part: adding
     a package then installs that package (and whatever else was added since), not the whole
     lock. A relock that moves or drops a settled pin, `upgrade` and `settle` settle them all.
-    A current lock (its inputs unchanged) is left as it is, unless `upgrade` or `settle`.
+    With `keep_current`, a current lock (its inputs unchanged) is left as it is.
     """
     wanted = set(names)
     for stack in lockable(catalog):
         if stack.name not in wanted:
             continue
         stack = catalog.stacks[stack.name]  # with the parent lock this run just wrote
-        if not (upgrade or settle) and status(catalog, stack).state == "current":
+        if keep_current and status(catalog, stack).state == "current":
             continue  # uv would keep every pin: the lock it would write is this one
         parent = locked_ancestor(catalog, stack)
         parent_lock = None
@@ -386,7 +386,11 @@ def lock_named(catalog: Catalog, names: list[str], all_: bool, *, upgrade: bool 
     says each lock as it is written."""
     wanted = stacks_to_lock(catalog, names, all_)
     written: set[str] = set()
-    for locked, path in write(catalog, wanted, upgrade=upgrade, settle=settle):
+    # --all leaves a current lock alone (not with --upgrade or --settle); a stack named is
+    # resolved again, keeping its pins: that also mends a lock edited by hand.
+    keep_current = all_ and not (upgrade or settle)
+    for locked, path in write(catalog, wanted, upgrade=upgrade, settle=settle,
+                              keep_current=keep_current):
         written.add(locked.name)
         now = lockfile.parse(path)
         pins = len(now.pins) if now else 0
@@ -396,4 +400,4 @@ def lock_named(catalog: Catalog, names: list[str], all_: bool, *, upgrade: bool 
     for name in wanted:
         if name not in written:
             yield (f"current {name}: {path_for(catalog.stacks[name]).relative_to(catalog.root)}"
-                   " matches its stack (--upgrade resolves it again)")
+                   f" matches its stack (`imagekit lock {name}` resolves it again)")

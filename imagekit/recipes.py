@@ -19,7 +19,7 @@ from imagekit.render.singularity import SingularityRenderer
 from imagekit.said import Said
 
 # Written by `imagekit build` into the context, never committed.
-BUILD_ONLY = ("site", "wheelhouse")
+BUILD_ONLY = ("site", "wheelhouse", "wheelhouse-added")
 # Run inside the image after a locked install: compiles what it added, with a cache.
 BYTECODE = Path(__file__).parent / "render" / "bytecode.py"
 

@@ -85,15 +85,29 @@ def assemble(catalog: Catalog, image: Image, platform: Platform | None = None) -
         files["site/ca-bundle.crt"] = _site_file(catalog, "ca_bundle", catalog.site.ca_bundle)
         modes["site/ca-bundle.crt"] = REGULAR
     if recipe.wheelhouse:
-        pins = lock.for_image(catalog, image)
-        wanted = recipe.pip if pins is None else tuple(f"{n}=={v}" for n, v in pins.pins)
-        for name, data in wheels_for(catalog, wanted, platform).items():
-            files[f"wheelhouse/{name}"] = data
-            modes[f"wheelhouse/{name}"] = REGULAR
-        # BuildKit's bind mount needs the folder even when no wheel matches.
-        files.setdefault("wheelhouse/.keep", b"")
-        modes.setdefault("wheelhouse/.keep", REGULAR)
+        for folder, wanted in _wheelhouses(catalog, image, recipe.pip).items():
+            for name, data in wheels_for(catalog, wanted, platform).items():
+                files[f"{folder}/{name}"] = data
+                modes[f"{folder}/{name}"] = REGULAR
+            # BuildKit's bind mount needs the folder even when no wheel matches.
+            files.setdefault(f"{folder}/.keep", b"")
+            modes.setdefault(f"{folder}/.keep", REGULAR)
     return BuildContext(files, modes)
+
+
+def _wheelhouses(catalog: Catalog, image: Image, pip: tuple[str, ...]
+                 ) -> dict[str, tuple[str, ...]]:
+    """Each pip step's wheelhouse folder in the context, with what it installs. A bind
+    mount's files are part of its step's cache key: the settled install gets the wheels of
+    the settled pins only, so that adding a package leaves that step's key as it was."""
+    pins = lock.for_image(catalog, image)
+    if pins is None:
+        return {"wheelhouse": pip}
+    added = set(pins.added)
+    out = {"wheelhouse": tuple(f"{n}=={v}" for n, v in pins.pins if (n, v) not in added)}
+    if added:
+        out["wheelhouse-added"] = tuple(f"{n}=={v}" for n, v in pins.added)
+    return out
 
 
 def _site_file(catalog: Catalog, field: str, value: str | None) -> bytes:

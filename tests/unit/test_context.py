@@ -3,6 +3,7 @@ Dockerfile reads and nothing else, and the same inputs give the same bytes."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import tarfile
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from imagekit import lockfile
 from imagekit.engine.context import EXECUTABLE, REGULAR, BuildContext, assemble, wheels_for
 from imagekit.errors import ImagekitError
 from imagekit.model import Catalog
@@ -130,6 +132,32 @@ def test_only_the_wheels_an_image_installs_go_in(cat: Catalog) -> None:
     files = assemble(cat, cat.images["scipy"]).files
     assert files["wheelhouse/numpy-2.0.0-cp311-cp311-linux_x86_64.whl"] == wheel_bytes("numpy")
     assert not any("unrelated" in path for path in files)
+
+
+def test_an_added_packages_wheel_is_kept_out_of_the_settled_installs_wheelhouse(
+        cat: Catalog) -> None:
+    # A bind mount's files are in its step's cache key: the wheel of a package added to the
+    # lock goes in the added step's folder, so the settled install stays cached.
+    wheels = Path(cat.site.find_links or "")
+    numpy = "numpy-2.0.0-cp311-cp311-linux_x86_64.whl"
+    tabulate = "tabulate-0.9.0-py3-none-any.whl"
+    (wheels / numpy).write_bytes(wheel_bytes("numpy"))
+    (wheels / tabulate).write_bytes(wheel_bytes("tabulate"))
+    before = assemble(cat, cat.images["scipy"]).files
+    assert f"wheelhouse/{numpy}" in before and not any("tabulate" in p for p in before)
+    lock = cat.stacks["scipy"].lock
+    assert lock is not None
+    text = lockfile.compose(lock.text, "", "tabulate==0.9.0 \\\n    --hash=sha256:"
+                            + "0" * 64 + "\n")
+    stack = dataclasses.replace(cat.stacks["scipy"], lock=lockfile.parse_text(lock.file, text))
+    image = dataclasses.replace(cat.images["scipy"], stack=stack)
+    grown = dataclasses.replace(cat, stacks={**cat.stacks, "scipy": stack},
+                                images={**cat.images, "scipy": image})
+    after = assemble(grown, image).files
+    settled = {p: d for p, d in after.items() if p.startswith("wheelhouse/")}
+    assert settled == {p: d for p, d in before.items() if p.startswith("wheelhouse/")}
+    assert after[f"wheelhouse-added/{tabulate}"] == wheel_bytes("tabulate")
+    assert "source=wheelhouse-added,target=" in after["Dockerfile"].decode()
 
 
 def test_an_empty_wheelhouse_still_gives_the_bind_mount_its_folder(cat: Catalog) -> None:

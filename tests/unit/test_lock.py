@@ -209,6 +209,9 @@ def test_a_package_added_to_a_stack_is_locked_apart_and_a_current_lock_is_left_a
     assert scipy is not None and scipy.added == (("tabulate", "0.9.0"),)
     assert lockfile.settled_part(scipy.text) == lockfile.settled_part(original_lock)
     assert stale(after) == set()
+    # A stack named is resolved again, current or not (a hand-edited lock is mended so).
+    list(lock.lock_named(after, ["base"], False))
+    assert resolved[-1] == "base"
     # --settle folds the added part in; removing the package gives back the lock it was.
     list(lock.lock_named(after, ["scipy"], False, settle=True))
     settled = load_catalog(project / "catalog.yaml").stacks["scipy"].lock
