@@ -178,14 +178,19 @@ def result(name: str, timeout: float = 5400) -> Any:
 
 
 @contextlib.contextmanager
-def quiet(timeout: float = 5400) -> Iterator[None]:
+def quiet(timeout: float = 5400, beside: bool = True) -> Iterator[None]:
     """Inside: every setup beside the suite has ended, and no setup registered in place
     starts beside it; for a test that measures the machine's own network traffic, which
-    theirs would add to. After it, the setups in place that are left may start again."""
+    theirs would add to. After it, the setups in place that are left may start again.
+
+    `beside=False`, for a measure of the suite's engine's own traffic: only the setups
+    registered in place (which use that engine) are waited for and held back; those beside
+    the suite run on engines, bridges or host processes of their own and go on."""
     _OPEN.clear()
     try:
         with _CLAIM:  # what is claimed by now runs; nothing more is claimed beside
-            running = [job for job in JOBS.values() if job.work is None]
+            running = [job for job in JOBS.values() if job.work is None
+                       and (beside or job.where != "beside the suite")]
         for job in running:
             if not job.done.wait(timeout):
                 raise AssertionError(f"{job.name}'s setup {job.where} is still running")
