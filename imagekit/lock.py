@@ -355,7 +355,7 @@ def write(catalog: Catalog, names: list[str], *, upgrade: bool = False, settle: 
         settled, added = lockfile.split(resolved, None if settle else previous)
         text = lockfile.compose(header(catalog, stack), settled, added)
         catalog = with_lock(catalog, stack, lockfile.write(path, text))
-        yield stack, path
+        yield catalog.stacks[stack.name], path  # the stack with the lock just written
 
 
 def with_lock(catalog: Catalog, stack: Stack, lock: PipLock) -> Catalog:
@@ -392,11 +392,11 @@ def lock_named(catalog: Catalog, names: list[str], all_: bool, *, upgrade: bool 
     for locked, path in write(catalog, wanted, upgrade=upgrade, settle=settle,
                               keep_current=keep_current):
         written.add(locked.name)
-        now = lockfile.parse(path)
-        pins = len(now.pins) if now else 0
-        added = f" ({len(now.added)} added since it was settled)" if now and now.added else ""
-        yield (f"locked {locked.name}: {pins} packages in {path.relative_to(catalog.root)}"
-               f"{added}")
+        assert locked.lock is not None  # write() yields each stack with its new lock
+        added = (f" ({len(locked.lock.added)} added since it was settled)"
+                 if locked.lock.added else "")
+        yield (f"locked {locked.name}: {len(locked.lock.pins)} packages in "
+               f"{path.relative_to(catalog.root)}{added}")
     for name in wanted:
         if name not in written:
             yield (f"current {name}: {path_for(catalog.stacks[name]).relative_to(catalog.root)}"

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+BESIDE = "beside the suite"  # a Job's `where` when it was queued with start()
+
 
 @dataclass
 class Job:
@@ -51,7 +53,7 @@ class Job:
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
     work: Callable[[Path], Any] | None = None  # set: run in place, by the first result()
-    where: str = "beside the suite"
+    where: str = BESIDE
 
 
 @dataclass
@@ -190,7 +192,7 @@ def quiet(timeout: float = 5400, beside: bool = True) -> Iterator[None]:
     try:
         with _CLAIM:  # what is claimed by now runs; nothing more is claimed beside
             running = [job for job in JOBS.values() if job.work is None
-                       and (beside or job.where != "beside the suite")]
+                       and (beside or job.where != BESIDE)]
         for job in running:
             if not job.done.wait(timeout):
                 raise AssertionError(f"{job.name}'s setup {job.where} is still running")

@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -216,8 +218,6 @@ def test_test_notes_keep_brackets() -> None:
 def test_a_build_does_not_load_the_publishing_side() -> None:
     # oras loads jsonschema, whose format checkers compile some forty grammars at import
     # (about 1.7 s here): a build that publishes nothing must not pay for them.
-    import subprocess
-    import sys
     # No engine answers (the build stops where it would first ask one): the unit suite
     # never talks to an engine, and what the command imported by then is what counts.
     env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock",
