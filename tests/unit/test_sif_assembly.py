@@ -307,9 +307,10 @@ def test_the_catalogs_compression_makes_the_squashfs_and_a_change_converts_again
         sif.build_sif(sif_catalog, engine, image, method="native", level=12)
 
 
-def test_apptainer_gets_zstd_through_its_mksquashfs_args(
+def test_apptainer_gets_the_compression_through_its_mksquashfs_args(
         sif_catalog: Catalog, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Apptainer's own gzip is left alone; zstd is handed to its mksquashfs, as one word."""
+    """The catalog's compression, level and block size are handed to Apptainer's
+    mksquashfs, as one word, gzip's too (left alone, Apptainer's is gzip-9)."""
     calls: list[list[str]] = []
 
     def apptainer(argv: list[str], **_: object) -> subprocess.CompletedProcess[bytes]:
@@ -322,12 +323,15 @@ def test_apptainer_gets_zstd_through_its_mksquashfs_args(
     monkeypatch.setattr(sif, "add_sbom", lambda *_: None)
     monkeypatch.setattr(sif, "image_sbom", lambda *_: "")
     image = sif_catalog.images["scipy"]
-    assert sif.build_sif(sif_catalog, engine, image).compression == "gzip"
+    assert sif.build_sif(sif_catalog, engine, image).compression == "gzip-5"
     zstd = dataclasses.replace(sif_catalog, sif_compression="zstd")
     assert sif.build_sif(zstd, engine, image).compression == "zstd-3"
-    assert "--mksquashfs-args" not in calls[0]
-    at = calls[1].index("--mksquashfs-args")
-    assert calls[1][at + 1] == "-comp zstd -Xcompression-level 3"
+    # A level of the command line's is a new way to make the squashfs: converted again.
+    assert sif.build_sif(zstd, engine, image, level=1).status == "built"
+    said = [argv[argv.index("--mksquashfs-args") + 1] for argv in calls]
+    assert said == ["-comp gzip -Xcompression-level 5 -b 256K",
+                    "-comp zstd -Xcompression-level 3 -b 256K",
+                    "-comp zstd -Xcompression-level 1 -b 256K"]
 
 
 @pytest.mark.parametrize(("said", "refused"), [
