@@ -129,7 +129,8 @@ def mirror_base(address: str) -> str:
 def checkout(folder: Path, namespace: str, base: str) -> Path:
     """A runner's (or another engine's) checkout of the catalog, publishing under its own
     namespace to the registry that holds the site's base, which it builds on."""
-    catalog = suite.copy_project(folder, namespace, registry=base.split("/")[0])
+    catalog = suite.copy_project(folder, namespace, registry=base.split("/")[0],
+                                 quick_sifs=True)
     text = catalog.read_text()
     assert "  image: imagekit/debian:bookworm\n" in text
     catalog.write_text(text.replace("  image: imagekit/debian:bookworm\n", f"  image: {base}\n"))

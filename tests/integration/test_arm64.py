@@ -69,7 +69,7 @@ def beside(folder: Path) -> Arm64:
     address = suite.free_address()
     found: Arm64 | None = None
     try:
-        catalog = suite.copy_project(folder, NAMESPACE, registry=address)
+        catalog = suite.copy_project(folder, NAMESPACE, registry=address, quick_sifs=True)
         catalog.write_text(catalog.read_text()
                            .replace("  - stack: base\n",  # its SIF is published too
                                     "  - stack: base\n    formats: [docker, sif]\n")

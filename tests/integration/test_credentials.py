@@ -58,7 +58,7 @@ def _site(tmp_path: Path, client: Any) -> Iterator[tuple[Path, Mirror]]:
     # apt speaks plain HTTP to its mirror (it checks signatures), pip and npm use TLS.
     url = f"http://{userinfo}@{host}:{mirror.port}"
     tls_url = f"https://{userinfo}@{host}:{mirror.tls_port}"
-    catalog = suite.copy_project(tmp_path, "canary")
+    catalog = suite.copy_project(tmp_path, "canary", quick_sifs=True)
     bundle = tmp_path / "site-ca.crt"
     bundle.write_bytes(Path("/etc/ssl/certs/ca-certificates.crt").read_bytes() + ca.read_bytes())
     site_ca = tmp_path / "profiles/site-ca.yaml"

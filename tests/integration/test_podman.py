@@ -49,7 +49,8 @@ checks:
 def _catalog_text(registry: str = suite.ADDRESS) -> str:
     return (suite.catalog_text(NAMESPACE, registry=registry)
             .replace("  - stack: pyspark\n", "  - stack: pyspark\n  - stack: tiny\n"
-                                             "    formats: [docker, sif]\n"))
+                                             "    formats: [docker, sif]\n")
+            + suite.QUICK_SIFS)
 
 
 def _timed(step: str, *args: str, catalog: Path, env: dict[str, str]) -> Any:

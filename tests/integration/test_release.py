@@ -83,7 +83,7 @@ def prepare(root: Path) -> Release:
         env, cosign_pub, pgp_pub = ap.site_keys(root, tools)
         env["PATH"] = f"{tools}:{os.environ['PATH']}"
         project = root / "project"
-        catalog = suite.copy_project(project, NS, registry=address)
+        catalog = suite.copy_project(project, NS, registry=address, quick_sifs=True)
         imagekit("build", "scipy", "--format", "docker", "--format", "sif", "--sif-method",
                  "native", "--plain", catalog=catalog, env=env)
         imagekit("test", "base", "scipy", catalog=catalog, env=env)

@@ -71,6 +71,7 @@ def _catalog(repository: Path, registry: str, base: str) -> None:
                          if i.get("name", i["stack"]) in ("base", "scipy")]
     catalog["defaults"] = {"jupyter": "scipy"}
     catalog["base"]["image"] = base
+    catalog |= yaml.safe_load(suite.QUICK_SIFS)
     path.write_text(yaml.safe_dump(catalog, sort_keys=False))
 
 
