@@ -84,19 +84,37 @@ def _ensure_root() -> Path:
     return ROOT
 
 
+# Debian sid's minbase as debootstrap left it, kept beside the roots made from it (Apptainer's
+# and the engines'): each root starts as a copy, so sid is bootstrapped once, not per root.
+MINBASE = ROOT.with_name("sid-minbase")
+_MINBASE = threading.Lock()
+
+
+def _minbase() -> Path:
+    with _MINBASE:
+        if not (MINBASE / "usr/bin/apt-get").exists():
+            work = MINBASE.with_name(MINBASE.name + ".partial")
+            work.parent.mkdir(parents=True, exist_ok=True)
+            try:  # imagekit's own: a download that fails in passing gets two more runs
+                debootstrap(work, "sid", MIRROR, ["--variant=minbase"], say=lambda line: None)
+            except BuildFailed as failed:
+                raise Unavailable(str(failed)[-800:]) from failed
+            shutil.rmtree(MINBASE, ignore_errors=True)
+            work.rename(MINBASE)
+        return MINBASE
+
+
 def make_sid_root(root: Path, install: str) -> None:
-    """Debootstrap Debian sid (minbase) beside `root`, run `install` (a shell line) inside
-    it, and only then move it to `root`: a root that exists is whole."""
+    """Debian sid (minbase) copied beside `root`, `install` (a shell line) run inside it,
+    and only then moved to `root`: a root that exists is whole."""
     for tool in ("debootstrap", "bwrap"):
         if shutil.which(tool) is None:
             raise Unavailable(f"{tool} is not installed")
+    minbase = _minbase()
     work = root.with_name(root.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
-    work.parent.mkdir(parents=True, exist_ok=True)
-    try:  # imagekit's own: a download that fails in passing gets two more runs
-        debootstrap(work, "sid", MIRROR, ["--variant=minbase"], say=lambda line: None)
-    except BuildFailed as failed:
-        raise Unavailable(str(failed)[-800:]) from failed
+    # cp keeps what a root needs and Python's copytree would not: device nodes, hard links.
+    run_or_unavailable(["cp", "-a", str(minbase), str(work)])
     run_or_unavailable([*bwrap_root(work), "sh", "-c", install])
     work.rename(root)
 
