@@ -99,17 +99,35 @@ def compression(catalog: Catalog, level: int | None = None) -> tuple[str, int]:
     return catalog.sif_compression, chosen
 
 
+_VERSIONS: dict[str, tuple[str, tuple[int, int]] | None] = {}
+
+
+def runtime_version(tool: str) -> tuple[str, tuple[int, int]] | None:
+    """What `tool --version` says, asked once per process: ("apptainer", (1, 4)); None for
+    a build this imagekit does not know."""
+    if tool not in _VERSIONS:
+        said = run([tool, "--version"], check=False, timeout=60).stdout.decode(errors="replace")
+        found = re.search(r"^(\S+) version (\d+)\.(\d+)", said.strip())  # apptainer version 1.4.5
+        _VERSIONS[tool] = None if found is None else (
+            found.group(1), (int(found.group(2)), int(found.group(3))))
+    return _VERSIONS[tool]
+
+
+def _apptainer_1_4(tool: str) -> bool:
+    found = runtime_version(tool)
+    return found is not None and found[0] == "apptainer" and found[1] >= (1, 4)
+
+
 def check_runtime_reads(comp: str, tool: str | None) -> None:
     """A zstd SIF is refused before anything is built when the runtime on PATH, which the
     apptainer method builds with, could not run it: SingularityCE, Apptainer < 1.4. Asked
     once per build, by `build.prepare`."""
     if comp != "zstd" or tool is None:
         return
-    said = run([tool, "--version"], check=False, timeout=60).stdout.decode(errors="replace")
-    found = re.search(r"^(\S+) version (\d+)\.(\d+)", said.strip())  # apptainer version 1.4.5
+    found = runtime_version(tool)
     if found is None:
         return  # a build this imagekit does not know: the site knows what its nodes run
-    name, version = found.group(1), (int(found.group(2)), int(found.group(3)))
+    name, version = found
     if name != "apptainer" or version < (1, 4):
         raise ImagekitError(f"sif.compression zstd: {tool} is {name} {version[0]}.{version[1]}"
                             ", which cannot run a zstd SIF (Apptainer >= 1.4 can): use gzip, "
@@ -134,12 +152,19 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int | No
     # built image plus imagekit's runscript, startscript, %test, help and labels.
     deffile = SingularityRenderer(converted_from=ref, converted_id=info.id).render(
         catalog, image)["Singularity.def"]
-    # What makes the squashfs, and how: a change of either converts again. Apptainer gets
-    # the catalog's compression, level and block size through its mksquashfs's arguments,
-    # as the native method uses them: left to itself it compresses with gzip at level 9,
-    # more than three times the CPU of level 5 for a squashfs 2.4 % smaller (docs/admin.md).
-    squash_args = ["-comp", comp, "-Xcompression-level", str(level), "-b", BLOCK_SIZE]
-    how = f"{tool or 'native'} {comp}-{level}"
+    # What makes the squashfs, and how: a change of either converts again. Apptainer >= 1.4
+    # gets the catalog's compression, level and block size through `--mksquashfs-args`, as
+    # the native method uses them: left to itself it compresses with gzip at level 9, more
+    # than three times the CPU of level 5 for a squashfs 2.4 % smaller (docs/admin.md).
+    # SingularityCE and older Apptainers have no such option: their gzip is their own (a
+    # zstd SIF never reaches them, check_runtime_reads).
+    squash_args: list[str] = []
+    if tool is not None and (comp != "gzip" or _apptainer_1_4(tool)):
+        squash_args = ["-comp", comp, "-Xcompression-level", str(level), "-b", BLOCK_SIZE]
+    if tool is None:
+        how = f"native {comp}-{level}"
+    else:
+        how = f"{tool} {comp}-{level} {BLOCK_SIZE}" if squash_args else tool
     signing_key = sif_key()
     # A new signing key signs again; the key itself reaches no file, only a digest of it.
     signer = hashlib.sha256(signing_key.read_bytes()).hexdigest() if signing_key else ""
@@ -166,10 +191,12 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int | No
                 # --notest: %test runs where users run it (`apptainer test`, unprivileged),
                 # not as the builder's root with /root as HOME; `imagekit test` checks the
                 # image itself before anything is published.
-                run([tool, "build", "--notest", "--force", "--mksquashfs-args",
-                     " ".join(squash_args), str(partial), str(definition)], timeout=3600)
+                extra = ["--mksquashfs-args", " ".join(squash_args)] if squash_args else []
+                run([tool, "build", "--notest", "--force", *extra, str(partial),
+                     str(definition)], timeout=3600)
             result = SifResult(image.name, str(out), tool, "built", info.id, 0, "",
-                               compression=f"{comp}-{level}", platform=platform)
+                               compression=f"{comp}-{level}" if squash_args else "gzip",
+                               platform=platform)
         else:
             result = _native(engine, image, info, deffile, partial, comp, level)
             result.platform = platform

@@ -307,31 +307,50 @@ def test_the_catalogs_compression_makes_the_squashfs_and_a_change_converts_again
         sif.build_sif(sif_catalog, engine, image, method="native", level=12)
 
 
-def test_apptainer_gets_the_compression_through_its_mksquashfs_args(
-        sif_catalog: Catalog, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The catalog's compression, level and block size are handed to Apptainer's
-    mksquashfs, as one word, gzip's too (left alone, Apptainer's is gzip-9)."""
+@pytest.mark.parametrize(("said", "takes_args"), [
+    ("apptainer version 1.4.5", True), ("apptainer version 1.10.0-rc1", True),
+    ("apptainer version 1.3.6-1.el9", False), ("singularity-ce version 4.3.1", False),
+    ("something else", False)])
+def test_apptainer_1_4_gets_the_compression_through_its_mksquashfs_args(
+        sif_catalog: Catalog, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, said: str,
+        takes_args: bool) -> None:
+    """Apptainer >= 1.4 is handed the catalog's compression, level and block size, as one
+    word, gzip's too (left alone, its gzip is level 9); SingularityCE and older Apptainers
+    have no --mksquashfs-args, so their gzip stays their own. The version is asked once."""
     calls: list[list[str]] = []
 
-    def apptainer(argv: list[str], **_: object) -> subprocess.CompletedProcess[bytes]:
+    def runtime(argv: list[str], **_: object) -> subprocess.CompletedProcess[bytes]:
         calls.append(argv)
+        if argv[1:] == ["--version"]:
+            return subprocess.CompletedProcess(argv, 0, said.encode() + b"\n", b"")
         Path(argv[-2]).write_bytes(b"SIF")
         return subprocess.CompletedProcess(argv, 0, b"", b"")
 
+    monkeypatch.setattr(sif, "_VERSIONS", {})
     monkeypatch.setattr(sif, "runtime_tool", lambda: "apptainer")
-    monkeypatch.setattr(sif, "run", apptainer)
+    monkeypatch.setattr(sif, "run", runtime)
     monkeypatch.setattr(sif, "add_sbom", lambda *_: None)
     monkeypatch.setattr(sif, "image_sbom", lambda *_: "")
     image = sif_catalog.images["scipy"]
-    assert sif.build_sif(sif_catalog, engine, image).compression == "gzip-5"
+    gzip = sif.build_sif(sif_catalog, engine, image)
+    builds = [argv for argv in calls if argv[1] == "build"]
+    if not takes_args:
+        assert gzip.compression == "gzip"
+        assert "--mksquashfs-args" not in builds[0]
+        # A level of the command line's changes nothing such a runtime is told: not again.
+        assert sif.build_sif(sif_catalog, engine, image, level=1).status == "cached"
+        assert [argv[1] for argv in calls] == ["--version", "build"]
+        return
+    assert gzip.compression == "gzip-5"
     zstd = dataclasses.replace(sif_catalog, sif_compression="zstd")
     assert sif.build_sif(zstd, engine, image).compression == "zstd-3"
     # A level of the command line's is a new way to make the squashfs: converted again.
     assert sif.build_sif(zstd, engine, image, level=1).status == "built"
-    said = [argv[argv.index("--mksquashfs-args") + 1] for argv in calls]
-    assert said == ["-comp gzip -Xcompression-level 5 -b 256K",
-                    "-comp zstd -Xcompression-level 3 -b 256K",
-                    "-comp zstd -Xcompression-level 1 -b 256K"]
+    builds = [argv for argv in calls if argv[1] == "build"]
+    assert [argv[argv.index("--mksquashfs-args") + 1] for argv in builds] == [
+        "-comp gzip -Xcompression-level 5 -b 256K", "-comp zstd -Xcompression-level 3 -b 256K",
+        "-comp zstd -Xcompression-level 1 -b 256K"]
+    assert [argv[1] for argv in calls].count("--version") == 1
 
 
 @pytest.mark.parametrize(("said", "refused"), [
@@ -340,6 +359,7 @@ def test_apptainer_gets_the_compression_through_its_mksquashfs_args(
     ("singularity version 3.8.7", True), ("something else", False)])
 def test_zstd_is_refused_for_a_runtime_that_cannot_run_it(
         monkeypatch: pytest.MonkeyPatch, said: str, refused: bool) -> None:
+    monkeypatch.setattr(sif, "_VERSIONS", {})
     monkeypatch.setattr(sif, "run", lambda argv, **_: subprocess.CompletedProcess(
         argv, 0, said.encode() + b"\n", b""))
     sif.check_runtime_reads("gzip", "singularity")  # gzip: every runtime reads it
