@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,13 +87,21 @@ def _ensure_root() -> Path:
 
 # Debian sid's minbase as debootstrap left it, kept beside the roots made from it (Apptainer's
 # and the engines'): each root starts as a copy, so sid is bootstrapped once, not per root.
+# sid moves: a minbase older than a week is bootstrapped again, so that a root made from it
+# does not meet a transition its old packages cannot follow.
 MINBASE = ROOT.with_name("sid-minbase")
+MINBASE_DAYS = 7
 _MINBASE = threading.Lock()
+
+
+def _fresh(folder: Path) -> bool:
+    marker = folder / "usr/bin/apt-get"
+    return marker.exists() and time.time() - folder.stat().st_mtime < MINBASE_DAYS * 86400
 
 
 def _minbase() -> Path:
     with _MINBASE:
-        if not (MINBASE / "usr/bin/apt-get").exists():
+        if not _fresh(MINBASE):
             work = MINBASE.with_name(MINBASE.name + ".partial")
             work.parent.mkdir(parents=True, exist_ok=True)
             try:  # imagekit's own: a download that fails in passing gets two more runs
@@ -101,6 +110,7 @@ def _minbase() -> Path:
                 raise Unavailable(str(failed)[-800:]) from failed
             shutil.rmtree(MINBASE, ignore_errors=True)
             work.rename(MINBASE)
+            os.utime(MINBASE)  # its age counts from now
         return MINBASE
 
 
@@ -113,8 +123,10 @@ def make_sid_root(root: Path, install: str) -> None:
     minbase = _minbase()
     work = root.with_name(root.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
+    work.parent.mkdir(parents=True, exist_ok=True)
     # cp keeps what a root needs and Python's copytree would not: device nodes, hard links.
-    run_or_unavailable(["cp", "-a", str(minbase), str(work)])
+    # -T: into `work` itself, never into a folder left there.
+    run_or_unavailable(["cp", "-a", "-T", str(minbase), str(work)])
     run_or_unavailable([*bwrap_root(work), "sh", "-c", install])
     work.rename(root)
 
