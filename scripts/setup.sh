@@ -2,8 +2,10 @@
 # Install what imagekit needs on a fresh Debian machine (run as root): bookworm, trixie or sid.
 # The Docker engine (Debian's docker.io; bookworm's /usr/bin/docker 20.10 client has BuildKit
 # built in, the Docker 26 and 28 clients of trixie and sid build with BuildKit only through
-# the buildx plugin, docker-buildx), debootstrap for the base image, squashfs-tools and siftool
-# for SIFs, docker-compose for pytest-docker, Chromium to check the catalog site (`imagekit
+# the buildx plugin, docker-buildx) with pigz (dockerd and containerd decompress pulled
+# layers with its unpigz when it is on PATH, otherwise with Go's slower gzip), debootstrap
+# for the base image, squashfs-tools and siftool for SIFs, docker-compose for pytest-docker,
+# Chromium to check the catalog site (`imagekit
 # site`), Podman (the other engine, rootful and rootless: uidmap, slirp4netns, runc) and
 # imagekit itself with its test dependencies, and QEMU's user-mode emulation for arm64 images
 # (qemu-user-static, binfmt-support; scripts/emulation.sh registers it). The end-to-end tests
@@ -26,7 +28,7 @@ host_suite() {
 
 suite="$(host_suite)"
 if [ "${1:-}" = "--packages" ]; then suite="${2:-$suite}"; fi
-packages=(docker.io debootstrap squashfs-tools siftool bubblewrap docker-compose openssl procps
+packages=(docker.io pigz debootstrap squashfs-tools siftool bubblewrap docker-compose openssl procps
           docker-registry ca-certificates curl chromium fonts-dejavu-core gnupg
           slurmctld slurmd slurm-client munge openssh-server openssh-client
           podman uidmap slirp4netns runc fuse-overlayfs catatonit mmdebstrap

@@ -38,7 +38,7 @@ from tests.integration.runners import bridge_rules
 ROOT = Path(os.environ.get("IMAGEKIT_ENGINES_ROOT", "/var/cache/imagekit/engines-sid"))
 ROOT_OF_TESTS = Path(__file__).resolve().parent
 PACKAGES = "docker.io docker-cli docker-buildx containerd runc iptables podman crun " \
-           "fuse-overlayfs catatonit netavark aardvark-dns uidmap ca-certificates"
+           "fuse-overlayfs catatonit netavark aardvark-dns uidmap ca-certificates pigz"
 _MAKING = threading.Lock()
 
 
