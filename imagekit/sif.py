@@ -125,10 +125,9 @@ def check_runtime_reads(comp: str, tool: str | None) -> None:
     if comp != "zstd" or tool is None:
         return
     found = runtime_version(tool)
-    if found is None:
-        return  # a build this imagekit does not know: the site knows what its nodes run
-    name, version = found
-    if name != "apptainer" or version < (1, 4):
+    # None: a build this imagekit does not know, and the site knows what its nodes run.
+    if found is not None and not _apptainer_1_4(tool):
+        name, version = found
         raise ImagekitError(f"sif.compression zstd: {tool} is {name} {version[0]}.{version[1]}"
                             ", which cannot run a zstd SIF (Apptainer >= 1.4 can): use gzip, "
                             "or --sif-method native for nodes that run Apptainer >= 1.4")
