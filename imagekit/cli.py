@@ -229,14 +229,17 @@ def build(
 def test_(images: Annotated[list[str] | None, Arg(help="images to test")] = None,
           all_: Annotated[bool, Opt("--all", help="every buildable image")] = False,
           as_json: Annotated[bool, Opt("--json", help="print the results as JSON")] = False,
+          force: Annotated[bool, Opt("--force", help="run the checks again even for an "
+                                     "image ID that passed them before")] = False,
           platform: PlatformOpt = None, engine_choice: EngineOpt = None,
           catalog: CatalogOpt = DEFAULT) -> None:
     """Smoke-test built images, on each of their platforms: their checks, then their
-    consumers' runtime contract (another architecture's under emulation)."""
+    consumers' runtime contract (another architecture's under emulation). An image ID that
+    passed the same checks before is not tested again."""
     from imagekit.checks.runner import test
     from imagekit.progress import TestDisplay
     _show(test(load_catalog(catalog), images or [], all_, platform, engine_choice,
-               TestDisplay(err if as_json else out)), as_json)
+               TestDisplay(err if as_json else out), force), as_json)
 
 
 @app.command()

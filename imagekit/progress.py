@@ -107,5 +107,7 @@ class TestDisplay:
             self.console.print(f"{who}:", markup=False)
         elif kind == "skip":
             self.console.print(f"[yellow]SKIP[/] {escape(who)}: {escape(text)}")
+        elif kind == "before":
+            self.console.print(f"[green]PASSED BEFORE[/] {escape(who)}: {escape(text)}")
         else:
             self.console.print(f"[red]FAIL[/] {escape(who)}: {escape(text)}")

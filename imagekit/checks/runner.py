@@ -55,6 +55,7 @@ class TestReport:
     latencies: dict[str, dict[str, float]] = field(default_factory=dict)
     not_built: list[str] = field(default_factory=list)
     not_tested: list[str] = field(default_factory=list)
+    passed_before: list[record.TestRecord] = field(default_factory=list)
 
     @property
     def failed(self) -> list[CheckResult]:
@@ -62,10 +63,13 @@ class TestReport:
 
     def as_dict(self) -> dict[str, object]:
         return {"results": [asdict(r) for r in self.results], "latencies": self.latencies,
-                "not_built": self.not_built, "not_tested": self.not_tested}
+                "not_built": self.not_built, "not_tested": self.not_tested,
+                "passed_before": [asdict(r) for r in self.passed_before]}
 
     def summary(self) -> str:
         return (f"{len(self.results) - len(self.failed)} passed, {len(self.failed)} failed"
+                + (f", {len(self.passed_before)} images unchanged since they passed"
+                   if self.passed_before else "")
                 + (f", {len(self.not_built)} images not built" if self.not_built else "")
                 + (f", {len(self.not_tested)} not tested (no emulation)"
                    if self.not_tested else ""))
@@ -76,16 +80,29 @@ class TestReport:
                     code=int(bool(self.failed or self.not_tested)))
 
 
-Note = Callable[[str, str, str], None]  # kind (skip, fail, head), image, text
+Note = Callable[[str, str, str], None]  # kind (skip, fail, head, before), image, text
+
+
+def _passed_before(engine: Engine, catalog: Catalog, image: Image, platform: Platform
+                   ) -> record.TestRecord | None:
+    """The record of the image ID now under the image's tag, when it passed the same plan."""
+    info = engine.image(catalog.ref(image.name, platform=platform))
+    if info is None:
+        return None
+    found = record.load(catalog, info.id)
+    if found is None or not found.ok or found.plan != record.plan(image, platform):
+        return None
+    return found
 
 
 def test_images(engine: Engine, catalog: Catalog, images: list[Image],
                 platforms: tuple[Platform, ...], on_result: Callable[[CheckResult], None],
-                note: Note, only_built: bool = False) -> TestReport:
+                note: Note, only_built: bool = False, force: bool = False) -> TestReport:
     """The test step's door: every image on each of its platforms, its record saved.
 
     `only_built` (`--all`) tests what is built here and reports the rest; an image that
     cannot run here (no emulation) is never skipped quietly: it is not tested, and fails.
+    An image ID that passed the same checks before is not tested again, unless `force`.
     """
     report = TestReport()
     pairs = [(i, p) for p in platforms for i in images if p in i.platforms]
@@ -102,12 +119,19 @@ def test_images(engine: Engine, catalog: Catalog, images: list[Image],
             note("fail", f"{image.name} [{p}]", f"not tested: {why}")
             report.not_tested.append(f"{image.name} [{p}]")
             continue
+        who = f"{image.name} [{p}]" if len(platforms) > 1 else image.name
+        before = None if force else _passed_before(engine, catalog, image, p)
+        if before is not None:
+            note("before", who, f"this image ID passed its {before.passed} checks at "
+                 f"{before.tested_at}; not run again (--force runs them again)")
+            report.passed_before.append(before)
+            continue
         if len(platforms) > 1:
-            note("head", f"{image.name} [{p}]", "")
+            note("head", who, "")
         target = test_image(engine, catalog, image, on_result, platform=p)
         report.results += target.results
         report.latencies[catalog.on(image.name, p)] = target.latencies
-        record.save(catalog, image.name, target.ref, target.results)
+        record.save(catalog, image.name, target.ref, target.results, record.plan(image, p))
     return report
 
 
@@ -119,12 +143,13 @@ class Shown(Protocol):
 
 
 def test(catalog: Catalog, names: list[str], all_: bool, platforms: list[str] | None,
-         engine: str | None, shown: Shown) -> Said:
+         engine: str | None, shown: Shown, force: bool = False) -> Said:
     """`imagekit test`: the named images (`all_`: every one built here) on each platform
-    given (default: the catalog's), in the engine chosen."""
+    given (default: the catalog's), in the engine chosen; `force`: also those whose image
+    ID passed the same checks before."""
     from imagekit.engine.choice import connect
 
     selected = catalog.select(names, all_)
     chosen = catalog.choose_platforms(platforms)
     return test_images(connect(catalog, engine), catalog, selected, chosen, shown.result,
-                       shown.note, only_built=all_).said()
+                       shown.note, only_built=all_, force=force).said()

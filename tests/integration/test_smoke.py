@@ -76,7 +76,8 @@ def test_a_failing_check_fails_the_run_and_leaves_no_container(
 
 def test_all_tests_what_is_built_and_reports_the_rest(build: Callable[..., Any],
                                                      tmp_path: Path) -> None:
-    """rstudio cannot be built here: `test --all` must not stop at it."""
+    """rstudio cannot be built here: `test --all` must not stop at it; base, unchanged, is
+    not tested twice."""
     build("base")
     catalog = suite.copy_project(tmp_path)
     text = catalog.read_text()
@@ -89,6 +90,13 @@ def test_all_tests_what_is_built_and_reports_the_rest(build: Callable[..., Any],
     assert report["not_built"] == ["rstudio"]
     assert {r["image"] for r in report["results"]} == {"base"}
     assert "rstudio: not built" in result.stderr
+    # Asked again, nothing has changed: base's image ID passed the same checks, none runs.
+    again = imagekit("test", "--all", "--json", catalog=catalog, check=False)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    reused = json.loads(again.stdout)
+    assert reused["results"] == [] and reused["not_built"] == ["rstudio"]
+    assert [r["image"] for r in reused["passed_before"]] == ["base"]
+    assert "PASSED BEFORE base: this image ID passed its" in again.stderr
 
 
 def test_compose_deployment_serves_notebooks(build: Callable[..., Any], docker_ip: str,

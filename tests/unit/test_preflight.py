@@ -29,7 +29,7 @@ def here(catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> C
 
 
 def record_tests(catalog: Catalog, image: str, image_id: str, *, ok: bool = True) -> None:
-    record.save(catalog, image, image_id, [CheckResult(image, "smoke", ok, "")])
+    record.save(catalog, image, image_id, [CheckResult(image, "smoke", ok, "")], plan="")
 
 
 def converted(catalog: Catalog, image: str, image_id: str,
