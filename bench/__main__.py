@@ -14,13 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import engines, fresh, report, scenarios
+from bench import engines, fresh, pipeline, report, scenarios
 from bench.host import HAND_AND_HPCCM, ROOT, machine, remove_images, run
 from bench.workspace import Workspace
 
 RESULTS = ROOT / "bench" / "results"
 ITEMS = ("three_ways", "catalog", "start", "render", "sif", "pytorch_cuda", "incremental",
-         "fresh_host", "engines")
+         "fresh_host", "engines", "pipeline")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +65,7 @@ def measure(only: list[str], settings: scenarios.Settings, name: str | None = No
         "incremental": lambda: scenarios.incremental(ws, settings, log),
         "fresh_host": lambda: fresh.fresh_host(settings, log),
         "engines": lambda: engines.engines(settings.repeats, log),
+        "pipeline": lambda: pipeline.pipeline(log),
     }
     try:
         for item in ITEMS:

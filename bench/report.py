@@ -117,6 +117,14 @@ def targets(result: dict[str, Any]) -> list[Target]:
         found.append(Target("10", f"{image} on a fresh host: pull by digest + run to 200 / "
                                   "hpccm's image", _ratio(mine, theirs), 0.8,
                             detail=f"{mine} s against {theirs} s"))
+    flow = result.get("pipeline", {})
+    for run, what, limit in (("first", "every buildable image built, tested, converted and "
+                                       "published (cold)", 720),
+                             ("second", "the same again, nothing changed", 20)):
+        steps = flow.get(run, {}).get("steps", {})
+        found.append(Target("11", what, flow.get(run, {}).get("total"), limit, "s",
+                            detail=", ".join(f"{step} {s['seconds']} s"
+                                             for step, s in steps.items())))
     return found
 
 
@@ -272,11 +280,44 @@ def markdown(result: dict[str, Any], chart: str) -> str:
                         "empty cache: `apptainer pull oras://...@sha256` "
                         f"{_s(sif_fresh.get('pull'))}; pull + `apptainer run` to the first "
                         f"200 {_s(sif_fresh.get('total'))}; {_mb(sif_fresh.get('size'))}."]
+    out += _pipeline(result.get("pipeline"))
     errors = result.get("errors", {})
     if errors:
         out += ["", "## Not measured in this run", ""]
         out += [f"- {item}: {html.escape(text.splitlines()[0])}" for item, text in errors.items()]
     return "\n".join(out) + "\n"
+
+
+def _pipeline(flow: dict[str, Any] | None) -> list[str]:
+    if not flow or "first" not in flow:
+        return []
+    first, second = flow["first"], flow.get("second", {})
+    out = ["", "## 11. The whole pipeline: build, test, SIF, publish", "",
+           "`imagekit build --all` (each image's catalog formats), `test --all` and `publish "
+           "--all` in a copy of the project, its images removed and BuildKit's cache pruned "
+           "(the bootstrapped base kept, as in item 1), into an empty registry of the bench's "
+           "own; then the same three commands with nothing changed.", "",
+           "| step | cold | nothing changed | received (cold) | sent (cold) |",
+           "| --- | --- | --- | --- | --- |"]
+    for step in ("build", "test", "publish"):
+        cold, again = first["steps"][step], second.get("steps", {}).get(step, {})
+        out.append(f"| {step} | {cold['seconds']} s | {again.get('seconds', '?')} s | "
+                   f"{_mb(cold['received'])} | {_mb(cold.get('sent'))} |")
+    out.append(f"| **total** | **{first['total']} s** | **{second.get('total', '?')} s** | | |")
+    out += ["", "Each image's share of the cold run (seconds; bytes sent to the registry):", "",
+            "| image | build | SIF | test | publish | sent |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for image, phases in first["images"].items():
+        cells = [str(phases.get(p, "-")) for p in ("build", "sif", "test", "publish")]
+        out.append(f"| {image} | {' | '.join(cells)} | {_mb(phases.get('sent'))} |")
+    reused = second.get("steps", {}).get("test", {}).get("passed_before", [])
+    if second:
+        built = [i for i, s in second["steps"]["build"].get("statuses", {}).items()
+                 if s == "built"]
+        out += ["", f"With nothing changed: {len(built)} images built, "
+                    f"{len(reused)} of {len(first['images'])} not tested again (passed "
+                    f"before), {_mb(second['steps']['publish'].get('sent'))} sent."]
+    return out
 
 
 def svg(result: dict[str, Any]) -> str:
