@@ -249,6 +249,16 @@ class Catalog:
         wanted = {img.name for name in names for img in self.lineage(name)}
         return [img for img in self.images.values() if img.name in wanted]
 
+    def one_platform(self, command: str) -> None:
+        """CI runners share one architecture's images, so far: a catalog of several
+        platforms is published by `imagekit publish` on a machine that builds them all, as
+        indexes."""
+        if len(self.platforms) > 1:
+            raise ImagekitError(Problem(
+                self.file, "platforms", f"{', '.join(self.platforms)}: `imagekit {command}` "
+                "(CI runners) shares one architecture's images; publish an index of several "
+                "with `imagekit publish` on a machine that builds them all"))
+
     def select(self, names: list[str], all_: bool = False) -> list[Image]:
         """The images a command names (every one with `--all`); an unknown name is bad input."""
         if all_:

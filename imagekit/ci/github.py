@@ -233,9 +233,7 @@ def workflow(plan: Plan, root: Path) -> str:
 
 def sync(catalog: Catalog, output: Path | None, check: bool) -> Said:
     """Write the workflow or, with `check`, compare it (a stale or missing one fails)."""
-    from imagekit.publish.shared import one_platform
-
-    one_platform(catalog, "ci github")
+    catalog.one_platform("ci github")
     path = output if output is not None else catalog.root / WORKFLOW
     text = workflow(make_plan(catalog), catalog.root)
     if check and not (path.is_file() and path.read_text() == text):

@@ -93,19 +93,9 @@ class RegistryShare:
         return [self.catalog.ref(image.name)]
 
 
-def one_platform(catalog: Catalog, command: str) -> None:
-    """CI runners share one architecture's images, so far: a catalog of several platforms
-    is published by `imagekit publish` on a machine that builds them all, as indexes."""
-    if len(catalog.platforms) > 1:
-        raise ImagekitError(Problem(
-            catalog.file, "platforms", f"{', '.join(catalog.platforms)}: `imagekit {command}` "
-            "(CI runners) shares one architecture's images; publish an index of several with "
-            "`imagekit publish` on a machine that builds them all"))
-
-
 def push(catalog: Catalog, engine: Engine, names: list[str], log: Log) -> list[ImageReport]:
     """Push tested images and their SIFs under their tree tags, with their records."""
-    one_platform(catalog, "push")
+    catalog.one_platform("push")
     candidates = preflight(catalog, engine, names, skip_tests=False)
     keys, _ = tree_keys(catalog, catalog.closure(names))
     problems = [
@@ -167,7 +157,7 @@ def publish_from_registry(catalog: Catalog, names: list[str] | None,
                           log: Log) -> PublishReport:
     """The catalog from what the registry holds for this checkout: nothing is built."""
     started = time.monotonic()
-    one_platform(catalog, "publish --from-registry")
+    catalog.one_platform("publish --from-registry")
     registry = Registry(catalog)
     registry.check()
     explicit = names is not None
