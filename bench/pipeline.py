@@ -2,8 +2,9 @@
 way a site runs it, then the same again with nothing changed.
 
 A copy of the project (its own namespace and a registry of the bench's own, started empty)
-runs `imagekit build --all` (each image's catalog formats: its image, and its SIF where the
-catalog lists one), `imagekit test --all` and `imagekit publish --all`, one after the other,
+runs `imagekit build`, `imagekit test` and `imagekit publish` of every image buildable here
+(rstudio is not: its .deb is unreachable), the build in each image's catalog formats (its
+image, and its SIF where the catalog lists one), one after the other,
 after its images are removed and BuildKit's cache pruned; then the three commands again.
 The bootstrapped base image stays, as in item 1. Each command's wall time, the bytes the
 machine received and the bytes `imagekit publish` sent are kept, with each image's share
@@ -27,9 +28,9 @@ from tests.integration import suite
 from tests.integration.registry import LocalRegistry
 
 NAMESPACE = "bench-pipeline"
-STEPS = (("build", ("build", "--all", "--plain", "--json")),
-         ("test", ("test", "--all", "--json")),
-         ("publish", ("publish", "--all", "--json")))
+STEPS = (("build", ("build", "--plain", "--json")),
+         ("test", ("test", "--json")),
+         ("publish", ("publish", "--json")))
 
 
 def pipeline(log: Log) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def pipeline(log: Log) -> dict[str, Any]:
         prune_build_cache()
         result: dict[str, Any] = {"registry": address, "images": ws.buildable()}
         for run in ("first", "second"):
-            result[run] = _run(ws, run, log)
+            result[run] = _run(ws, result["images"], run, log)
         return result
     finally:
         try:
@@ -55,12 +56,12 @@ def pipeline(log: Log) -> dict[str, Any]:
                 shutil.rmtree(folder, ignore_errors=True)  # its blobs: gigabytes
 
 
-def _run(ws: Workspace, run: str, log: Log) -> dict[str, Any]:
+def _run(ws: Workspace, images: list[str], run: str, log: Log) -> dict[str, Any]:
     steps: dict[str, Any] = {}
     per_image: dict[str, dict[str, float]] = defaultdict(dict)
     for step, argv in STEPS:
         with Watch() as watch:
-            done = imagekit(ws.catalog, *argv)
+            done = imagekit(ws.catalog, argv[0], *images, *argv[1:])
         said = json.loads(done.stdout)
         steps[step] = {"seconds": round(watch.seconds, 1), "received": watch.downloaded}
         if step == "build":

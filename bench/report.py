@@ -293,8 +293,9 @@ def _pipeline(flow: dict[str, Any] | None) -> list[str]:
         return []
     first, second = flow["first"], flow.get("second", {})
     out = ["", "## 11. The whole pipeline: build, test, SIF, publish", "",
-           "`imagekit build --all` (each image's catalog formats), `test --all` and `publish "
-           "--all` in a copy of the project, its images removed and BuildKit's cache pruned "
+           "`imagekit build`, `test` and `publish` of every image buildable here (the build in "
+           "each image's catalog formats) in a copy of the project, its images removed and "
+           "BuildKit's cache pruned "
            "(the bootstrapped base kept, as in item 1), into an empty registry of the bench's "
            "own; then the same three commands with nothing changed.", "",
            "| step | cold | nothing changed | received (cold) | sent (cold) |",
