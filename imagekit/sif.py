@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -250,20 +250,13 @@ def _native(engine: Engine, image: Image, info: ImageInfo, deffile: str, out: Pa
                                 f"{'squashfs-tools' if tool == 'mksquashfs' else tool})")
     with tempfile.TemporaryDirectory(prefix="imagekit-sif-", dir=_workdir()) as tmp:
         work = Path(tmp)
-        rootfs = work / "rootfs"
-        rootfs.mkdir()
-        try:
-            t0 = time.monotonic()
-            export(engine, info.id, rootfs)
+        t0 = time.monotonic()
+        with image_files(engine, info.id, work) as rootfs:
             write_singularity_dir(rootfs, info, deffile)
             t1 = time.monotonic()
             squashfs = work / "rootfs.sqfs"
             make_squashfs(rootfs, squashfs, comp, level, engine.as_root)
             t2 = time.monotonic()
-        finally:
-            # Rootless, the image's files belong to the user's subordinate ids: only the
-            # user's namespace may remove them.
-            run(engine.as_root(["rm", "-rf", str(rootfs)]), timeout=600, check=False)
         (work / "Singularity.def").write_text(deffile)
         (work / "labels.json").write_text(json.dumps(labels(info), indent=2, sort_keys=True))
         (work / "config.json").write_text(json.dumps(image_config(info), indent=2,
@@ -282,6 +275,54 @@ def _native(engine: Engine, image: Image, info: ImageInfo, deffile: str, out: Pa
 
 def _workdir() -> str | None:
     return os.environ.get("IMAGEKIT_WORKDIR")
+
+
+@contextlib.contextmanager
+def image_files(engine: Engine, image_id: str, work: Path) -> Iterator[Path]:
+    """The image's file system as a folder in `work` that the SIF's own files can be added
+    to: the engine's layer folders under a writable overlay where it keeps them on this
+    machine (nothing is copied; what is added goes to an upper folder of `work`), else its
+    export unpacked. Unmounted, or removed, when done, also on an interrupt."""
+    rootfs = work / "rootfs"
+    rootfs.mkdir()
+    layers = engine.layer_dirs(image_id)
+    if layers is not None and _overlay(layers, work, rootfs):
+        try:
+            yield rootfs
+        finally:
+            _unmount(rootfs)
+        return
+    try:
+        export(engine, image_id, rootfs)
+        yield rootfs
+    finally:
+        # Rootless, the image's files belong to the user's subordinate ids: only the
+        # user's namespace may remove them.
+        run(engine.as_root(["rm", "-rf", str(rootfs)]), timeout=600, check=False)
+
+
+def _overlay(layers: list[Path], work: Path, at: Path) -> bool:
+    """Mount the layers (the top one first) at `at`, writable into folders of `work`;
+    False when this machine cannot (no CAP_SYS_ADMIN, a `work` on a file system that cannot
+    hold an overlay's upper folder, too many layers for one mount's options)."""
+    upper, scratch = work / "overlay-upper", work / "overlay-work"
+    options = (f"lowerdir={':'.join(map(str, layers))},upperdir={upper},workdir={scratch}")
+    if len(options) > 4000 or any(c in str(p) for p in (*layers, work) for c in ",:="):
+        return False
+    upper.mkdir()
+    scratch.mkdir()
+    mounted = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(at)],
+                             capture_output=True, timeout=60, check=False)
+    return mounted.returncode == 0
+
+
+def _unmount(at: Path) -> None:
+    if subprocess.run(["umount", str(at)], capture_output=True, timeout=120,
+                      check=False).returncode != 0:
+        # Still read by a process an interrupt is ending (mksquashfs): detached now, gone
+        # once it has ended.
+        subprocess.run(["umount", "-l", str(at)], capture_output=True, timeout=120,
+                       check=True)
 
 
 def export(engine: Engine, image_id: str, rootfs: Path) -> None:

@@ -13,6 +13,7 @@ import-linter's contract in pyproject.toml).
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shlex
 import struct
@@ -329,6 +330,23 @@ class Engine:
             yield _exported(sdk)
         finally:
             Container(self, sdk).remove()
+
+    def layer_dirs(self, image: str) -> list[Path] | None:
+        """The image's layers as the folders the engine keeps them in, the top one first,
+        when this process can read them as they are: dockerd's overlay2 store on this
+        machine, read as root. None otherwise (another driver or the containerd store, an
+        engine whose folders are not this machine's, not root): export() gives the files."""
+        if os.geteuid() != 0:
+            return None
+        with engine_errors():
+            driver = self.client.api.inspect_image(image).get("GraphDriver") or {}
+        data = driver.get("Data") or {}
+        if driver.get("Name") != "overlay2" or not data.get("UpperDir"):
+            return None
+        found = [str(data["UpperDir"]), *str(data.get("LowerDir") or "").split(":")]
+        layers = [Path(folder) for folder in found if folder]
+        # An engine in another mount namespace (a chroot) names folders this machine lacks.
+        return layers if all(layer.is_dir() for layer in layers) else None
 
     # -- images ----------------------------------------------------------------------------
 

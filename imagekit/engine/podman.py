@@ -171,6 +171,9 @@ class PodmanEngine(Engine):
     def as_root(self, argv: list[str]) -> list[str]:
         return [self.cli, "unshare", *argv] if self.rootless else argv
 
+    def layer_dirs(self, image: str) -> list[Path] | None:
+        return None  # containers/storage's folders: its export is the way to the files
+
     def import_tar(self, tar: IO[bytes], ref: str, platform: Platform | None = None,
                    comment: str = "imagekit base") -> None:
         if platform is not None and not native(platform):

@@ -34,6 +34,10 @@ class FakeEngine(Engine):
         self.refs: dict[str, str] = {}  # ref -> image ID
         self.tagged: list[tuple[str, str]] = []  # (image ID, ref), every engine.tag call
         self.outputs: dict[str, str] = {}  # command -> what it prints in any image
+        self.layers: list[Path] | None = None  # what layer_dirs() says: None, export()
+
+    def layer_dirs(self, image: str) -> list[Path] | None:
+        return self.layers
 
     def add(self, image_id: str, *refs: str, labels: dict[str, str] | None = None,
             size: int = 1000) -> None:

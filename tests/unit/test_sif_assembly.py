@@ -477,3 +477,81 @@ def test_tar_stopping_early_says_why(tmp_path: Path) -> None:
     raised = _export_in_time(stops, tmp_path)
     assert isinstance(raised, BuildFailed), raised
     assert "Permission denied" in str(raised) and "Broken pipe" not in str(raised)
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every entry under root: a file's content, a folder, a character device (a whiteout)."""
+    seen: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        mode = path.lstat().st_mode
+        seen[str(path.relative_to(root))] = (
+            path.read_text() if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode)
+            else "char" if stat.S_ISCHR(mode) else "link" if stat.S_ISLNK(mode) else "?")
+    return seen
+
+
+def _mounts_under(folder: Path) -> list[str]:
+    return [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+            if line.split()[1].startswith(str(folder))]
+
+
+@needs_siftool
+def test_the_engines_layer_folders_are_squashed_through_an_overlay_left_as_they_were(
+        sif_catalog: Catalog, engine: FakeEngine, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """dockerd's overlay2 store keeps each layer as a folder, a deleted file as a whiteout
+    (a 0:0 character device): the SIF gets the merged view, the layers stay untouched."""
+    lower, upper = tmp_path / "layers/lower", tmp_path / "layers/upper"
+    for folder in (lower / "usr/bin", lower / "etc", upper / "usr/bin", upper / "etc"):
+        folder.mkdir(parents=True)
+    (lower / "usr/bin/hello").write_text("hello\n")
+    (lower / "etc/gone").write_text("deleted in the layer above\n")
+    (lower / "etc/kept").write_text("kept\n")
+    (upper / "usr/bin/hello").write_text("hello again\n")
+    os.mknod(upper / "etc/gone", stat.S_IFCHR, os.makedev(0, 0))
+    layers_before = _tree(tmp_path / "layers")
+    engine.layers = [upper, lower]
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("IMAGEKIT_WORKDIR", str(work))
+
+    def no_export(*_: object) -> None:
+        raise AssertionError("exported although the layers could be mounted")
+
+    squashed: list[dict[str, str]] = []
+    real = sif.make_squashfs
+
+    def seen_then_squash(root: Path, out: Path, comp: str, level: int, *rest: object) -> None:
+        squashed.append(_tree(root))
+        assert _mounts_under(work), "the folder squashed is not a mount"
+        real(root, out, comp, level)
+
+    monkeypatch.setattr(sif, "export", no_export)
+    monkeypatch.setattr(sif, "make_squashfs", seen_then_squash)
+    built = sif.build_sif(sif_catalog, engine, sif_catalog.images["scipy"], method="native")
+    assert built.status == "built"
+    [merged] = squashed
+    assert merged["usr/bin/hello"] == "hello again\n" and merged["etc/kept"] == "kept\n"
+    assert "etc/gone" not in merged
+    assert merged[".singularity.d/runscript"].startswith("#!/bin/sh")
+    assert merged["etc/hosts"] == "" and merged["tmp"] == "dir"
+    assert _tree(tmp_path / "layers") == layers_before  # nothing written into a layer
+    assert _mounts_under(work) == [] and list(work.iterdir()) == []
+
+
+@needs_siftool
+def test_layer_folders_that_cannot_be_mounted_are_exported_instead(
+        sif_catalog: Catalog, engine: FakeEngine, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    odd = tmp_path / "a:b"  # a ':' would split overlay's lowerdir option
+    odd.mkdir()
+    engine.layers = [odd]
+    exported: list[str] = []
+
+    def export(engine_: object, image_id: str, root: Path) -> None:
+        exported.append(image_id)
+        fake_export(engine_, image_id, root)
+
+    monkeypatch.setattr(sif, "export", export)
+    built = sif.build_sif(sif_catalog, engine, sif_catalog.images["scipy"], method="native")
+    assert built.status == "built" and exported == [INFO.id]
