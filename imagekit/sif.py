@@ -285,13 +285,16 @@ def image_files(engine: Engine, image_id: str, work: Path) -> Iterator[Path]:
     export unpacked. Unmounted, or removed, when done, also on an interrupt."""
     rootfs = work / "rootfs"
     rootfs.mkdir()
-    layers = engine.layer_dirs(image_id)
-    if layers is not None and _overlay(layers, work, rootfs):
+    with engine.layer_dirs(image_id) as layers:
+        mounted = False
         try:
-            yield rootfs
+            mounted = layers is not None and _overlay(layers, work, rootfs)
+            if mounted:
+                yield rootfs
+                return
         finally:
-            _unmount(rootfs)
-        return
+            if mounted:
+                _unmount(rootfs)
     try:
         export(engine, image_id, rootfs)
         yield rootfs
@@ -311,8 +314,11 @@ def _overlay(layers: list[Path], work: Path, at: Path) -> bool:
         return False
     upper.mkdir()
     scratch.mkdir()
+    # util-linux 2.39 and later mount through fsconfig(2), which takes no lowerdir longer
+    # than 256 bytes: the classic mount(2) takes a page of options.
     mounted = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(at)],
-                             capture_output=True, timeout=60, check=False)
+                             capture_output=True, timeout=60, check=False,
+                             env={**os.environ, "LIBMOUNT_FORCE_MOUNT2": "always"})
     return mounted.returncode == 0
 
 
@@ -442,9 +448,13 @@ def make_squashfs(rootfs: Path, out: Path, comp: str, level: int,
     # mksquashfs >= 4.5 refuses SOURCE_DATE_EPOCH next to -all-time/-mkfs-time; the options
     # carry its value, and older versions understand only them.
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    # -exit-on-error: a file it cannot read fails the SIF (mksquashfs would store it empty
+    # and exit 0). -no-xattrs: the image's files as an export unpacked by tar gives them,
+    # whichever way the conversion reads them (Apptainer mounts the SIF nosuid anyway).
     run(as_root(["mksquashfs", str(rootfs), str(out), "-noappend", "-comp", comp,
                  "-Xcompression-level", str(level), "-b", BLOCK_SIZE, "-all-time", epoch,
-                 "-mkfs-time", epoch, "-no-progress", "-quiet"]), env=env, timeout=3600)
+                 "-mkfs-time", epoch, "-no-xattrs", "-exit-on-error", "-no-progress",
+                 "-quiet"]), env=env, timeout=3600)
 
 
 LAUNCH = b"#!/usr/bin/env run-singularity\n"

@@ -5,8 +5,8 @@ only when the record for its current image ID says every check passed. Tags move
 on every successful build, so the ID, not the tag, is what a record names.
 
 A record also names what was checked (`plan`): the image's checks and runtime as the model
-gives them, the platform, and the checks' own code. `imagekit test` runs nothing again for
-an image ID whose record passed the same plan.
+gives them, the platform, the engine, and the code of the checks and of the engine.
+`imagekit test` runs nothing again for an image ID whose record passed the same plan.
 """
 
 from __future__ import annotations
@@ -43,17 +43,22 @@ class TestRecord:
 
 @cache
 def _checks_code() -> str:
-    """The digest of the checks' own sources: a record made by other checks is not reused."""
+    """The digest of the sources of the checks and of the engine that starts their
+    containers: a record made by other code is not reused."""
     digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    package = Path(__file__).parent.parent
+    for source in sorted([*(package / "checks").glob("*.py"), *(package / "engine").glob("*.py")]):
+        digest.update(f"{source.parent.name}/{source.name}".encode() + b"\0"
+                      + source.read_bytes())
     return digest.hexdigest()
 
 
-def plan(image: Image, platform: Platform) -> str:
-    """What `imagekit test` checks of `image` on `platform`, as one digest."""
+def plan(image: Image, platform: Platform, engine: str) -> str:
+    """What `imagekit test` checks of `image` on `platform` with `engine` (its name and
+    version, rootful or rootless: the same image ID can be in two engines), as one digest."""
     what = {"image": image.name, "checks": asdict(image.checks), "runtime": asdict(image.runtime),
-            "platform": platform, "imagekit": __version__, "code": _checks_code()}
+            "platform": platform, "engine": engine, "imagekit": __version__,
+            "code": _checks_code()}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 

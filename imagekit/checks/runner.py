@@ -90,7 +90,8 @@ def _passed_before(engine: Engine, catalog: Catalog, image: Image, platform: Pla
     if info is None:
         return None
     found = record.load(catalog, info.id)
-    if found is None or not found.ok or found.plan != record.plan(image, platform):
+    if found is None or not found.ok or found.plan != record.plan(image, platform,
+                                                                    engine.description):
         return None
     return found
 
@@ -131,7 +132,8 @@ def test_images(engine: Engine, catalog: Catalog, images: list[Image],
         target = test_image(engine, catalog, image, on_result, platform=p)
         report.results += target.results
         report.latencies[catalog.on(image.name, p)] = target.latencies
-        record.save(catalog, image.name, target.ref, target.results, record.plan(image, p))
+        record.save(catalog, image.name, target.ref, target.results,
+                    record.plan(image, p, engine.description))
     return report
 
 

@@ -331,22 +331,38 @@ class Engine:
         finally:
             Container(self, sdk).remove()
 
-    def layer_dirs(self, image: str) -> list[Path] | None:
+    @contextlib.contextmanager
+    def layer_dirs(self, image: str) -> Iterator[list[Path] | None]:
         """The image's layers as the folders the engine keeps them in, the top one first,
         when this process can read them as they are: dockerd's overlay2 store on this
-        machine, read as root. None otherwise (another driver or the containerd store, an
-        engine whose folders are not this machine's, not root): export() gives the files."""
+        machine, its owners not shifted (no rootless dockerd, no user-namespace remapping),
+        read as root. None otherwise (another driver or the containerd store, an engine
+        whose folders are not this machine's, not root): export() gives the files.
+
+        While it is open, a container made of the image (never started, removed at the
+        end) keeps the engine from deleting those folders."""
         if os.geteuid() != 0:
-            return None
+            yield None
+            return
         with engine_errors():
             driver = self.client.api.inspect_image(image).get("GraphDriver") or {}
+            shifted = any("rootless" in str(o) or "userns" in str(o)
+                          for o in self.client.info().get("SecurityOptions") or [])
         data = driver.get("Data") or {}
-        if driver.get("Name") != "overlay2" or not data.get("UpperDir"):
-            return None
-        found = [str(data["UpperDir"]), *str(data.get("LowerDir") or "").split(":")]
+        found = [str(data.get("UpperDir") or ""), *str(data.get("LowerDir") or "").split(":")]
         layers = [Path(folder) for folder in found if folder]
         # An engine in another mount namespace (a chroot) names folders this machine lacks.
-        return layers if all(layer.is_dir() for layer in layers) else None
+        if (driver.get("Name") != "overlay2" or shifted or not data.get("UpperDir")
+                or not all(layer.is_dir() for layer in layers)):
+            yield None
+            return
+        with engine_errors():
+            sdk = self.client.containers.create(image, command=["/bin/true"], entrypoint=[],
+                                                labels=temporary.labels())
+        try:
+            yield layers
+        finally:
+            Container(self, sdk).remove()
 
     # -- images ----------------------------------------------------------------------------
 

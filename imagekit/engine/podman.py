@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import termios
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -171,8 +172,9 @@ class PodmanEngine(Engine):
     def as_root(self, argv: list[str]) -> list[str]:
         return [self.cli, "unshare", *argv] if self.rootless else argv
 
-    def layer_dirs(self, image: str) -> list[Path] | None:
-        return None  # containers/storage's folders: its export is the way to the files
+    @contextlib.contextmanager
+    def layer_dirs(self, image: str) -> Iterator[list[Path] | None]:
+        yield None  # containers/storage's folders: its export is the way to the files
 
     def import_tar(self, tar: IO[bytes], ref: str, platform: Platform | None = None,
                    comment: str = "imagekit base") -> None:

@@ -9,9 +9,10 @@ The real ones are tested in tests/integration.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,9 @@ class FakeEngine(Engine):
         self.outputs: dict[str, str] = {}  # command -> what it prints in any image
         self.layers: list[Path] | None = None  # what layer_dirs() says: None, export()
 
-    def layer_dirs(self, image: str) -> list[Path] | None:
-        return self.layers
+    @contextlib.contextmanager
+    def layer_dirs(self, image: str) -> Iterator[list[Path] | None]:
+        yield self.layers
 
     def add(self, image_id: str, *refs: str, labels: dict[str, str] | None = None,
             size: int = 1000) -> None:

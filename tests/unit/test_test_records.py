@@ -32,7 +32,8 @@ def engine(here: Catalog) -> FakeEngine:
 def _save(catalog: Catalog, ok: bool = True, plan: str | None = None) -> record.TestRecord:
     image = catalog.images["scipy"]
     return record.save(catalog, "scipy", SCIPY, [CheckResult("scipy", "smoke", ok, "seen")],
-                       record.plan(image, "linux/amd64") if plan is None else plan)
+                       record.plan(image, "linux/amd64", FakeEngine().description)
+                       if plan is None else plan)
 
 
 def _again(engine: FakeEngine, catalog: Catalog, force: bool = False
@@ -75,7 +76,7 @@ def test_a_passed_record_of_the_same_plan_is_reused(here: Catalog, engine: FakeE
 
 
 @pytest.mark.parametrize("why", ["force", "failed", "older record", "other plan",
-                                 "damaged", "retagged"])
+                                 "damaged", "retagged", "other engine"])
 def test_anything_else_runs_the_checks_again(here: Catalog, engine: FakeEngine,
                                              why: str) -> None:
     if why == "failed":
@@ -88,6 +89,8 @@ def test_anything_else_runs_the_checks_again(here: Catalog, engine: FakeEngine,
         path.write_text(json.dumps(data))
     elif why == "other plan":
         _save(here, plan="0" * 64)
+    elif why == "other engine":  # the same image ID, passed in another engine
+        _save(here, plan=record.plan(here.images["scipy"], "linux/amd64", "podman 5.8.0"))
     elif why == "damaged":
         _save(here)
         (here.dist / "tested" / f"{SCIPY.removeprefix('sha256:')}.json").write_text("{")
@@ -104,16 +107,19 @@ def _changed(image: Image, **runtime: object) -> Image:
     return dataclasses.replace(image, stack=dataclasses.replace(image.stack, runtime=changed))
 
 
-def test_the_plan_names_the_checks_the_runtime_the_platform_and_the_image(
+def test_the_plan_names_the_checks_the_runtime_the_platform_the_image_and_the_engine(
         catalog: Catalog) -> None:
     scipy = catalog.images["scipy"]
-    plan = record.plan(scipy, "linux/amd64")
-    assert plan == record.plan(catalog.images["scipy"], "linux/amd64")
+    plan = record.plan(scipy, "linux/amd64", "docker 20.10.24")
+    assert plan == record.plan(catalog.images["scipy"], "linux/amd64", "docker 20.10.24")
     fewer = dataclasses.replace(scipy, checks=dataclasses.replace(
         scipy.checks, imports=scipy.checks.imports[:-1]))
-    others = [record.plan(fewer, "linux/amd64"),
-              record.plan(_changed(scipy, port=scipy.runtime.port + 1), "linux/amd64"),
-              record.plan(_changed(scipy, user="someone"), "linux/amd64"),
-              record.plan(scipy, "linux/arm64"),
-              record.plan(dataclasses.replace(scipy, name="scipy2"), "linux/amd64")]
+    others = [record.plan(fewer, "linux/amd64", "docker 20.10.24"),
+              record.plan(_changed(scipy, port=scipy.runtime.port + 1), "linux/amd64",
+                          "docker 20.10.24"),
+              record.plan(_changed(scipy, user="someone"), "linux/amd64", "docker 20.10.24"),
+              record.plan(scipy, "linux/arm64", "docker 20.10.24"),
+              record.plan(dataclasses.replace(scipy, name="scipy2"), "linux/amd64",
+                          "docker 20.10.24"),
+              record.plan(scipy, "linux/amd64", "podman 5.8.0 (rootful)")]
     assert plan not in others and len(set(others)) == len(others)
