@@ -83,17 +83,14 @@ class TestReport:
 Note = Callable[[str, str, str], None]  # kind (skip, fail, head, before), image, text
 
 
-def _passed_before(engine: Engine, catalog: Catalog, image: Image, platform: Platform
-                   ) -> record.TestRecord | None:
-    """The record of the image ID now under the image's tag, when it passed the same plan."""
+def _passed_before(engine: Engine, catalog: Catalog, image: Image, platform: Platform,
+                   plan: str) -> record.TestRecord | None:
+    """The record of the image ID now under the image's tag, when it passed `plan`."""
     info = engine.image(catalog.ref(image.name, platform=platform))
     if info is None:
         return None
     found = record.load(catalog, info.id)
-    if found is None or not found.ok or found.plan != record.plan(image, platform,
-                                                                    engine.description):
-        return None
-    return found
+    return found if found is not None and found.ok and found.plan == plan else None
 
 
 def test_images(engine: Engine, catalog: Catalog, images: list[Image],
@@ -106,6 +103,7 @@ def test_images(engine: Engine, catalog: Catalog, images: list[Image],
     An image ID that passed the same checks before is not tested again, unless `force`.
     """
     report = TestReport()
+    described = engine.description  # asks the engine its version: once
     pairs = [(i, p) for p in platforms for i in images if p in i.platforms]
     if only_built:
         missing = [(i, p) for i, p in pairs
@@ -121,7 +119,8 @@ def test_images(engine: Engine, catalog: Catalog, images: list[Image],
             report.not_tested.append(f"{image.name} [{p}]")
             continue
         who = f"{image.name} [{p}]" if len(platforms) > 1 else image.name
-        before = None if force else _passed_before(engine, catalog, image, p)
+        plan = record.plan(image, p, described)
+        before = None if force else _passed_before(engine, catalog, image, p, plan)
         if before is not None:
             note("before", who, f"this image ID passed its {before.passed} checks at "
                  f"{before.tested_at}; not run again (--force runs them again)")
@@ -132,8 +131,7 @@ def test_images(engine: Engine, catalog: Catalog, images: list[Image],
         target = test_image(engine, catalog, image, on_result, platform=p)
         report.results += target.results
         report.latencies[catalog.on(image.name, p)] = target.latencies
-        record.save(catalog, image.name, target.ref, target.results,
-                    record.plan(image, p, engine.description))
+        record.save(catalog, image.name, target.ref, target.results, plan)
     return report
 
 

@@ -320,16 +320,23 @@ class Engine:
             self.client.api.remove_volume(name, force=True)
 
     @contextlib.contextmanager
-    def export(self, image: str) -> Iterator[Iterator[bytes]]:
-        """The image's file system as `docker export` gives it: a tar stream, in chunks, of a
-        container made of it (never started) for the purpose and removed afterwards."""
+    def _unstarted(self, image: str) -> Iterator[Any]:
+        """A container made of the image for a purpose (never started), removed afterwards:
+        the SDK's container."""
         with engine_errors():
             sdk = self.client.containers.create(image, command=["/bin/true"], entrypoint=[],
                                                 labels=temporary.labels())
         try:
-            yield _exported(sdk)
+            yield sdk
         finally:
             Container(self, sdk).remove()
+
+    @contextlib.contextmanager
+    def export(self, image: str) -> Iterator[Iterator[bytes]]:
+        """The image's file system as `docker export` gives it: a tar stream, in chunks, of a
+        container made of it (never started) for the purpose and removed afterwards."""
+        with self._unstarted(image) as sdk:
+            yield _exported(sdk)
 
     @contextlib.contextmanager
     def layer_dirs(self, image: str) -> Iterator[list[Path] | None]:
@@ -356,13 +363,8 @@ class Engine:
                 or not all(layer.is_dir() for layer in layers)):
             yield None
             return
-        with engine_errors():
-            sdk = self.client.containers.create(image, command=["/bin/true"], entrypoint=[],
-                                                labels=temporary.labels())
-        try:
+        with self._unstarted(image):
             yield layers
-        finally:
-            Container(self, sdk).remove()
 
     # -- images ----------------------------------------------------------------------------
 
