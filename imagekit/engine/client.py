@@ -18,6 +18,7 @@ import secrets
 import shlex
 import struct
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -164,18 +165,27 @@ class Engine:
                     raise BuildFailed(f"loading {archive.name} failed: "
                                       f"{str(event['error'])[:300]}")
 
-    def push(self, ref: str, auth: dict[str, str] | None) -> set[str]:
+    def push(self, ref: str, auth: dict[str, str] | None,
+             stop: threading.Event | None = None) -> set[str]:
         """Push `ref`; the short IDs (12 hex) of the layers the registry held already, so
-        that were not sent."""
+        that were not sent. `stop` set (from another thread) ends the push at the engine's
+        next progress message, which comes several times a second while layers are sent:
+        the connection is closed, and dockerd cancels a push whose client went away."""
         repository, tag = split_reference(ref)
         kept: set[str] = set()
-        for event in self.client.api.push(repository, tag=tag, stream=True, decode=True,
-                                          auth_config=auth):
-            if "error" in event:
-                raise BuildFailed(f"pushing {ref} failed: {str(event['error'])[:300]}")
-            status = str(event.get("status", ""))
-            if status == "Layer already exists" or status.startswith("Mounted from"):
-                kept.add(str(event.get("id", "")))
+        events = self.client.api.push(repository, tag=tag, stream=True, decode=True,
+                                      auth_config=auth)
+        try:
+            for event in events:
+                if stop is not None and stop.is_set():
+                    raise BuildFailed(f"pushing {ref}: stopped")
+                if "error" in event:
+                    raise BuildFailed(f"pushing {ref} failed: {str(event['error'])[:300]}")
+                status = str(event.get("status", ""))
+                if status == "Layer already exists" or status.startswith("Mounted from"):
+                    kept.add(str(event.get("id", "")))
+        finally:
+            events.close()  # the answer's stream, and with it the connection, let go of now
         return kept
 
     def exec(self, container: Container, command: str, user: str = "") -> tuple[int, str]:

@@ -25,6 +25,7 @@ import struct
 import subprocess
 import tempfile
 import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,13 +207,14 @@ class PodmanEngine(Engine):
                 folder, host, auth["username"], auth["password"]))]
         return flags
 
-    def push(self, ref: str, auth: dict[str, str] | None) -> set[str]:
+    def push(self, ref: str, auth: dict[str, str] | None,
+             stop: threading.Event | None = None) -> set[str]:
         with tempfile.TemporaryDirectory(prefix="imagekit-push-") as tmp:
             # Docker's manifest format (v2s2), as `docker push` sends: the image is built in
             # it (podman build --format docker), so its config digest is the image ID.
             argv = [self.cli, "push", "--format", "v2s2",
                     *self._registry_flags(ref, auth, Path(tmp)), ref, f"docker://{ref}"]
-            status, output = _on_terminal(argv, timeout=3600)
+            status, output = _on_terminal(argv, timeout=3600, stop=stop)
         if status != 0:
             said = [line for line in output.splitlines() if line.startswith("Error")]
             raise BuildFailed(f"pushing {ref} failed: {(said or [tail(output, 3)])[-1][:300]}")
@@ -315,9 +317,10 @@ def build_folder() -> Path:
     return folder
 
 
-def _on_terminal(argv: list[str], timeout: float) -> tuple[int, str]:
+def _on_terminal(argv: list[str], timeout: float,
+                 stop: threading.Event | None = None) -> tuple[int, str]:
     """Run a command on a pseudo-terminal (a wide one); its exit status and what it wrote,
-    progress redraws removed."""
+    progress redraws removed. `stop` set (from another thread) ends it within a second."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
@@ -326,6 +329,8 @@ def _on_terminal(argv: list[str], timeout: float) -> tuple[int, str]:
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                raise BuildFailed(f"{' '.join(argv[:2])}: stopped")
             ready, _, _ = select.select([master], [], [], 1.0)
             if not ready:
                 if proc.poll() is not None:

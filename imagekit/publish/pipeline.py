@@ -121,18 +121,22 @@ def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate:
     tags = [*moving, immutable]
     pushed_tags = tags if registry_tags is None else [*registry_tags, immutable]
     log(f"[{image.name}] pushing {catalog.repository(image.name)} ({', '.join(pushed_tags)})")
-    pushed = registry.push_image(engine, info.id, catalog.repository(image.name), immutable,
-                                 [])
-    log(f"[{image.name}] pushed {pushed.reference} ({_mb(pushed.sent)} sent, "
-        f"{pushed.seconds} s)")
     created = info.labels.get("org.opencontainers.image.created", EPOCH)
     sif: Sif | None = None
     sif_pushed: Pushed | None = None
-    if candidate.sif is not None:
+    # The engine pushes the image beside the SIF's upload; both are in, and read back,
+    # before anything refers to them.
+    with registry.pushing_image(engine, info.id, catalog.repository(image.name), immutable,
+                                []) as image_pushed:
+        if candidate.sif is not None:
+            sif_pushed = registry.push_artifact(catalog.sif_repository(image.name),
+                                                [immutable], candidate.sif, SIF_LAYER_TYPE,
+                                                SIF_CONFIG_TYPE, created)
+        pushed = image_pushed()
+    log(f"[{image.name}] pushed {pushed.reference} ({_mb(pushed.sent)} sent, "
+        f"{pushed.seconds} s)")
+    if candidate.sif is not None and sif_pushed is not None:
         recorded = read_sidecar(candidate.sif) or {}
-        sif_pushed = registry.push_artifact(catalog.sif_repository(image.name), [immutable],
-                                            candidate.sif, SIF_LAYER_TYPE, SIF_CONFIG_TYPE,
-                                            created)
         sif = Sif(
             reference=f"oras://{sif_pushed.reference}",
             repository=sif_pushed.repository,

@@ -19,7 +19,9 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,42 @@ def holds(image_id: str, digest: str, manifest: dict[str, Any]) -> bool:
     config's digest; containerd's image store (Docker 29's default) by its manifest's own
     digest. Both are digests of content, so neither can match another image."""
     return digest == image_id or (manifest.get("config") or {}).get("digest") == image_id
+
+
+class _Beside:
+    """One piece of work in a thread of its own (a daemon: it never holds the process up), its
+    result waited for by the caller. `stop` asks it to end early and waits a while for it;
+    the work reads the event it is given between its steps."""
+
+    def __init__(self, name: str, work: Callable[[threading.Event], set[str]]) -> None:
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._value: set[str] = set()
+        self._error: BaseException | None = None
+        self._work = work
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._work(self._stop)
+        except BaseException as exc:  # handed to the caller, who raises it
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self) -> set[str]:
+        # A wait in short steps: Ctrl-C (a signal, handled in this, the main thread) comes
+        # through between two.
+        while not self._done.wait(0.5):
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def stop(self, wait: float = 30) -> None:
+        self._stop.set()
+        self._thread.join(wait)
 
 
 class Registry:
@@ -283,17 +321,36 @@ class Registry:
 
     def push_image(self, engine: Engine, image_id: str, repository: str, immutable: str,
                    moving: list[str]) -> Pushed:
+        """The engine pushes one tag named for the image ID, and the moving tags follow
+        (pushing_image's)."""
+        with self.pushing_image(engine, image_id, repository, immutable, moving) as pushed:
+            return pushed()
+
+    @contextlib.contextmanager
+    def pushing_image(self, engine: Engine, image_id: str, repository: str, immutable: str,
+                      moving: list[str]) -> Iterator[Callable[[], Pushed]]:
         """The engine pushes one tag named for the image ID (tagged by ID, so a build running
-        meanwhile cannot change what it names); once the registry's manifest is seen to hold
-        that very image, the moving tags are pointed at the same manifest through the registry
-        API. A moving tag therefore never reaches the registry for any other image."""
+        meanwhile cannot change what it names) in a thread of its own, while the caller goes
+        on (publish uploads the image's SIF meanwhile: the engine compresses layers on one
+        core, the upload reads the disk on the other). What it yields waits for the push;
+        once the registry's manifest is seen to hold that very image, the moving tags are
+        pointed at the same manifest through the registry API. A moving tag therefore never
+        reaches the registry for any other image. Leaving the block before the push is over
+        (a failure, Ctrl-C) stops it; the engine's tag is removed either way."""
         started = time.monotonic()
         diff_ids = engine.layer_diff_ids(image_id)
-        engine.tag(image_id, f"{repository}:{immutable}")
+        ref = f"{repository}:{immutable}"
+        engine.tag(image_id, ref)
+        push = _Beside(f"push {ref}", lambda stop: engine.push(ref, self.engine_auth, stop))
         try:
-            kept = engine.push(f"{repository}:{immutable}", self.engine_auth)
+            yield lambda: self._pushed(image_id, repository, immutable, moving, diff_ids,
+                                       push.result(), started)
         finally:
-            engine.untag(f"{repository}:{immutable}")
+            push.stop()
+            engine.untag(ref)
+
+    def _pushed(self, image_id: str, repository: str, immutable: str, moving: list[str],
+                diff_ids: list[str], kept: set[str], started: float) -> Pushed:
         fetched = self._fetch_manifest(repository, immutable)
         if fetched is None:
             raise BuildFailed(f"registry {self.host} does not list {repository}:{immutable} "

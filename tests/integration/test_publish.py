@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.integration
 DIST = suite.DIST
 PUBLISHED = ["base", "scipy", "scipy-hpc"]
 NS = suite.NAMESPACE
+TEMPORARY = "io.imagekit.temporary"  # the label of what a CLI process made
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,42 @@ def test_an_untested_image_is_refused_and_nothing_is_pushed(registry: LocalRegis
     assert snapshot() == before
 
 
+def test_ctrl_c_while_an_image_and_its_sif_are_pushed_moves_no_tag_and_leaves_none(
+        registry: LocalRegistry, ready: None, client: Any) -> None:
+    """The engine pushes scipy's image in a thread of its own while its SIF is uploaded:
+    Ctrl-C in the middle stops both, and leaves neither a followed tag in the registry nor
+    the engine's temporary tag nor a container."""
+    before = snapshot()
+    image_id = client.images.get(suite.ref("scipy")).id
+    proc = subprocess.Popen([sys.executable, "-m", "imagekit", "publish", "scipy",
+                             "--catalog", str(suite.CATALOG)], cwd=suite.PROJECT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True,  # Ctrl-C reaches the group, as a terminal's
+                            env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("[scipy] pushing "):
+            break
+    # Both under way: the image's layers are hundreds of MB to compress, its SIF as many to
+    # upload, and nothing of scipy's was in this registry before.
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    output = "".join(lines) + out
+    assert proc.returncode == 130, output[-3000:]
+    assert "interrupted" in output and "Traceback" not in output
+    assert "[scipy] pushed " not in output
+    assert snapshot() == before
+    for repository in (f"{NS}/scipy", f"{NS}/sif/scipy"):
+        assert all(t.startswith(IMMUTABLE) for t in registry.tags(repository)), repository
+    assert [t for t in client.images.get(image_id).tags if f":{IMMUTABLE}" in t] == []
+    mine = f"{proc.pid}-"
+    assert [c.name for c in client.containers.list(all=True, filters={"label": TEMPORARY})
+            if c.labels.get(TEMPORARY, "").startswith(mine)] == []
+
+
 def test_a_registry_stopped_between_two_pushes_changes_nothing_and_a_rerun_converges(
         registry: LocalRegistry, ready: None) -> None:
     publish("base")
@@ -88,7 +126,7 @@ def test_a_registry_stopped_between_two_pushes_changes_nothing_and_a_rerun_conve
     for line in proc.stdout:
         lines.append(line)
         if line.startswith("[scipy] pushed "):
-            registry.stop()  # scipy's image is in; its SIF's push is next
+            registry.stop()  # scipy's image and SIF are in; its SBOM's push is next
             break
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, "".join(lines) + out + err
@@ -102,8 +140,8 @@ def test_a_registry_stopped_between_two_pushes_changes_nothing_and_a_rerun_conve
     registry.start()
     after_fault = set(registry.tags(f"{NS}/scipy")) | set(registry.tags(f"{NS}/sif/scipy"))
     rerun = {i["image"]: i for i in json.loads(publish(*PUBLISHED, "--json").stdout)["images"]}
-    assert rerun["base"]["sent"] == rerun["scipy"]["sent"] == 0  # there: not sent again
-    assert rerun["scipy"]["sif_sent"] > 0  # the push that was cut off
+    # scipy's image and SIF were in (each read back) before the fault: not sent again.
+    assert rerun["base"]["sent"] == rerun["scipy"]["sent"] == rerun["scipy"]["sif_sent"] == 0
     assert rerun["scipy-hpc"]["sent"] > 0
     assert snapshot() != before
     first = snapshot()
