@@ -20,12 +20,13 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import docker
+import docker.auth
 import docker.errors
 import docker.types
 import requests
@@ -86,6 +87,46 @@ class Identity:
 # What dockerd's `info` says in DriverStatus when its images live in containerd's store (the
 # default of Docker 29 for new installs): an image ID is then a manifest or index digest.
 CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"
+
+
+class Stop:
+    """An operation's stop, asked from another thread: `set` runs at once what the operation
+    hooked on it (shutting its connection, ending its process), so that a read or a wait that
+    would block ends too."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._set = False
+        self._hooks: list[Callable[[], object]] = []
+
+    def set(self) -> None:
+        with self._lock:
+            if self._set:
+                return
+            self._set = True
+            hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            with contextlib.suppress(Exception):  # what is stopping may be gone already
+                hook()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    @contextlib.contextmanager
+    def hook(self, action: Callable[[], object]) -> Iterator[None]:
+        """Within the block, `set` runs `action` (at once, if it was set before)."""
+        with self._lock:
+            now = self._set
+            if not now:
+                self._hooks.append(action)
+        if now:
+            with contextlib.suppress(Exception):
+                action()
+        try:
+            yield
+        finally:
+            with self._lock, contextlib.suppress(ValueError):
+                self._hooks.remove(action)
 
 
 class Engine:
@@ -165,27 +206,42 @@ class Engine:
                     raise BuildFailed(f"loading {archive.name} failed: "
                                       f"{str(event['error'])[:300]}")
 
-    def push(self, ref: str, auth: dict[str, str] | None,
-             stop: threading.Event | None = None) -> set[str]:
+    def push(self, ref: str, auth: dict[str, str] | None, stop: Stop | None = None
+             ) -> set[str]:
         """Push `ref`; the short IDs (12 hex) of the layers the registry held already, so
-        that were not sent. `stop` set (from another thread) ends the push at the engine's
-        next progress message, which comes several times a second while layers are sent:
-        the connection is closed, and dockerd cancels a push whose client went away."""
+        that were not sent. `stop` set (from another thread) ends the push at once: the
+        connection is shut, which ends a read that waits on a silent engine too, and dockerd
+        cancels a push whose client went away."""
         repository, tag = split_reference(ref)
+        api = self.client.api
+        # The SDK's own push request (APIClient.push), made here to keep its answer, whose
+        # connection `stop` shuts.
+        registry, _ = docker.auth.resolve_repository_name(repository)
+        header = (docker.auth.encode_header(auth) if auth is not None
+                  else docker.auth.get_config_header(api, registry))
+        with engine_errors():
+            response = api._post_json(api._url("/images/{0}/push", repository), None,
+                                      headers={"X-Registry-Auth": header} if header else {},
+                                      stream=True, params={"tag": tag})
+            api._raise_for_status(response)
         kept: set[str] = set()
-        events = self.client.api.push(repository, tag=tag, stream=True, decode=True,
-                                      auth_config=auth)
-        try:
-            for event in events:
-                if stop is not None and stop.is_set():
-                    raise BuildFailed(f"pushing {ref}: stopped")
-                if "error" in event:
-                    raise BuildFailed(f"pushing {ref} failed: {str(event['error'])[:300]}")
-                status = str(event.get("status", ""))
-                if status == "Layer already exists" or status.startswith("Mounted from"):
-                    kept.add(str(event.get("id", "")))
-        finally:
-            events.close()  # the answer's stream, and with it the connection, let go of now
+        with contextlib.closing(response), \
+                stop.hook(response.raw.shutdown) if stop else contextlib.nullcontext():
+            try:
+                for event in api._stream_helper(response, decode=True):
+                    if stop is not None and stop.is_set():
+                        break
+                    if "error" in event:
+                        raise BuildFailed(f"pushing {ref} failed: {str(event['error'])[:300]}")
+                    status = str(event.get("status", ""))
+                    if status == "Layer already exists" or status.startswith("Mounted from"):
+                        kept.add(str(event.get("id", "")))
+            except Exception:
+                if stop is None or not stop.is_set():
+                    raise
+                # The read that the stop's shutdown broke (urllib3's ProtocolError): stopped.
+            if stop is not None and stop.is_set():
+                raise BuildFailed(f"pushing {ref}: stopped")
         return kept
 
     def exec(self, container: Container, command: str, user: str = "") -> tuple[int, str]:

@@ -25,7 +25,6 @@ import struct
 import subprocess
 import tempfile
 import termios
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +35,7 @@ import docker.errors
 
 from imagekit.credentials import registry_auth_file
 from imagekit.engine.builders import Builder, BuildRequest, Progress, cli_args, stream
-from imagekit.engine.client import Engine
+from imagekit.engine.client import Engine, Stop
 from imagekit.engine.container import Container, Health
 from imagekit.engine.emulation import native
 from imagekit.errors import BuildFailed, ImagekitError
@@ -207,8 +206,8 @@ class PodmanEngine(Engine):
                 folder, host, auth["username"], auth["password"]))]
         return flags
 
-    def push(self, ref: str, auth: dict[str, str] | None,
-             stop: threading.Event | None = None) -> set[str]:
+    def push(self, ref: str, auth: dict[str, str] | None, stop: Stop | None = None
+             ) -> set[str]:
         with tempfile.TemporaryDirectory(prefix="imagekit-push-") as tmp:
             # Docker's manifest format (v2s2), as `docker push` sends: the image is built in
             # it (podman build --format docker), so its config digest is the image ID.
@@ -317,42 +316,53 @@ def build_folder() -> Path:
     return folder
 
 
-def _on_terminal(argv: list[str], timeout: float,
-                 stop: threading.Event | None = None) -> tuple[int, str]:
+def _on_terminal(argv: list[str], timeout: float, stop: Stop | None = None
+                 ) -> tuple[int, str]:
     """Run a command on a pseudo-terminal (a wide one); its exit status and what it wrote,
-    progress redraws removed. `stop` set (from another thread) ends it within a second."""
+    progress redraws removed. `stop` set (from another thread) terminates it at once."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            if stop is not None and stop.is_set():
-                raise BuildFailed(f"{' '.join(argv[:2])}: stopped")
-            ready, _, _ = select.select([master], [], [], 1.0)
-            if not ready:
-                if proc.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 1 << 16)
-            except OSError:  # the terminal closed: the command ended
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        else:
-            proc.kill()
-            raise BuildFailed(f"{' '.join(argv[:2])}: timed out after {timeout:.0f} s")
+        with stop.hook(proc.terminate) if stop else contextlib.nullcontext():
+            chunks = _read_until_it_ends(master, proc, argv, timeout)
+        if stop is not None and stop.is_set():  # it ended, or was terminated, on the stop
+            raise BuildFailed(f"{' '.join(argv[:2])}: stopped")
     finally:
         os.close(master)
         if proc.poll() is None:
             proc.terminate()
-        proc.wait()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     text = b"".join(chunks).decode(errors="replace")
     return proc.returncode, re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).replace("\r", "")
+
+
+def _read_until_it_ends(master: int, proc: subprocess.Popen[bytes], argv: list[str],
+                        timeout: float) -> list[bytes]:
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(master, 1 << 16)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    else:
+        proc.kill()
+        raise BuildFailed(f"{' '.join(argv[:2])}: timed out after {timeout:.0f} s")
+    return chunks
 
 
 def _failed_step(log: list[str]) -> str:

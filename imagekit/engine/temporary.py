@@ -2,7 +2,8 @@
 
 Each carries `io.imagekit.temporary=<this process's session>`, so however the process ends
 (a step failing, Ctrl-C, SIGTERM from a CI runner) the ones it made can be found and removed,
-and a second imagekit running beside it keeps its own.
+and a second imagekit running beside it keeps its own. Tags made for a moment (a push's
+`id-` tag) are kept in a list of the process's own, for the same last clean-up.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SESSION = f"{os.getpid()}-{secrets.token_hex(4)}"
 
 _made = False
 _engine_url: str | None = None
+_tags: set[str] = set()  # tags made for a moment (a push's id- tag), not yet removed
 
 
 def use(url: str | None) -> None:
@@ -41,15 +43,29 @@ def labels(**extra: str) -> dict[str, str]:
     return {LABEL: SESSION, **extra}
 
 
+def tagged(ref: str) -> None:
+    """A tag this process makes for a moment: clean_up removes it if its maker could not."""
+    _tags.add(ref)
+
+
+def untagged(ref: str) -> None:
+    _tags.discard(ref)
+
+
 def clean_up() -> int:
-    """At exit after an interruption: remove what this process made, if it made anything."""
-    if not _made:
+    """At exit after an interruption: remove what this process made, if it made anything
+    (the containers and volumes counted)."""
+    if not _made and not _tags:
         return 0
     try:
         # A client of its own with a short timeout: a hung engine must not stall the exit.
         client = (docker.DockerClient(base_url=_engine_url, timeout=60) if _engine_url
                   else docker.from_env(timeout=60))
-        containers, volumes = remove_session(client)
+        for ref in sorted(_tags):
+            with contextlib.suppress(docker.errors.DockerException):
+                client.api.remove_image(ref, noprune=True)  # the tag; the image stays
+        _tags.clear()
+        containers, volumes = remove_session(client) if _made else (0, 0)
     except docker.errors.DockerException:
         return 0
     return containers + volumes

@@ -127,7 +127,8 @@ def publish_one(catalog: Catalog, engine: Engine, registry: Registry, candidate:
     # The engine pushes the image beside the SIF's upload; both are in, and read back,
     # before anything refers to them.
     with registry.pushing_image(engine, info.id, catalog.repository(image.name), immutable,
-                                []) as image_pushed:
+                                [], stopped=lambda: log(f"[{image.name}] stopped the engine's "
+                                                        "push")) as image_pushed:
         if candidate.sif is not None:
             sif_pushed = registry.push_artifact(catalog.sif_repository(image.name),
                                                 [immutable], candidate.sif, SIF_LAYER_TYPE,

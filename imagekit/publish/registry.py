@@ -31,7 +31,8 @@ import oras.auth
 import oras.provider
 import requests
 
-from imagekit.engine.client import Engine
+from imagekit.engine import temporary
+from imagekit.engine.client import Engine, Stop
 from imagekit.errors import BuildFailed, ImagekitError, Problem, reason
 from imagekit.model import Catalog, arch
 from imagekit.schema import Platform
@@ -125,11 +126,11 @@ def holds(image_id: str, digest: str, manifest: dict[str, Any]) -> bool:
 
 class _Beside:
     """One piece of work in a thread of its own (a daemon: it never holds the process up), its
-    result waited for by the caller. `stop` asks it to end early and waits a while for it;
-    the work reads the event it is given between its steps."""
+    result waited for by the caller. `stop` sets the work's Stop and waits a while for it to
+    end; `ended` says whether it did."""
 
-    def __init__(self, name: str, work: Callable[[threading.Event], set[str]]) -> None:
-        self._stop = threading.Event()
+    def __init__(self, name: str, work: Callable[[Stop], set[str]]) -> None:
+        self._stop = Stop()
         self._done = threading.Event()
         self._value: set[str] = set()
         self._error: BaseException | None = None
@@ -145,18 +146,24 @@ class _Beside:
         finally:
             self._done.set()
 
+    @property
+    def ended(self) -> bool:
+        return self._done.is_set()
+
     def result(self) -> set[str]:
-        # A wait in short steps: Ctrl-C (a signal, handled in this, the main thread) comes
-        # through between two.
-        while not self._done.wait(0.5):
-            pass
-        if self._error is not None:
-            raise self._error
+        self._done.wait()  # Ctrl-C (a signal, handled in this, the main thread) comes through
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
         return self._value
 
-    def stop(self, wait: float = 30) -> None:
+    def stop(self, wait: float = 30) -> bool:
+        """Stop the work unless it ended; whether it was still running."""
+        if self._done.is_set():
+            return False
         self._stop.set()
         self._thread.join(wait)
+        return True
 
 
 class Registry:
@@ -328,26 +335,36 @@ class Registry:
 
     @contextlib.contextmanager
     def pushing_image(self, engine: Engine, image_id: str, repository: str, immutable: str,
-                      moving: list[str]) -> Iterator[Callable[[], Pushed]]:
+                      moving: list[str], stopped: Callable[[], None] | None = None
+                      ) -> Iterator[Callable[[], Pushed]]:
         """The engine pushes one tag named for the image ID (tagged by ID, so a build running
         meanwhile cannot change what it names) in a thread of its own, while the caller goes
-        on (publish uploads the image's SIF meanwhile: the engine compresses layers on one
-        core, the upload reads the disk on the other). What it yields waits for the push;
+        on (publish uploads the image's SIF meanwhile, from the disk, while the engine
+        compresses and sends layers). What it yields waits for the push;
         once the registry's manifest is seen to hold that very image, the moving tags are
         pointed at the same manifest through the registry API. A moving tag therefore never
         reaches the registry for any other image. Leaving the block before the push is over
-        (a failure, Ctrl-C) stops it; the engine's tag is removed either way."""
+        (a failure, Ctrl-C) stops it (`stopped` is then called, once it ended or was given
+        up on); the engine's tag is removed either way."""
         started = time.monotonic()
         diff_ids = engine.layer_diff_ids(image_id)
         ref = f"{repository}:{immutable}"
-        engine.tag(image_id, ref)
-        push = _Beside(f"push {ref}", lambda stop: engine.push(ref, self.engine_auth, stop))
+        push: _Beside | None = None
         try:
+            # Said to `temporary` first: an interruption that cuts this clean-up short still
+            # leaves the tag to the process's last clean-up.
+            temporary.tagged(ref)
+            engine.tag(image_id, ref)
+            push = _Beside(f"push {ref}", lambda stop: engine.push(ref, self.engine_auth, stop))
             yield lambda: self._pushed(image_id, repository, immutable, moving, diff_ids,
-                                       push.result(), started)
+                                       push.result() if push else set(), started)
         finally:
-            push.stop()
-            engine.untag(ref)
+            try:
+                if push is not None and push.stop() and stopped is not None:
+                    stopped()
+            finally:
+                engine.untag(ref)
+                temporary.untagged(ref)
 
     def _pushed(self, image_id: str, repository: str, immutable: str, moving: list[str],
                 diff_ids: list[str], kept: set[str], started: float) -> Pushed:
