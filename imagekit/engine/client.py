@@ -30,6 +30,7 @@ import docker.auth
 import docker.errors
 import docker.types
 import requests
+import urllib3.exceptions
 
 from imagekit.engine import temporary
 from imagekit.engine.archive import image_archive
@@ -100,14 +101,16 @@ class Stop:
         self._hooks: list[Callable[[], object]] = []
 
     def set(self) -> None:
+        # The hooks run under the lock (they never block): once a hook's block is left, its
+        # action cannot run any more.
         with self._lock:
             if self._set:
                 return
             self._set = True
             hooks, self._hooks = self._hooks, []
-        for hook in hooks:
-            with contextlib.suppress(Exception):  # what is stopping may be gone already
-                hook()
+            for hook in hooks:
+                with contextlib.suppress(Exception):  # what is stopping may be gone already
+                    hook()
 
     def is_set(self) -> bool:
         return self._set
@@ -236,10 +239,12 @@ class Engine:
                     status = str(event.get("status", ""))
                     if status == "Layer already exists" or status.startswith("Mounted from"):
                         kept.add(str(event.get("id", "")))
-            except Exception:
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                # The read that the stop's shutdown broke (urllib3's ProtocolError) is the
+                # stop; any other is the engine going away mid-push.
                 if stop is None or not stop.is_set():
-                    raise
-                # The read that the stop's shutdown broke (urllib3's ProtocolError): stopped.
+                    raise EngineError(f"pushing {ref}: the engine's answer broke off "
+                                      f"({type(exc).__name__})") from exc
             if stop is not None and stop.is_set():
                 raise BuildFailed(f"pushing {ref}: stopped")
         return kept

@@ -319,14 +319,20 @@ def build_folder() -> Path:
 def _on_terminal(argv: list[str], timeout: float, stop: Stop | None = None
                  ) -> tuple[int, str]:
     """Run a command on a pseudo-terminal (a wide one); its exit status and what it wrote,
-    progress redraws removed. `stop` set (from another thread) terminates it at once."""
+    progress redraws removed. `stop` set (from another thread) terminates it at once, and
+    kills it 10 s later if it is still there.
+
+    With a `stop`, the command runs in a session of its own (so Ctrl-C at the terminal reaches
+    it only through the stop, which imagekit sets as it unwinds) and ends with imagekit."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                            start_new_session=stop is not None,
+                            preexec_fn=_end_with_parent if stop is not None else None)
     os.close(slave)
     try:
         with stop.hook(proc.terminate) if stop else contextlib.nullcontext():
-            chunks = _read_until_it_ends(master, proc, argv, timeout)
+            chunks = _read_until_it_ends(master, proc, argv, timeout, stop)
         if stop is not None and stop.is_set():  # it ended, or was terminated, on the stop
             raise BuildFailed(f"{' '.join(argv[:2])}: stopped")
     finally:
@@ -343,10 +349,12 @@ def _on_terminal(argv: list[str], timeout: float, stop: Stop | None = None
 
 
 def _read_until_it_ends(master: int, proc: subprocess.Popen[bytes], argv: list[str],
-                        timeout: float) -> list[bytes]:
+                        timeout: float, stop: Stop | None) -> list[bytes]:
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stop is not None and stop.is_set():  # terminated: the caller's wait, then a kill
+            break
         ready, _, _ = select.select([master], [], [], 1.0)
         if not ready:
             if proc.poll() is not None:

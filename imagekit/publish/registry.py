@@ -146,10 +146,6 @@ class _Beside:
         finally:
             self._done.set()
 
-    @property
-    def ended(self) -> bool:
-        return self._done.is_set()
-
     def result(self) -> set[str]:
         self._done.wait()  # Ctrl-C (a signal, handled in this, the main thread) comes through
         error, self._error = self._error, None
@@ -349,12 +345,18 @@ class Registry:
         started = time.monotonic()
         diff_ids = engine.layer_diff_ids(image_id)
         ref = f"{repository}:{immutable}"
+        # The tag names the image alone: when it is there already (another imagekit pushing
+        # the same image on this engine, or a user's pull of it), it is not this push's to
+        # remove.
+        there = engine.image(ref)
+        mine = there is None or there.id != image_id
         push: _Beside | None = None
         try:
-            # Said to `temporary` first: an interruption that cuts this clean-up short still
-            # leaves the tag to the process's last clean-up.
-            temporary.tagged(ref)
-            engine.tag(image_id, ref)
+            if mine:
+                # Said to `temporary` first: an interruption that cuts this clean-up short
+                # still leaves the tag to the process's last clean-up.
+                temporary.tagged(ref)
+                engine.tag(image_id, ref)
             push = _Beside(f"push {ref}", lambda stop: engine.push(ref, self.engine_auth, stop))
             yield lambda: self._pushed(image_id, repository, immutable, moving, diff_ids,
                                        push.result() if push else set(), started)
@@ -363,8 +365,9 @@ class Registry:
                 if push is not None and push.stop() and stopped is not None:
                     stopped()
             finally:
-                engine.untag(ref)
-                temporary.untagged(ref)
+                if mine:
+                    engine.untag(ref)
+                    temporary.untagged(ref)
 
     def _pushed(self, image_id: str, repository: str, immutable: str, moving: list[str],
                 diff_ids: list[str], kept: set[str], started: float) -> Pushed:

@@ -147,7 +147,6 @@ def test_a_registry_stopped_between_two_pushes_changes_nothing_and_a_rerun_conve
     after_fault = set(registry.tags(f"{NS}/scipy")) | set(registry.tags(f"{NS}/sif/scipy"))
     rerun = {i["image"]: i for i in json.loads(publish(*PUBLISHED, "--json").stdout)["images"]}
     assert rerun["base"]["sent"] == 0  # there: not sent again
-    assert rerun["scipy"]["sent"] > 0 and rerun["scipy"]["sif_sent"] > 0  # cut off
     assert rerun["scipy-hpc"]["sent"] > 0
     assert snapshot() != before
     first = snapshot()

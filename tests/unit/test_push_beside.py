@@ -83,6 +83,17 @@ def test_leaving_early_stops_the_push_and_removes_the_tag(registry: Registry) ->
     assert engine.pushed_ref == REF
 
 
+def test_a_tag_that_named_the_image_before_is_left_as_it_was(registry: Registry) -> None:
+    engine = PushingEngine()
+    engine.add(IMAGE, REF)  # another imagekit's push of the same image, or a user's pull
+    with registry.pushing_image(engine, IMAGE, REPOSITORY, "id-cccccccccccc", []) as pushed:
+        engine.finish.set()
+        assert engine.started.wait(5)
+    assert engine.pushed_ref == REF and engine.refs[REF] == IMAGE
+    assert engine.tagged == [] and REF not in temporary._tags
+    assert callable(pushed)
+
+
 class UntagRefused(PushingEngine):
     def untag(self, ref: str) -> None:
         raise RuntimeError("the engine went away")
@@ -128,9 +139,19 @@ def test_a_command_on_a_terminal_ends_when_stopped() -> None:
     stop = Stop()
     with_it = threading.Thread(target=lambda: _wait_then(stop))
     with_it.start()
+    # Ended by the stop: without it, the command would outlast the timeout ("timed out").
     with pytest.raises(BuildFailed, match="stopped"):
-        _on_terminal(["sleep", "60"], timeout=120, stop=stop)
+        _on_terminal(["sleep", "60"], timeout=20, stop=stop)
     with_it.join()
+
+
+def test_a_command_on_a_terminal_that_ignores_the_stop_is_killed() -> None:
+    stop = Stop()
+    threading.Thread(target=lambda: _wait_then(stop), daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(BuildFailed, match="stopped"):
+        _on_terminal(["sh", "-c", "trap '' TERM; sleep 60"], timeout=50, stop=stop)
+    assert time.monotonic() - started < 40  # 10 s after the stop's SIGTERM, a SIGKILL
 
 
 def _wait_then(stop: Stop) -> None:
