@@ -127,7 +127,7 @@ def holds(image_id: str, digest: str, manifest: dict[str, Any]) -> bool:
 class _Beside:
     """One piece of work in a thread of its own (a daemon: it never holds the process up), its
     result waited for by the caller. `stop` sets the work's Stop and waits a while for it to
-    end; `ended` says whether it did."""
+    end."""
 
     def __init__(self, name: str, work: Callable[[Stop], set[str]]) -> None:
         self._stop = Stop()
@@ -357,9 +357,11 @@ class Registry:
                 # still leaves the tag to the process's last clean-up.
                 temporary.tagged(ref)
                 engine.tag(image_id, ref)
-            push = _Beside(f"push {ref}", lambda stop: engine.push(ref, self.engine_auth, stop))
+            running = _Beside(f"push {ref}",
+                              lambda stop: engine.push(ref, self.engine_auth, stop))
+            push = running
             yield lambda: self._pushed(image_id, repository, immutable, moving, diff_ids,
-                                       push.result() if push else set(), started)
+                                       running.result(), started)
         finally:
             try:
                 if push is not None and push.stop() and stopped is not None:
