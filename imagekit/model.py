@@ -195,6 +195,8 @@ class Catalog:
     sif_directory: str | None = None
     sif_compression: str = "gzip"  # the SIFs' squashfs: gzip or zstd
     sif_level: int | None = None  # None: the compression's default (imagekit.schema.SIF_LEVELS)
+    layer_compression: str = "gzip"  # the image layers in the registry: gzip or zstd
+    layer_level: int | None = None  # zstd's; None: imagekit.schema.ZSTD_LAYER_LEVELS[0]
     engine: str = "auto"
     platforms: tuple[Platform, ...] = ("linux/amd64",)
 

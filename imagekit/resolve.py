@@ -62,6 +62,7 @@ def load_catalog(path: Path) -> Catalog:
     site_profiles, site = resolve_site(specs, profiles, problems)
     listed = list_images(specs, stacks, profiles, site_profiles, problems)
     check_sif(specs, problems)
+    check_layers(specs, problems)
     if problems:
         raise ImagekitError(problems)
     images = add_parent_images(specs.catalog, stacks, [img for _, img in listed], site_profiles)
@@ -493,6 +494,16 @@ def check_sif(specs: Specs, problems: list[Problem]) -> None:
                                 specs.line_of(("sif", "level"))))
 
 
+def check_layers(specs: Specs, problems: list[Problem]) -> None:
+    """A level is zstd's: gzip layers are the engine's, compressed at its own level."""
+    layers = specs.catalog.layers
+    if layers.level is not None and layers.compression != "zstd":
+        problems.append(Problem(specs.file, "layers.level",
+                                "a level is for zstd layers: gzip layers are compressed by "
+                                "the engine, at its own level",
+                                specs.line_of(("layers", "level"))))
+
+
 def check_platforms(specs: Specs, listed: list[tuple[int, Image]], images: dict[str, Image],
                     problems: list[Problem]) -> None:
     """A listed image is built only for platforms its parent image is built for."""
@@ -556,6 +567,8 @@ def _catalog(specs: Specs, site: SiteSettings, site_profiles: tuple[Profile, ...
         sif_directory=spec.sif.directory,
         sif_compression=spec.sif.compression,
         sif_level=spec.sif.level,
+        layer_compression=spec.layers.compression,
+        layer_level=spec.layers.level,
         platforms=tuple(dict.fromkeys(spec.platforms)),
     )
 

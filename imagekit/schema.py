@@ -16,6 +16,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 NotebookType = Literal["jupyter", "code-server", "rstudio"]
 Format = Literal["docker", "sif"]
 SifCompression = Literal["gzip", "zstd"]
+LayerCompression = Literal["gzip", "zstd"]
+ZSTD_LAYER_LEVELS = (3, 19)  # the image layers' zstd level: default, highest
 # Each compression's default level (measured: docs/admin.md, "SIF compression") and highest.
 SIF_LEVELS: dict[str, tuple[int, int]] = {"gzip": (5, 9), "zstd": (3, 22)}
 # The architectures imagekit builds for: amd64, and arm64 (NVIDIA Grace Hopper, Isambard-AI,
@@ -380,6 +382,19 @@ class SifSpec(Spec):
                                                              "1-22); default: gzip 5, zstd 3")
 
 
+class LayersSpec(Spec):
+    compression: LayerCompression = Field(
+        "gzip", description="the image layers' compression in the registry. gzip: the engine "
+                            "compresses them as it pushes (Docker and Podman of every version "
+                            "pull them). zstd: imagekit compresses each layer once, on all "
+                            "cores, and pushes an OCI manifest: faster to push and to pull, "
+                            "pulled by Docker >= 23, Podman, containerd >= 1.5 and CRI-O, "
+                            "refused by Docker 20.10 (Debian bookworm's docker.io)")
+    level: int | None = Field(None, ge=1, le=ZSTD_LAYER_LEVELS[1],
+                              description="zstd's level (1-19; default 3); gzip layers are "
+                                          "compressed at the engine's own level")
+
+
 class ImageSpec(Spec):
     name: Name | None = Field(None, description="defaults to the stack's name")
     stack: Name
@@ -410,6 +425,7 @@ class CatalogSpec(Spec):
                             "Docker when it answers, else Podman (--engine and IMAGEKIT_ENGINE "
                             "say otherwise for one run)")
     sif: SifSpec = SifSpec()
+    layers: LayersSpec = LayersSpec()
     platforms: list[Platform] = Field(
         ["linux/amd64"], min_length=1,
         description="the architectures every image is built, tested, converted and published "

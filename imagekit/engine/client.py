@@ -249,6 +249,26 @@ class Engine:
                 raise BuildFailed(f"pushing {ref}: stopped")
         return kept
 
+    @contextlib.contextmanager
+    def save(self, image: str, stop: Stop | None = None) -> Iterator[IO[bytes]]:
+        """The image as `docker save` gives it, read as it comes: a tar holding its config
+        and each layer's tar (uncompressed on Docker's and Podman's own image stores, as
+        stored on containerd's). `stop` set (from another thread) shuts the connection, and
+        a read waiting on the engine ends at once."""
+        api = self.client.api
+        with engine_errors():
+            response = api._get(api._url("/images/{0}/get", image), stream=True)
+            api._raise_for_status(response)
+        with contextlib.closing(response), \
+                stop.hook(response.raw.shutdown) if stop else contextlib.nullcontext():
+            try:
+                yield response.raw
+            except urllib3.exceptions.HTTPError as exc:  # only the engine's answer raises it
+                if stop is not None and stop.is_set():
+                    raise BuildFailed(f"saving {image}: stopped") from None
+                raise EngineError(f"saving {image}: the engine's answer broke off "
+                                  f"({type(exc).__name__})") from exc
+
     def exec(self, container: Container, command: str, user: str = "") -> tuple[int, str]:
         """Exit status and output (stdout and stderr) of `bash -c command` in a running
         container, as `user` (the image's own user when empty).

@@ -1,11 +1,12 @@
 """The catalog's registry: Docker images pushed by the engine, SIFs and the catalog as ORAS
 artifacts, and every digest read back from the registry itself.
 
-Images go through the engine's own push (it compresses layers and skips the ones the
-registry already has). SIFs go the way `apptainer push oras://` stores them, through the
-ORAS client: an OCI manifest whose config is `{}` of type
-`application/vnd.sylabs.sif.config.v1+json` and whose one layer, of type
-`application/vnd.sylabs.sif.layer.v1.sif`, is titled with the file's name.
+Images go through the engine's own push (it compresses layers with gzip and skips the ones
+the registry already has), or with `layers: {compression: zstd}` through imagekit's
+(layers.py). SIFs go the way `apptainer push oras://` stores them, through the ORAS client:
+an OCI manifest whose config is `{}` of type `application/vnd.sylabs.sif.config.v1+json` and
+whose one layer, of type `application/vnd.sylabs.sif.layer.v1.sif`, is titled with the
+file's name.
 
 Credentials come from the Docker config (both the engine and the ORAS client read it) or
 from IMAGEKIT_REGISTRY_USERNAME / IMAGEKIT_REGISTRY_PASSWORD; they are never printed.
@@ -35,7 +36,8 @@ from imagekit.engine import temporary
 from imagekit.engine.client import Engine, Stop
 from imagekit.errors import BuildFailed, ImagekitError, Problem, reason
 from imagekit.model import Catalog, arch
-from imagekit.schema import Platform
+from imagekit.publish.layers import push_layers
+from imagekit.schema import ZSTD_LAYER_LEVELS, Platform
 from imagekit.sif import sha256_file
 
 SIF_CONFIG_TYPE = "application/vnd.sylabs.sif.config.v1+json"
@@ -175,6 +177,8 @@ class Registry:
         user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
         self._credentials = (user, password) if user and password else None
         self.client = self._client("token")
+        self.layer_compression = catalog.layer_compression
+        self.layer_level = catalog.layer_level or ZSTD_LAYER_LEVELS[0]
 
     @property
     def credentials(self) -> tuple[str, str] | None:
@@ -333,14 +337,15 @@ class Registry:
     def pushing_image(self, engine: Engine, image_id: str, repository: str, immutable: str,
                       moving: list[str], stopped: Callable[[], None] | None = None
                       ) -> Iterator[Callable[[], Pushed]]:
-        """The engine pushes one tag named for the image ID (tagged by ID, so a build running
-        meanwhile cannot change what it names) in a thread of its own, while the caller goes
-        on (publish uploads the image's SIF meanwhile, from the disk, while the engine
-        compresses and sends layers). What it yields waits for the push;
-        once the registry's manifest is seen to hold that very image, the moving tags are
-        pointed at the same manifest through the registry API. A moving tag therefore never
-        reaches the registry for any other image. Leaving the block before the push is over
-        (a failure, Ctrl-C) stops it (`stopped` is then called, once it ended or was given
+        """The engine pushes one tag named for the image ID (tagged by ID, so a build
+        running meanwhile cannot change what it names), or imagekit pushes the image by
+        its ID with zstd layers, in a thread of its own, while the caller goes on
+        (publish uploads the image's SIF meanwhile, from the disk, while layers are
+        compressed and sent). What it yields waits for the push; once the registry's
+        manifest is seen to hold that very image, the moving tags are pointed at the
+        same manifest through the registry API. A moving tag therefore never reaches the
+        registry for any other image. Leaving the block before the push is over (a
+        failure, Ctrl-C) stops it (`stopped` is then called, once it ended or was given
         up on); the engine's tag is removed either way."""
         started = time.monotonic()
         diff_ids = engine.layer_diff_ids(image_id)
@@ -348,8 +353,10 @@ class Registry:
         # The tag names the image alone: when it is there already (another imagekit pushing
         # the same image on this engine, or a user's pull of it), it is not this push's to
         # remove.
-        there = engine.image(ref)
-        mine = there is None or there.id != image_id
+        # zstd layers are imagekit's to push (layers.py), from the image's ID: no tag.
+        own = self.layer_compression == "zstd"
+        there = None if own else engine.image(ref)
+        mine = not own and (there is None or there.id != image_id)
         push: _Beside | None = None
         try:
             if mine:
@@ -357,8 +364,12 @@ class Registry:
                 # still leaves the tag to the process's last clean-up.
                 temporary.tagged(ref)
                 engine.tag(image_id, ref)
-            running = _Beside(f"push {ref}",
-                              lambda stop: engine.push(ref, self.engine_auth, stop))
+            if own:
+                running = _Beside(f"push {ref}", lambda stop: push_layers(
+                    self, engine, image_id, repository, immutable, self.layer_level, stop))
+            else:
+                running = _Beside(f"push {ref}",
+                                  lambda stop: engine.push(ref, self.engine_auth, stop))
             push = running
             yield lambda: self._pushed(image_id, repository, immutable, moving, diff_ids,
                                        running.result(), started)
@@ -515,6 +526,61 @@ class Registry:
             raise BuildFailed(f"registry {self.host}: uploading a blob to {repository} "
                               f"answered {done.status_code}")
         return digest, len(data)
+
+    def blob_size(self, repository: str, digest: str) -> int | None:
+        """The size of a blob the repository holds; None when it does not hold it."""
+        response = self.client.get_blob(self.client.get_container(repository), digest,
+                                        head=True)
+        if response.status_code != 200:
+            return None
+        return int(response.headers.get("Content-Length", 0))
+
+    def mount_blob(self, repository: str, digest: str, source: str) -> bool:
+        """Link a blob the registry holds in another repository (SOURCE) into REPOSITORY,
+        nothing sent; whether the registry did (it may not: the source lost it, or the
+        credentials cannot read it)."""
+        if not source.startswith(f"{self.host}/") or source == repository:
+            return False
+        base = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/uploads/"
+        answer = self.client.do_request(f"{base}?mount={digest}&from={self._path(source)}",
+                                        "POST")
+        if answer.status_code == 201:
+            return True
+        location = answer.headers.get("Location", "")
+        if answer.status_code == 202 and location:  # an upload it opened instead: given up
+            if location.startswith("/"):
+                location = f"{self.scheme}://{self.host}{location}"
+            with contextlib.suppress(BuildFailed):
+                self.client.do_request(location, "DELETE")
+        return False
+
+    def put_blob_file(self, repository: str, path: Path, digest: str) -> None:
+        """Upload a file as one blob of a digest the caller computed; the registry checks it."""
+        base = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/uploads/"
+        started = self.client.do_request(base, "POST")
+        location = started.headers.get("Location", "")
+        if started.status_code != 202 or not location:
+            raise BuildFailed(f"registry {self.host}: starting an upload to {repository} "
+                              f"answered {started.status_code}")
+        if location.startswith("/"):
+            location = f"{self.scheme}://{self.host}{location}"
+        joiner = "&" if "?" in location else "?"
+        with path.open("rb") as data:
+            done = self.client.do_request(
+                f"{location}{joiner}digest={digest}", "PUT", data=data,
+                headers={"Content-Type": "application/octet-stream",
+                         "Content-Length": str(path.stat().st_size)})
+        if done.status_code != 201:
+            raise BuildFailed(f"registry {self.host}: uploading {digest[:19]}… to {repository} "
+                              f"answered {done.status_code}")
+
+    def put_blob(self, repository: str, data: bytes) -> tuple[str, int]:
+        """Upload one blob unless the registry has it: (its digest, bytes sent)."""
+        return self._put_blob(repository, data)
+
+    def put_manifest(self, repository: str, reference: str, body: bytes,
+                     media_type: str) -> None:
+        self._put_manifest(repository, reference, body, media_type)
 
     def _put_manifest(self, repository: str, reference: str, body: bytes,
                       media_type: str) -> None:
