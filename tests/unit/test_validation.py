@@ -279,3 +279,19 @@ def test_a_sif_level_beyond_its_compressions_is_refused(project: Path) -> None:
     edit(project / "catalog.yaml", "compression: zstd", "compression: xz")
     (msg,) = problems(project)
     assert "sif.compression" in msg and "'gzip' or 'zstd'" in msg
+
+
+def test_a_layer_level_is_zstds_alone(project: Path) -> None:
+    edit(project / "catalog.yaml", "\nplatforms: [linux/amd64]\n",
+         "\nplatforms: [linux/amd64]\nlayers: {level: 5}\n")
+    (msg,) = problems(project)
+    assert "catalog.yaml:" in msg and "layers.level: a level is for zstd layers" in msg
+    edit(project / "catalog.yaml", "layers: {level: 5}", "layers: {compression: zstd, level: 5}")
+    loaded = load_catalog(project / "catalog.yaml")
+    assert (loaded.layer_compression, loaded.layer_level) == ("zstd", 5)
+    edit(project / "catalog.yaml", "level: 5}", "level: 20}")
+    (msg,) = problems(project)
+    assert "layers.level" in msg and "19" in msg
+    edit(project / "catalog.yaml", "compression: zstd, level: 20", "compression: xz")
+    (msg,) = problems(project)
+    assert "layers.compression" in msg and "'gzip' or 'zstd'" in msg
