@@ -14,13 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import engines, fresh, pipeline, report, scenarios
+from bench import engines, fresh, layers, pipeline, report, scenarios
 from bench.host import HAND_AND_HPCCM, ROOT, machine, remove_images, run
 from bench.workspace import Workspace
 
 RESULTS = ROOT / "bench" / "results"
 ITEMS = ("three_ways", "catalog", "start", "render", "sif", "pytorch_cuda", "incremental",
-         "fresh_host", "engines", "pipeline")
+         "fresh_host", "engines", "pipeline", "layers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +66,7 @@ def measure(only: list[str], settings: scenarios.Settings, name: str | None = No
         "fresh_host": lambda: fresh.fresh_host(settings, log),
         "engines": lambda: engines.engines(settings.repeats, log),
         "pipeline": lambda: pipeline.pipeline(log),
+        "layers": lambda: layers.layers(settings, log),
     }
     try:
         for item in ITEMS:
