@@ -32,6 +32,13 @@ class Candidate:
 def preflight(catalog: Catalog, engine: Engine, names: list[str] | None,
               skip_tests: bool) -> list[Candidate]:
     """Everything to push, checked first; images not built are left out under --all only."""
+    if catalog.layer_compression == "zstd" and engine.image_store().startswith("containerd"):
+        # Its save holds the layers as built (gzip) under a manifest of its own; zstd layers
+        # are made from an engine's own store (Docker's classic store, Podman).
+        raise ImagekitError(Problem(catalog.file, "layers.compression",
+                                    f"zstd layers are pushed from the engine's own image "
+                                    f"store, and {engine.name} keeps images in containerd's: "
+                                    "publish gzip layers (the default) from this engine"))
     explicit = names is not None
     wanted = [catalog.images[n] for n in names] if names is not None else [
         i for i in catalog.images.values() if i.listed and i.publish]

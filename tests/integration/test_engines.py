@@ -42,6 +42,7 @@ ALL = (("d28", "docker", False), ("d28c", "docker", True), ("p58", "podman", Fal
 CHOSEN = [n for n in os.environ.get("IMAGEKIT_TEST_ENGINES", "").split(",") if n]
 MATRIX = tuple(m for m in ALL if not CHOSEN or m[0] in CHOSEN)
 KIND = {name: kind for name, kind, _ in MATRIX}
+CONTAINERD = {name: containerd for name, _, containerd in MATRIX}
 PACKAGE = {"docker": "docker.io", "podman": "podman"}
 TIMES: dict[str, dict[str, float]] = {}
 PYPI = "https://pypi.org/simple"  # handed to the builds as a secret, as a site's index is
@@ -108,6 +109,12 @@ def _core_path(run: Run, env: dict[str, str], keys: dict[str, str], tools: Path,
     o["sif-apptainer"] = step("SIF of base by apptainer", "build", "base", "--format", "sif",
                               "--sif-method", "apptainer", "--json",
                               extra={"SID_ROOT_BINDS": socket} if socket else None)
+    if CONTAINERD[run.name]:
+        # zstd layers are made from an engine's own store: refused here, before any push.
+        zstd = run.catalog.with_name("catalog-zstd.yaml")
+        zstd.write_text(run.catalog.read_text() + "layers: {compression: zstd}\n")
+        refused = imagekit("publish", "base", "scipy", catalog=zstd, env=env, check=False)
+        o["zstd-refused"] = {"exit": refused.returncode, "said": refused.stderr}
     o["publish"] = step("publish base scipy", "publish", "base", "scipy", "--json")
     o["verify"] = {name: step(f"verify {name}", "verify", name, "--key", str(cosign_pub),
                               "--json") for name in ("base", "scipy")}
@@ -246,6 +253,19 @@ def test_what_was_tested_is_what_was_pushed(matrix: Matrix, name: str) -> None:
             assert digest == image.digest, (image.name, tag)
     for image, said in run.outcomes["verify"].items():
         assert all(f["ok"] for f in said["findings"]), (image, said)
+
+
+@pytest.mark.parametrize("name", [m[0] for m in MATRIX if m[2]])
+def test_zstd_layers_are_refused_on_the_containerd_store_before_any_push(
+        matrix: Matrix, name: str) -> None:
+    """The catalog asks for zstd layers, which imagekit makes from an engine's own store:
+    on containerd's, publish says so (exit 2) and the gzip publication after it is the
+    registry's first (test_what_was_tested_is_what_was_pushed checks every tag)."""
+    said = _run(matrix, name).outcomes["zstd-refused"]
+    assert said["exit"] == 2, said
+    assert "catalog-zstd.yaml: layers.compression: zstd layers are pushed from the engine's " \
+           "own image store" in said["said"]
+    assert "Traceback" not in said["said"]
 
 
 @pytest.mark.parametrize("name", [m[0] for m in MATRIX if m[1] == "docker"])
