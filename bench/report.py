@@ -282,6 +282,7 @@ def markdown(result: dict[str, Any], chart: str) -> str:
                         f"{_s(sif_fresh.get('pull'))}; pull + `apptainer run` to the first "
                         f"200 {_s(sif_fresh.get('total'))}; {_mb(sif_fresh.get('size'))}."]
     out += _pipeline(result.get("pipeline"))
+    out += _layers(result.get("layers"))
     errors = result.get("errors", {})
     if errors:
         out += ["", "## Not measured in this run", ""]
@@ -319,6 +320,29 @@ def _pipeline(flow: dict[str, Any] | None) -> list[str]:
         out += ["", f"With nothing changed: {len(built)} images built, "
                     f"{len(reused)} of {len(first['images'])} not tested again (passed "
                     f"before), {_mb(second['steps']['publish'].get('sent'))} sent."]
+    return out
+
+
+def _layers(found: dict[str, Any] | None) -> list[str]:
+    if not found or "push" not in found:
+        return []
+    out = ["", "## 12. Image layers: gzip (the engine's push) against zstd (imagekit's)", "",
+           "scipy and pytorch-cuda, built and tested once, then `imagekit publish` of both "
+           "into an emptied registry of the bench's own, with an empty layer index (a "
+           "machine's first push), each way in turn; then `docker pull` by digest and "
+           "`docker run` to the first 200 on an engine started empty for every pull (Docker "
+           "20.10 cannot read zstd layers).", "",
+           "| image | layers | push (publish's own time) | in the registry | "
+           "pull + run to 200, empty Docker 20.10 | the same, empty Docker 28 |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for image in ("scipy", "pytorch-cuda"):
+        for way in ("gzip", "zstd"):
+            on = {host: found["total"].get(f"{way} on docker {host}", {}).get(image)
+                  for host in ("20.10", "28")}
+            out.append(f"| {image} | {way} | {_s(found['push'][way].get(image))} | "
+                       f"{_mb(found['size'][way].get(image))} | "
+                       f"{_s(on['20.10']) if on['20.10'] else 'cannot pull it'} | "
+                       f"{_s(on['28'])} |")
     return out
 
 

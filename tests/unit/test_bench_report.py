@@ -80,3 +80,15 @@ def test_the_report_and_the_chart_show_every_ratio() -> None:
     svg = report.svg(RESULT)
     assert svg.count("<rect") == sum(1 for t in report.targets(RESULT)
                                      if t.unit == report.RATIO and t.value is not None)
+
+
+def test_the_layers_item_shows_both_ways_and_that_docker_20_10_cannot_pull_zstd() -> None:
+    found = {"push": {"gzip": {"scipy": _runs(16.9)}, "zstd": {"scipy": _runs(7.5)}},
+             "size": {"gzip": {"scipy": 314e6}, "zstd": {"scipy": 295e6}},
+             "total": {"gzip on docker 20.10": {"scipy": _runs(11.0)},
+                       "gzip on docker 28": {"scipy": _runs(10.0)},
+                       "zstd on docker 28": {"scipy": _runs(6.0)}}}
+    text = report.markdown({**RESULT, "layers": found}, "")
+    assert "## 12. Image layers" in text
+    assert "| scipy | gzip | 16.90 s (n=1) | 314 MB | 11.00 s (n=1) | 10.00 s (n=1) |" in text
+    assert "| scipy | zstd | 7.50 s (n=1) | 295 MB | cannot pull it | 6.00 s (n=1) |" in text
