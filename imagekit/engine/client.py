@@ -251,10 +251,12 @@ class Engine:
 
     @contextlib.contextmanager
     def save(self, image: str, stop: Stop | None = None) -> Iterator[IO[bytes]]:
-        """The image as `docker save` gives it, read as it comes: a tar holding its config
-        and each layer's tar (uncompressed on Docker's and Podman's own image stores, as
-        stored on containerd's). `stop` set (from another thread) shuts the connection, and
-        a read waiting on the engine ends at once."""
+        """The image as `docker save` gives it, read as it comes: a tar holding its config,
+        a manifest.json naming it, and each layer's tar (uncompressed on Docker's own image
+        store and Podman's). `stop` set (from another thread) shuts the connection, and a
+        read waiting on the engine ends at once; Docker 20.10 answers only once it has
+        written the whole image out on its side, and a stop set before then takes effect
+        when it does."""
         api = self.client.api
         with engine_errors():
             response = api._get(api._url("/images/{0}/get", image), stream=True)

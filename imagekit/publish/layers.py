@@ -60,7 +60,14 @@ def short(digest: str) -> str:
 
 
 def cache_home() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    """The user's cache ($XDG_CACHE_HOME, else ~/.cache; a user without a home gets one in
+    the temporary folder)."""
+    if found := os.environ.get("XDG_CACHE_HOME"):
+        return Path(found)
+    try:
+        return Path.home() / ".cache"
+    except RuntimeError:
+        return Path(tempfile.gettempdir()) / f"imagekit-cache-{os.getuid()}"
 
 
 class LayerIndex:
@@ -108,7 +115,16 @@ class LayerIndex:
     def save(self) -> None:
         if not self._changed:
             return
-        entries = {**self._read(), **self._changed}
+        entries = self._read()
+        for diff, mine in self._changed.items():
+            theirs = entries.get(diff)
+            if isinstance(theirs, dict) and theirs.get("digest") == mine["digest"] \
+                    and isinstance(theirs.get("repositories"), list):
+                # Another imagekit pushed the same blob meanwhile: both lists are kept.
+                mine = {**mine, "repositories": list(dict.fromkeys(
+                    [*mine["repositories"], *map(str, theirs["repositories"])]))
+                    [:REPOSITORIES_KEPT]}
+            entries[diff] = mine
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
                                     dir=self.path.parent)
@@ -125,22 +141,37 @@ class LayerIndex:
 
 class _Uploads:
     """Compressed layers uploaded in a thread of their own, one after another, while the
-    next is compressed; at most one waits its turn (the disk holds two at most)."""
+    next is compressed: at most one waits its turn, so the disk holds three compressed
+    layers at most (one going up, one waiting, one being written). A layer the repository
+    turns out to hold already is not sent (`kept`). A stop, or `abandon`, ends the upload
+    under way at its next chunk and drops the rest."""
 
-    def __init__(self, registry: Registry, repository: str, stop: Stop) -> None:
-        self._registry, self._repository, self._stop = registry, repository, stop
+    def __init__(self, registry: Registry, repository: str, stop: Stop, what: str) -> None:
+        self._registry, self._repository, self._stop, self._what = \
+            registry, repository, stop, what
         self._queue: queue.Queue[tuple[Path, str] | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
+        self._abandoned = threading.Event()
+        self.kept: set[str] = set()
         self._thread = threading.Thread(target=self._run, name=f"upload {repository}",
                                         daemon=True)
         self._thread.start()
+
+    def _halted(self) -> bool:
+        return self._abandoned.is_set() or self._stop.is_set()
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             path, digest = item
             try:
-                if self._error is None and not self._stop.is_set():
-                    self._registry.put_blob_file(self._repository, path, digest)
+                if self._error is not None:
+                    continue
+                if self._halted():
+                    raise BuildFailed(f"pushing {self._what}: stopped")
+                if self._registry.blob_size(self._repository, digest) is not None:
+                    self.kept.add(short(digest))
+                else:
+                    self._registry.put_blob_file(self._repository, path, digest, self._halted)
             except BaseException as exc:  # handed to the caller, who raises it
                 self._error = exc
             finally:
@@ -155,85 +186,99 @@ class _Uploads:
             raise self._error
 
     def finish(self) -> None:
-        """Wait for every upload; raise the first failure."""
+        """Wait for every upload; raise the first failure (a stop's too)."""
         self._queue.put(None)
         self._thread.join()
         self._check()
 
     def abandon(self) -> None:
-        """Let the uploads end (the stop is set, or the caller failed); wait for them."""
+        """End the upload under way at its next chunk, drop the waiting one, and wait for
+        the thread (an upload's chunk is seconds at most)."""
+        self._abandoned.set()
+        with contextlib.suppress(queue.Empty):
+            waiting = self._queue.get_nowait()
+            if waiting is not None:
+                waiting[0].unlink(missing_ok=True)
         with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=60)
-        self._thread.join(60)
+            self._queue.put_nowait(None)
+        self._thread.join(120)
 
 
 def push_layers(registry: Registry, engine: Engine, image_id: str, repository: str,
                 tag: str, level: int, stop: Stop, index: LayerIndex | None = None) -> set[str]:
     """Push the image IMAGE_ID to REPOSITORY:TAG with zstd layers (see the module); the short
     digests (12 hex) of the blobs the registry held already, so that were not sent."""
+    what = f"{repository}:{tag}"
+
+    def go_on() -> None:
+        if stop.is_set():
+            raise BuildFailed(f"pushing {what}: stopped")
+
     index = index or LayerIndex(level)
     diff_ids = engine.layer_diff_ids(image_id)
     placed: dict[str, Blob] = {}  # layer -> its blob, in the repository now
     kept: set[str] = set()
-    for diff in dict.fromkeys(diff_ids):
+    # The config is kept in the index by its own digest (the image ID), like a layer.
+    for diff in dict.fromkeys([*diff_ids, image_id]):
+        go_on()
         blob = index.blob(diff)
         if blob is None:
             continue
-        if registry.blob_size(repository, blob.digest) == blob.size or any(
-                registry.mount_blob(repository, blob.digest, source)
-                for source in index.repositories(diff)):
-            placed[diff] = blob
+        size = registry.blob_size(repository, blob.digest)
+        for source in index.repositories(diff) if size is None else []:
+            if (size := registry.mount_blob(repository, blob.digest, source)) is not None:
+                break
+        if size is not None:  # as the registry holds it, whatever the index said
+            placed[diff] = Blob(blob.digest, size, blob.raw)
             kept.add(short(blob.digest))
-    # The config, kept in the index by its own digest (the image ID) like a layer.
-    config_size = registry.blob_size(repository, image_id)
-    known = index.blob(image_id)
-    if config_size is None and known is not None and any(
-            registry.mount_blob(repository, image_id, source)
-            for source in index.repositories(image_id)):
-        config_size = known.size
-    if config_size is not None:
-        kept.add(short(image_id))
     needed = {d for d in diff_ids if d not in placed}
-    if needed or config_size is None:
-        made, config = _from_archive(registry, engine, image_id, repository, needed,
-                                     {b.raw for b in placed.values()}, level, stop)
+    if needed or image_id not in placed:
+        made, config, found = _from_archive(registry, engine, image_id, repository, needed,
+                                            {b.raw for b in placed.values()}, level, stop,
+                                            what)
         placed.update(made)
-        if config_size is None:
+        kept |= found
+        if image_id not in placed:
+            go_on()
             registry.put_blob(repository, config)
-            config_size = len(config)
-    for diff in dict.fromkeys(diff_ids):
+            placed[image_id] = Blob(image_id, len(config), len(config))
+    for diff in dict.fromkeys([*diff_ids, image_id]):
         index.record(diff, placed[diff], repository)
-    index.record(image_id, Blob(image_id, config_size, config_size), repository)
     body = json.dumps({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": image_id, "size": config_size},
+        "config": {"mediaType": OCI_CONFIG, "digest": image_id,
+                   "size": placed[image_id].size},
         "layers": [{"mediaType": ZSTD_LAYER, "digest": placed[d].digest,
                     "size": placed[d].size} for d in diff_ids],
     }, separators=(",", ":")).encode()
+    go_on()
     registry.put_manifest(repository, tag, body, OCI_MANIFEST)
-    index.save()
+    # The index is a cache: a lost one costs one compression of each layer, not the push.
+    with contextlib.suppress(OSError):
+        index.save()
     return kept
 
 
 def _from_archive(registry: Registry, engine: Engine, image_id: str, repository: str,
-                  needed: set[str], passing: set[int], level: int, stop: Stop
-                  ) -> tuple[dict[str, Blob], bytes]:
+                  needed: set[str], passing: set[int], level: int, stop: Stop, what: str
+                  ) -> tuple[dict[str, Blob], bytes, set[str]]:
     """Read the engine's archive of the image once: every NEEDED layer compressed and
-    uploaded, the config's bytes kept. A large member whose size is one of PASSING (the
+    uploaded, the config's bytes kept; (the layers' blobs, the config, the short digests of
+    the blobs the repository held already). A large member whose size is one of PASSING (the
     sizes of layers the repository holds) is hashed first and compressed only if it turns
     out to be needed; any other is hashed and compressed at once."""
     made: dict[str, Blob] = {}
     small: dict[str, bytes] = {}
     compressor = zstandard.ZstdCompressor(level=level, threads=-1)
     with tempfile.TemporaryDirectory(prefix="imagekit-layers-") as folder:
-        uploads = _Uploads(registry, repository, stop)
+        uploads = _Uploads(registry, repository, stop, what)
         try:
             with engine.save(image_id, stop) as archive, \
                     tarfile.open(fileobj=archive, mode="r|") as tar:
                 for number, member in enumerate(tar):
                     if stop.is_set():
-                        raise BuildFailed(f"pushing {image_id[:19]}…: stopped")
+                        raise BuildFailed(f"pushing {what}: stopped")
                     if not member.isfile():
                         continue
                     source = tar.extractfile(member)
@@ -266,6 +311,10 @@ def _from_archive(registry: Registry, engine: Engine, image_id: str, repository:
                     else:
                         target.unlink()
             uploads.finish()
+        except (tarfile.TarError, zstandard.ZstdError) as exc:
+            uploads.abandon()
+            raise BuildFailed(f"pushing {what}: the engine's archive of the image could not "
+                              f"be read ({type(exc).__name__}: {str(exc)[:200]})") from None
         except BaseException:
             uploads.abandon()
             raise
@@ -273,7 +322,7 @@ def _from_archive(registry: Registry, engine: Engine, image_id: str, repository:
     if missing:
         raise BuildFailed(f"the engine's archive of {image_id[:19]}… lacks layer "
                           f"{missing[0][:19]}…")
-    return made, _config(small, image_id)
+    return made, _config(small, image_id), uploads.kept
 
 
 class _Hashed:
@@ -335,10 +384,14 @@ def _config(small: dict[str, bytes], image_id: str) -> bytes:
     the engine gives the image."""
     try:
         listed = json.loads(small["manifest.json"])
-        config = small[str(listed[0]["Config"])]
+        name = str(listed[0]["Config"])
     except (KeyError, IndexError, TypeError, ValueError):
         raise BuildFailed(f"the engine's archive of {image_id[:19]}… has no manifest.json "
                           "naming its config") from None
+    config = small.get(name)
+    if config is None:
+        raise BuildFailed(f"the engine's archive of {image_id[:19]}… has no config {name} "
+                          f"of at most {SMALL >> 20} MiB")
     if "sha256:" + hashlib.sha256(config).hexdigest() != image_id:
         raise BuildFailed(f"the engine's archive of {image_id[:19]}… holds another image's "
                           "config (is the engine on the containerd image store? zstd layers "

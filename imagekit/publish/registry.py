@@ -15,6 +15,7 @@ from IMAGEKIT_REGISTRY_USERNAME / IMAGEKIT_REGISTRY_PASSWORD; they are never pri
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -52,6 +53,7 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 IMAGE_CONFIGS = ("application/vnd.oci.image.config.v1+json",
                  "application/vnd.docker.container.image.v1+json")
+UPLOAD_CHUNK = 64 << 20  # a layer goes up in chunks of this size (bytes a retry can resend)
 TAG_PAGE = 1000  # tags asked for per page; a registry may hand out fewer, then a next page
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"  # OCI 1.1's config of an artifact
 EMPTY_JSON = b"{}"
@@ -176,7 +178,8 @@ class Registry:
         self.scheme = "http" if self.insecure else "https"
         user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
         self._credentials = (user, password) if user and password else None
-        self.client = self._client("token")
+        self._backend = "token"
+        self.client = self._client(self._backend)
         self.layer_compression = catalog.layer_compression
         self.layer_level = catalog.layer_level or ZSTD_LAYER_LEVELS[0]
 
@@ -217,7 +220,8 @@ class Registry:
         except requests.exceptions.RequestException as exc:
             raise _unreachable(self.host, exc) from None
         if probe.headers.get("WWW-Authenticate", "").lower().startswith("basic"):
-            self.client = self._client("basic")
+            self._backend = "basic"
+            self.client = self._client(self._backend)
             # oras' BasicAuth has no credentials until one was found (and then fails with an
             # AttributeError): say what to do instead.
             if not getattr(self.client.auth, "_basic_auth", None):
@@ -365,8 +369,9 @@ class Registry:
                 temporary.tagged(ref)
                 engine.tag(image_id, ref)
             if own:
+                alone = self.alone()  # the SIF goes up through self.client meanwhile
                 running = _Beside(f"push {ref}", lambda stop: push_layers(
-                    self, engine, image_id, repository, immutable, self.layer_level, stop))
+                    alone, engine, image_id, repository, immutable, self.layer_level, stop))
             else:
                 running = _Beside(f"push {ref}",
                                   lambda stop: engine.push(ref, self.engine_auth, stop))
@@ -511,14 +516,7 @@ class Registry:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if self.has_blob(repository, digest):
             return digest, 0
-        base = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/uploads/"
-        started = self.client.do_request(base, "POST")
-        location = started.headers.get("Location", "")
-        if started.status_code != 202 or not location:
-            raise BuildFailed(f"registry {self.host}: starting an upload to {repository} "
-                              f"answered {started.status_code}")
-        if location.startswith("/"):
-            location = f"{self.scheme}://{self.host}{location}"
+        location = self._start_upload(repository)
         joiner = "&" if "?" in location else "?"
         done = self.client.do_request(f"{location}{joiner}digest={digest}", "PUT", data=data,
                                       headers={"Content-Type": "application/octet-stream"})
@@ -526,6 +524,32 @@ class Registry:
             raise BuildFailed(f"registry {self.host}: uploading a blob to {repository} "
                               f"answered {done.status_code}")
         return digest, len(data)
+
+    def _start_upload(self, repository: str) -> str:
+        base = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/uploads/"
+        started = self.client.do_request(base, "POST")
+        if started.status_code != 202:
+            raise BuildFailed(f"registry {self.host}: starting an upload to {repository} "
+                              f"answered {started.status_code}")
+        return self._location(started, repository)
+
+    def _location(self, answer: requests.Response, repository: str) -> str:
+        """Where an upload goes on: the registry's own host only (the client would send it
+        the credentials too)."""
+        location = answer.headers.get("Location", "")
+        if location.startswith("/"):
+            location = f"{self.scheme}://{self.host}{location}"
+        if not location.startswith(f"{self.scheme}://{self.host}/"):
+            raise BuildFailed(f"registry {self.host}: an upload to {repository} was sent on to "
+                              f"{location.split('?')[0][:100] or 'nowhere'}, not followed")
+        return location
+
+    def alone(self) -> Registry:
+        """The same registry through a client of its own, for a push in another thread (a
+        client holds one token, scoped to one repository at a time)."""
+        other = copy.copy(self)
+        other.client = self._client(self._backend)
+        return other
 
     def blob_size(self, repository: str, digest: str) -> int | None:
         """The size of a blob the repository holds; None when it does not hold it."""
@@ -535,41 +559,44 @@ class Registry:
             return None
         return int(response.headers.get("Content-Length", 0))
 
-    def mount_blob(self, repository: str, digest: str, source: str) -> bool:
+    def mount_blob(self, repository: str, digest: str, source: str) -> int | None:
         """Link a blob the registry holds in another repository (SOURCE) into REPOSITORY,
-        nothing sent; whether the registry did (it may not: the source lost it, or the
-        credentials cannot read it)."""
+        nothing sent: its size as the registry now holds it, or None when the registry did
+        not (the source lost it, or the credentials cannot read it)."""
         if not source.startswith(f"{self.host}/") or source == repository:
-            return False
+            return None
         base = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/uploads/"
         answer = self.client.do_request(f"{base}?mount={digest}&from={self._path(source)}",
                                         "POST")
         if answer.status_code == 201:
-            return True
-        location = answer.headers.get("Location", "")
-        if answer.status_code == 202 and location:  # an upload it opened instead: given up
-            if location.startswith("/"):
-                location = f"{self.scheme}://{self.host}{location}"
+            return self.blob_size(repository, digest)
+        if answer.status_code == 202:  # an upload it opened instead: given up
             with contextlib.suppress(BuildFailed):
-                self.client.do_request(location, "DELETE")
-        return False
+                self.client.do_request(self._location(answer, repository), "DELETE")
+        return None
 
-    def put_blob_file(self, repository: str, path: Path, digest: str) -> None:
-        """Upload a file as one blob of a digest the caller computed; the registry checks it."""
-        base = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/uploads/"
-        started = self.client.do_request(base, "POST")
-        location = started.headers.get("Location", "")
-        if started.status_code != 202 or not location:
-            raise BuildFailed(f"registry {self.host}: starting an upload to {repository} "
-                              f"answered {started.status_code}")
-        if location.startswith("/"):
-            location = f"{self.scheme}://{self.host}{location}"
-        joiner = "&" if "?" in location else "?"
+    def put_blob_file(self, repository: str, path: Path, digest: str,
+                      halted: Callable[[], bool] = lambda: False) -> None:
+        """Upload a file as one blob of a digest the caller computed (the registry checks
+        it), in chunks: each is bytes that a retry can send again (after a 401), and
+        `halted` is asked before each."""
+        location = self._start_upload(repository)
+        sent = 0
         with path.open("rb") as data:
-            done = self.client.do_request(
-                f"{location}{joiner}digest={digest}", "PUT", data=data,
-                headers={"Content-Type": "application/octet-stream",
-                         "Content-Length": str(path.stat().st_size)})
+            while chunk := data.read(UPLOAD_CHUNK):
+                if halted():
+                    raise BuildFailed(f"pushing {digest[:19]}… to {repository}: stopped")
+                answer = self.client.do_request(location, "PATCH", data=chunk, headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{sent}-{sent + len(chunk) - 1}"})
+                if answer.status_code != 202:
+                    raise BuildFailed(f"registry {self.host}: uploading {digest[:19]}… to "
+                                      f"{repository} answered {answer.status_code}")
+                sent += len(chunk)
+                location = self._location(answer, repository)
+        joiner = "&" if "?" in location else "?"
+        done = self.client.do_request(f"{location}{joiner}digest={digest}", "PUT", data=b"",
+                                      headers={"Content-Type": "application/octet-stream"})
         if done.status_code != 201:
             raise BuildFailed(f"registry {self.host}: uploading {digest[:19]}… to {repository} "
                               f"answered {done.status_code}")

@@ -229,3 +229,36 @@ def test_docker_20_10_refuses_it_as_the_catalog_says(
         assert engine.client.images.list() == []
     finally:
         engine.stop()
+
+
+CANARY = "zstd-layers-canary-secret"
+
+
+def test_a_registry_that_asks_for_credentials_takes_it_and_sees_them_never_shown(
+        registry: LocalRegistry, site: Path, published: dict[str, PublishedImage],
+        tmp_path: Path) -> None:
+    """Debian's registry with htpasswd answers 401 to the client's first try of every
+    request, which then sends it again with the credentials: every chunk of every layer
+    goes up twice. Last in the module: its registry is emptied for it."""
+    import bcrypt
+
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(f"publisher:{bcrypt.hashpw(CANARY.encode(), bcrypt.gensalt()).decode()}\n")
+    registry.stop()
+    shutil.rmtree(registry.folder / "data", ignore_errors=True)
+    registry.htpasswd, registry.auth = htpasswd, ("publisher", CANARY)
+    registry.start()
+    try:
+        result = imagekit("publish", "base", "--json", catalog=site, env={
+            "IMAGEKIT_REGISTRY_USERNAME": "publisher", "IMAGEKIT_REGISTRY_PASSWORD": CANARY,
+            "XDG_CACHE_HOME": str(tmp_path / "cache"), "DOCKER_CONFIG": str(tmp_path)})
+        (line,) = json.loads(result.stdout)["images"]
+        digest, manifest = registry.manifest(f"{NS}/base", published["base"].digest)
+        # The very manifest of the first registry, every layer sent again.
+        assert digest == published["base"].digest
+        assert int(line["sent"]) == sum(int(layer["size"]) for layer in manifest["layers"])
+        assert CANARY not in result.stdout + result.stderr
+    finally:
+        registry.stop()
+        registry.htpasswd, registry.auth = None, None
+        registry.start()

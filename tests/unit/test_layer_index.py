@@ -49,6 +49,15 @@ def test_saving_keeps_what_another_imagekit_saved_meanwhile(tmp_path: Path) -> N
     assert [p.name for p in tmp_path.iterdir()] == [mine.path.name]  # no partial file left
 
 
+def test_two_imagekits_that_pushed_the_same_blob_keep_both_repositories(tmp_path: Path) -> None:
+    mine, theirs = LayerIndex(3, tmp_path), LayerIndex(3, tmp_path)
+    theirs.record(LAYER, BLOB, "r/theirs")
+    theirs.save()
+    mine.record(LAYER, BLOB, "r/mine")
+    mine.save()
+    assert LayerIndex(3, tmp_path).repositories(LAYER) == ["r/mine", "r/theirs"]
+
+
 def test_an_unreadable_index_is_an_empty_one(tmp_path: Path) -> None:
     index = LayerIndex(3, tmp_path)
     index.path.write_text("{not json")
