@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fresh import _cold_caches, _pushed_size
+from bench.fresh import _empty_engine as _empty_dockerd
 from bench.host import BenchError, docker, run
 from bench.scenarios import Log, Settings, first_200, start_argv
 from bench.stats import Sample
@@ -30,12 +31,10 @@ from bench.workspace import Workspace
 from imagekit.published.catalog import read
 from tests.integration import engines, suite
 from tests.integration.registry import LocalRegistry
-from tests.integration.runners import Runner
 
 NAMESPACE = "bench-layers"
 IMAGES = ("scipy", "pytorch-cuda")
-SUBNET_20 = 62  # 172.30.62.0/24: the empty Docker 20.10's bridge
-SUBNET_28 = 62  # 172.31.62.0/24: the empty Docker 28's
+SUBNET_28 = 62  # 172.31.62.0/24: the empty Docker 28's bridge (Docker 20.10's: item 10's)
 WAYS = ("gzip", "zstd")
 HOSTS = {"gzip": ("docker 20.10", "docker 28"), "zstd": ("docker 28",)}
 
@@ -149,12 +148,8 @@ def _empty_registry(registry: LocalRegistry, folder: Path) -> Iterator[None]:
 def _empty_engine(host: str, folder: Path) -> Iterator[dict[str, str]]:
     """An engine that has never seen any image: the environment that speaks to it."""
     if host == "docker 20.10":
-        engine = Runner("layers", folder / "engine", SUBNET_20)
-        try:
-            engine.start()
-            yield {"DOCKER_HOST": f"unix://{engine.socket}"}
-        finally:
-            engine.stop()
+        with _empty_dockerd(folder) as env:  # item 10's
+            yield env
         return
     sid = engines.SidEngine("lay", "docker", SUBNET_28, False, engines.ensure_root())
     with engines.running(sid, folder / "host"):

@@ -36,6 +36,7 @@ import zstandard
 
 from imagekit.engine.client import Engine, Stop
 from imagekit.errors import BuildFailed
+from imagekit.files import write_atomically
 
 if TYPE_CHECKING:
     from imagekit.publish.registry import Registry
@@ -126,16 +127,7 @@ class LayerIndex:
                     [:REPOSITORIES_KEPT]}
             entries[diff] = mine
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial",
-                                    dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(entries, out, sort_keys=True)
-            os.replace(name, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-            raise
+        write_atomically(self.path, json.dumps(entries, sort_keys=True))
         self._changed = {}
 
 

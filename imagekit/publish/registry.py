@@ -37,7 +37,7 @@ from imagekit.engine import temporary
 from imagekit.engine.client import Engine, Stop
 from imagekit.errors import BuildFailed, ImagekitError, Problem, reason
 from imagekit.model import Catalog, arch
-from imagekit.publish.layers import push_layers
+from imagekit.publish.layers import push_layers, short
 from imagekit.schema import ZSTD_LAYER_LEVELS, Platform
 from imagekit.sif import sha256_file
 
@@ -317,9 +317,7 @@ class Registry:
         return made if made.tzinfo is not None else made.replace(tzinfo=dt.UTC)
 
     def has_blob(self, repository: str, digest: str) -> bool:
-        response = self.client.get_blob(self.client.get_container(repository), digest,
-                                        head=True)
-        return bool(response.status_code == 200)
+        return self.blob_size(repository, digest) is not None
 
     def _read_back(self, repository: str, tag: str) -> tuple[str, dict[str, Any]]:
         found = self.manifest(repository, tag)
@@ -404,8 +402,7 @@ class Registry:
         layers = manifest.get("layers", [])
         # A layer is named by its uncompressed (diff) ID or its blob digest, as engines say.
         sent = sum(int(layer["size"]) for layer, diff in zip(layers, diff_ids, strict=False)
-                   if not {diff.removeprefix("sha256:")[:12],
-                           str(layer["digest"]).removeprefix("sha256:")[:12]} & kept)
+                   if not {short(diff), short(str(layer["digest"]))} & kept)
         size = int(config.get("size", 0)) + sum(int(layer["size"]) for layer in layers)
         return Pushed(repository, digest, [*moving, immutable], size, sent,
                       round(time.monotonic() - started, 1))
@@ -434,7 +431,7 @@ class Registry:
         body = json.dumps({"schemaVersion": 2, "mediaType": media_type, "manifests": entries},
                           separators=(",", ":")).encode()
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        self._put_manifest(repository, digest, body, media_type)
+        self.put_manifest(repository, digest, body, media_type)
         self.retag(repository, digest, tags)
         return Pushed(repository, digest, tags, len(body), len(body),
                       round(time.monotonic() - started, 1))
@@ -511,7 +508,7 @@ class Registry:
 
     # -- referrers (an SBOM that refers to its image) ---------------------------------------------
 
-    def _put_blob(self, repository: str, data: bytes) -> tuple[str, int]:
+    def put_blob(self, repository: str, data: bytes) -> tuple[str, int]:
         """Upload one blob unless the registry has it: (its digest, bytes sent)."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if self.has_blob(repository, digest):
@@ -525,9 +522,11 @@ class Registry:
                               f"answered {done.status_code}")
         return digest, len(data)
 
+    def _uploads_url(self, repository: str) -> str:
+        return f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/uploads/"
+
     def _start_upload(self, repository: str) -> str:
-        base = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/uploads/"
-        started = self.client.do_request(base, "POST")
+        started = self.client.do_request(self._uploads_url(repository), "POST")
         if started.status_code != 202:
             raise BuildFailed(f"registry {self.host}: starting an upload to {repository} "
                               f"answered {started.status_code}")
@@ -565,9 +564,8 @@ class Registry:
         not (the source lost it, or the credentials cannot read it)."""
         if not source.startswith(f"{self.host}/") or source == repository:
             return None
-        base = f"{self.scheme}://{self.host}/v2/{self._path(repository)}/blobs/uploads/"
-        answer = self.client.do_request(f"{base}?mount={digest}&from={self._path(source)}",
-                                        "POST")
+        answer = self.client.do_request(
+            f"{self._uploads_url(repository)}?mount={digest}&from={self._path(source)}", "POST")
         if answer.status_code == 201:
             return self.blob_size(repository, digest)
         if answer.status_code == 202:  # an upload it opened instead: given up
@@ -601,15 +599,7 @@ class Registry:
             raise BuildFailed(f"registry {self.host}: uploading {digest[:19]}… to {repository} "
                               f"answered {done.status_code}")
 
-    def put_blob(self, repository: str, data: bytes) -> tuple[str, int]:
-        """Upload one blob unless the registry has it: (its digest, bytes sent)."""
-        return self._put_blob(repository, data)
-
     def put_manifest(self, repository: str, reference: str, body: bytes,
-                     media_type: str) -> None:
-        self._put_manifest(repository, reference, body, media_type)
-
-    def _put_manifest(self, repository: str, reference: str, body: bytes,
                       media_type: str) -> None:
         answer = self.client.do_request(self._manifest_url(repository, reference), "PUT",
                                         data=body, headers={"Content-Type": media_type})
@@ -630,8 +620,8 @@ class Registry:
                               f"{subject_digest}")
         subject = {"mediaType": str(fetched.headers.get("Content-Type")).split(";")[0],
                    "digest": subject_digest, "size": len(fetched.content)}
-        config_digest, sent = self._put_blob(repository, EMPTY_JSON)
-        layer_digest, sent_layer = self._put_blob(repository, data)
+        config_digest, sent = self.put_blob(repository, EMPTY_JSON)
+        layer_digest, sent_layer = self.put_blob(repository, data)
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -645,7 +635,7 @@ class Registry:
         }
         body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        self._put_manifest(repository, digest, body, OCI_MANIFEST)
+        self.put_manifest(repository, digest, body, OCI_MANIFEST)
         descriptor = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
                       "artifactType": artifact_type, "annotations": {CREATED: created}}
         if digest not in {d["digest"] for d in self.referrers(repository, subject_digest)}:
@@ -655,7 +645,7 @@ class Registry:
                       if d.get("digest") != digest]
             index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
                      "manifests": [*listed, descriptor]}
-            self._put_manifest(repository, tag,
+            self.put_manifest(repository, tag,
                                json.dumps(index, sort_keys=True,
                                           separators=(",", ":")).encode(), OCI_INDEX)
         return Pushed(repository, digest, [], len(data), sent + sent_layer,
