@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import oras.auth
 import oras.provider
@@ -88,6 +88,12 @@ class _Client(oras.provider.Registry):  # type: ignore[misc]
                    headers: dict[str, str] | None = None, json: Any = None,
                    stream: bool = False) -> requests.Response:
         undecorated = oras.provider.Registry.do_request.__wrapped__
+        basic = getattr(self.auth, "_basic_auth", None)
+        if (isinstance(self.auth, oras.auth.BasicAuth) and basic
+                and urlsplit(url).netloc == self.hostname):
+            # A registry that wants Basic answers every request without it 401, and oras
+            # then sends it again: each blob would go up twice. Its own host only.
+            headers = {**(headers or {}), **self.auth.get_auth_header()}
         try:
             response: requests.Response = undecorated(self, url, method, data, headers, json,
                                                       stream)

@@ -237,9 +237,9 @@ CANARY = "zstd-layers-canary-secret"
 def test_a_registry_that_asks_for_credentials_takes_it_and_sees_them_never_shown(
         registry: LocalRegistry, site: Path, published: dict[str, PublishedImage],
         tmp_path: Path) -> None:
-    """Debian's registry with htpasswd answers 401 to the client's first try of every
-    request, which then sends it again with the credentials: every chunk of every layer
-    goes up twice. Last in the module: its registry is emptied for it."""
+    """Debian's registry with htpasswd answers 401 to every request sent without the
+    credentials: imagekit sends them from the first try, so no chunk of a layer goes up
+    twice. Last in the module: its registry is emptied for it."""
     import bcrypt
 
     htpasswd = tmp_path / "htpasswd"
@@ -258,6 +258,10 @@ def test_a_registry_that_asks_for_credentials_takes_it_and_sees_them_never_shown
         assert digest == published["base"].digest
         assert int(line["sent"]) == sum(int(layer["size"]) for layer in manifest["layers"])
         assert CANARY not in result.stdout + result.stderr
+        # The registry's access log: only the probe that learns the scheme goes without.
+        refused = [line for line in (registry.folder / "registry.log").read_text().splitlines()
+                   if '" 401 ' in line and "python-requests" in line]
+        assert refused and all('"GET /v2/ HTTP' in line for line in refused), refused[:5]
     finally:
         registry.stop()
         registry.htpasswd, registry.auth = None, None
