@@ -187,11 +187,17 @@ def failed(report: dict[str, Any]) -> list[str]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The modules whose setup runs beside the suite go last (in their order), so that it
-    has every other module's time to run in; no test depends on the order of modules."""
+    has every other module's time to run in; no test depends on the order of modules.
+    The unit tests go first: they take one core, so the setups beside the suite have the
+    other from the start, rather than a core left idle at the end, when those setups have
+    ended and the unit tests would run alone."""
     def beside(item: pytest.Item) -> bool:
         return callable(getattr(getattr(item, "module", None), "beside", None))
 
-    items.sort(key=beside)  # stable: the order within each part stays
+    def unit(item: pytest.Item) -> bool:
+        return item.path.is_relative_to(ROOT / "tests" / "unit")
+
+    items.sort(key=lambda item: (beside(item), not unit(item)))  # stable within parts
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
