@@ -404,6 +404,11 @@ def version() -> None:
 
 
 def main() -> None:
+    import sys
+    # oras imports jsonschema, which builds rfc3987-syntax's 38 Lark grammars at import when
+    # that optional package is installed (jupyter-events installs it beside a hub): 0.75 s
+    # of CPU in every command that talks to a registry. No command checks an IRI's format.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     from imagekit.engine.temporary import removed_when_interrupted
     with removed_when_interrupted(err.print):
         app()
