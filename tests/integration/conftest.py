@@ -187,81 +187,11 @@ def failed(report: dict[str, Any]) -> list[str]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The modules whose setup runs beside the suite go last (in their order), so that it
-    has every other module's time to run in; no test depends on the order of modules.
-    The unit tests go first: they take one core, so the setups beside the suite have the
-    other from the start, rather than a core left idle at the end, when those setups have
-    ended and the unit tests would run alone."""
-    def unit(item: pytest.Item) -> bool:
-        return item.path.is_relative_to(ROOT / "tests" / "unit")
+    has every other module's time to run in; no test depends on the order of modules."""
+    def beside(item: pytest.Item) -> bool:
+        return callable(getattr(getattr(item, "module", None), "beside", None))
 
-    items.sort(key=lambda item: (_has_beside(item), not unit(item)))  # stable within parts
-
-
-def _has_beside(item: pytest.Item) -> bool:
-    return callable(getattr(getattr(item, "module", None), "beside", None))
-
-
-def _setup_ended(group: list[pytest.Item]) -> bool:
-    from tests.integration import background
-
-    job = background.JOBS.get(getattr(group[0], "module", object).__name__)
-    return job is None or job.done.is_set()
-
-
-def _splits_a_package(after: list[pytest.Item], upcoming: list[pytest.Item] | None) -> bool:
-    """Whether a module run between these two would tear down their package's fixtures
-    (the end-to-end package's publication) and set them up again."""
-    e2e = ROOT / "tests" / "integration" / "e2e"
-    return upcoming is not None and all(
-        group[0].path.is_relative_to(e2e) for group in (after, upcoming))
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtestloop(session: pytest.Session) -> bool | None:
-    """The modules in their order, except that a module whose setup beside the suite has
-    ended runs as soon as the module before it ends, rather than at the end of the session:
-    there its tests would run alone, with the setups beside the suite ended and a core
-    idle. Where a module ends is decided before its last test runs, so that its teardown
-    knows what comes next."""
-    if session.testsfailed or session.config.option.collectonly:
-        return None  # pytest's own loop says so
-    groups: list[list[pytest.Item]] = []
-    for item in session.items:
-        if groups and groups[-1][0].path == item.path:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-    main = [g for g in groups if not _has_beside(g[0])]
-    waiting = [g for g in groups if _has_beside(g[0])]
-
-    def after(group: list[pytest.Item] | None) -> list[pytest.Item] | None:
-        upcoming = main[0] if main else None
-        if group is not None and not _splits_a_package(group, upcoming):
-            for ready in (g for g in waiting if _setup_ended(g)):
-                waiting.remove(ready)
-                return ready
-        for queue in (main, waiting):
-            if queue:
-                return queue.pop(0)
-        return None
-
-    group = after(None)
-    while group is not None:
-        following: list[pytest.Item] | None
-        nextitem: pytest.Item | None
-        for i, item in enumerate(group):
-            if i + 1 < len(group):
-                following, nextitem = group, group[i + 1]
-            else:
-                following = after(group)
-                nextitem = following[0] if following else None
-            item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
-            if session.shouldfail:
-                raise session.Failed(session.shouldfail)
-            if session.shouldstop:
-                raise session.Interrupted(session.shouldstop)
-        group = following
-    return True
+    items.sort(key=beside)  # stable: the order within each part stays
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
