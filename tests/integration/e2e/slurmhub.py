@@ -47,11 +47,18 @@ def runtime_dir(folder: Path, cluster: Cluster) -> Path | None:
 
 
 def fresh_home(home: Path) -> None:
-    """Forget what earlier runs left in a test account's home (its IPython profile, logs)."""
+    """Forget what earlier runs left in a test account's home (its IPython profile, logs,
+    and its Apptainer cache: the account's node has never seen the SIF it pulls)."""
     for path in home.iterdir():
-        if path.name.startswith(".ipython") or path.name.startswith(".jupyter") or \
+        if path.name.startswith((".ipython", ".jupyter")) or path.name == ".apptainer" or \
                 path.suffix in (".log", ".out", ".sbatch"):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def drop_sif_cache(home: Path) -> None:
+    """The account's Apptainer cache, once its module has ended: the SIFs it pulled by
+    digest, gigabytes that the rest of the session's disk needs."""
+    shutil.rmtree(home / ".apptainer", ignore_errors=True)
 
 
 MARK = "# imagekit e2e: the cluster's apptainer"

@@ -42,11 +42,12 @@ c.Spawner.env_keep = ['PATH', 'LANG', 'LC_ALL', 'SLURM_CONF']
 
 
 @pytest.fixture(scope="module")
-def home(cluster: Cluster) -> Path:
+def home(cluster: Cluster) -> Iterator[Path]:
     entry = ensure_user(USER)
     sh.add_to_root(USER)
     sh.fresh_home(Path(entry.pw_dir))
-    return Path(entry.pw_dir)
+    yield Path(entry.pw_dir)
+    sh.drop_sif_cache(Path(entry.pw_dir))
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,7 @@ def login_node(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
         node.stop()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        sh.drop_sif_cache(home)
 
 
 @pytest.fixture(scope="module")
