@@ -606,7 +606,7 @@ class Registry:
                               f"answered {done.status_code}")
 
     def put_manifest(self, repository: str, reference: str, body: bytes,
-                      media_type: str) -> None:
+                     media_type: str) -> None:
         answer = self.client.do_request(self._manifest_url(repository, reference), "PUT",
                                         data=body, headers={"Content-Type": media_type})
         if answer.status_code not in (200, 201):
@@ -652,8 +652,8 @@ class Registry:
             index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
                      "manifests": [*listed, descriptor]}
             self.put_manifest(repository, tag,
-                               json.dumps(index, sort_keys=True,
-                                          separators=(",", ":")).encode(), OCI_INDEX)
+                              json.dumps(index, sort_keys=True,
+                                         separators=(",", ":")).encode(), OCI_INDEX)
         return Pushed(repository, digest, [], len(data), sent + sent_layer,
                       round(time.monotonic() - started, 1),
                       content=layer_digest)

@@ -49,8 +49,9 @@ def runtime_dir(folder: Path, cluster: Cluster) -> Path | None:
 def fresh_home(home: Path) -> None:
     """Forget what earlier runs left in a test account's home (its IPython profile, logs,
     and its Apptainer cache: the account's node has never seen the SIF it pulls)."""
+    drop_sif_cache(home)
     for path in home.iterdir():
-        if path.name.startswith((".ipython", ".jupyter")) or path.name == ".apptainer" or \
+        if path.name.startswith((".ipython", ".jupyter")) or \
                 path.suffix in (".log", ".out", ".sbatch"):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
