@@ -191,8 +191,12 @@ def build_sif(catalog: Catalog, engine: Engine, image: Image, *, level: int | No
                 # not as the builder's root with /root as HOME; `imagekit test` checks the
                 # image itself before anything is published.
                 extra = ["--mksquashfs-args", " ".join(squash_args)] if squash_args else []
-                run([tool, "build", "--notest", "--force", *extra, str(partial),
-                     str(definition)], timeout=3600)
+                # --disable-cache: left to itself, apptainer copies every layer it reads
+                # from the engine into the user's cache (~/.apptainer/cache/blob) and keeps
+                # it there for good, gigabytes per image that no later conversion reads
+                # (each comes from a new image); this way its copy is temporary.
+                run([tool, "build", "--notest", "--force", "--disable-cache", *extra,
+                     str(partial), str(definition)], timeout=3600)
             result = SifResult(image.name, str(out), tool, "built", info.id, 0, "",
                                compression=f"{comp}-{level}" if squash_args else "gzip",
                                platform=platform)

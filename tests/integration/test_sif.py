@@ -351,12 +351,18 @@ def _apptainer_method_gives_what_native_gives(root: Path, tmp_path: Path,
         project = tmp_path / method
         catalog = suite.copy_project(project)
         catalog.write_text(catalog.read_text() + "sif: {compression: zstd}\n")
-        env = {"PATH": f"{tools}:{os.environ['PATH']}", "SID_ROOT_BINDS": "/run/docker.sock"}
+        home = tmp_path / f"{method}-home"  # whoever converts: what stays in their home
+        home.mkdir()
+        env = {"PATH": f"{tools}:{os.environ['PATH']}", "SID_ROOT_BINDS": "/run/docker.sock",
+               "HOME": str(home)}
         report = json.loads(imagekit("build", "base", "--format", "sif", "--json",
                                      "--sif-method", method, catalog=project / "catalog.yaml",
                                      env=env).stdout)["sif"][0]
         assert (report["method"], report["compression"]) == (method, "zstd-3")
         sifs[method] = Path(report["path"])
+        # apptainer's own cache would keep a copy of every layer of the image (gigabytes
+        # per image, never read again): the conversion leaves none behind.
+        assert [p for p in home.rglob("*") if p.is_file()] == [], method
     inspected = {m: json.loads(imagekit("inspect", str(p), "--json").stdout)
                  for m, p in sifs.items()}
     assert inspected["apptainer"]["deffile"] == inspected["native"]["deffile"]
