@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import engines, fresh, layers, pipeline, report, scenarios
-from bench.host import HAND_AND_HPCCM, ROOT, machine, remove_images, run
+from bench.host import HAND_AND_HPCCM, ROOT, machine, prune_build_cache, remove_images, run
 from bench.workspace import Workspace
 
 RESULTS = ROOT / "bench" / "results"
 ITEMS = ("three_ways", "catalog", "start", "render", "sif", "pytorch_cuda", "incremental",
          "fresh_host", "engines", "pipeline", "layers")
+# The items that use the run's workspace (its images, SIFs and BuildKit cache) or the hand
+# and hpccm images; the items after them make their own, and the disk they need is tens of GB.
+SHARED = ("three_ways", "catalog", "start", "render", "sif", "pytorch_cuda", "incremental")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +71,9 @@ def measure(only: list[str], settings: scenarios.Settings, name: str | None = No
         "pipeline": lambda: pipeline.pipeline(log),
         "layers": lambda: layers.layers(settings, log),
     }
+    last_shared = max((ITEMS.index(i) for i in only if i in SHARED), default=-1)
     try:
-        for item in ITEMS:
+        for index, item in enumerate(ITEMS):
             if item not in only:
                 continue
             log(f"{item} ...")
@@ -78,9 +82,10 @@ def measure(only: list[str], settings: scenarios.Settings, name: str | None = No
             except Exception as exc:
                 result["errors"][item] = f"{type(exc).__name__}: {exc}"
                 log(f"{item} failed:\n{traceback.format_exc()}")
+            if index == last_shared:
+                release(ws)
     finally:
-        ws.close()
-        remove_images(*HAND_AND_HPCCM)
+        release(ws)
     result["seconds"] = round(time.monotonic() - started)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name or result['date'][:10]}.json"
@@ -92,6 +97,15 @@ def measure(only: list[str], settings: scenarios.Settings, name: str | None = No
         print_targets(result)
         log(f"wrote {out.relative_to(ROOT)} (a partial run: BENCHMARKS.md left as it is)")
     return 1 if result["errors"] else 0
+
+
+def release(ws: Workspace) -> None:
+    """The shared workspace's images, SIFs and build cache, and the hand and hpccm images,
+    given back to the disk: once the last item that uses them has run (the items after them
+    start from a pruned cache of their own), and at the end. A second call finds nothing."""
+    ws.close()
+    remove_images(*HAND_AND_HPCCM)
+    prune_build_cache()
 
 
 def write_report(result: dict[str, Any], source: Path) -> None:
