@@ -5,10 +5,9 @@ own resources (its own project, namespace, engine, registry or Apptainer) and do
 in processes it starts itself. When the session has collected, conftest queues the `beside`
 of every selected module (after the sid root the SIF tests share); two run at a time, in the
 modules' order, while the tests of the modules before them run (those modules go last).
-They run at the lowest CPU priority (nice 19) in the idle I/O class, which every process they
-start inherits (an engine of their own, its builds and containers, Apptainer, debootstrap), so
-that they take only the CPU and disk the tests leave idle and slow the tests down as little as
-a 2-core machine allows.
+They run at the lowest CPU priority (nice 19, which every process they start inherits: an
+engine of their own, its builds and containers, Apptainer, debootstrap), so that they take
+only the CPU the tests leave idle and never slow the tests down on a 2-core machine.
 
 A setup whose work is done by the suite's own engine (its builds run in that dockerd, which no
 priority of ours reaches) would only contend with the tests' builds: such a module defines
@@ -33,7 +32,6 @@ import contextlib
 import os
 import queue
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -160,11 +158,8 @@ def _run(job: Job, work: Callable[[Path], Any]) -> None:
 
 
 def _work() -> None:
-    # Linux keeps a nice value and an I/O class per thread, and what a thread starts
-    # inherits both. Idle I/O: the scheduler (mq-deadline here) serves the setups' reads and
-    # synchronous writes only when the tests' own leave the disk idle.
+    # Linux keeps a nice value per thread, and what a thread starts inherits it.
     os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST)
-    subprocess.run(["ionice", "-c", "3", "-p", str(threading.get_native_id())], check=True)
     while True:
         job, work = _QUEUE.get()
         _run(job, work)
