@@ -351,10 +351,14 @@ def _apptainer_method_gives_what_native_gives(root: Path, tmp_path: Path,
         project = tmp_path / method
         catalog = suite.copy_project(project)
         catalog.write_text(catalog.read_text() + "sif: {compression: zstd}\n")
-        home = tmp_path / f"{method}-home"  # whoever converts: what stays in their home
+        # Whoever converts: what stays in their home, with Apptainer's cache pinned there
+        # (a site's shell may point it elsewhere) and Docker's own config where it was.
+        home = tmp_path / f"{method}-home"
         home.mkdir()
+        cache = str(home / "apptainer-cache")
         env = {"PATH": f"{tools}:{os.environ['PATH']}", "SID_ROOT_BINDS": "/run/docker.sock",
-               "HOME": str(home)}
+               "HOME": str(home), "APPTAINER_CACHEDIR": cache, "SINGULARITY_CACHEDIR": cache,
+               "DOCKER_CONFIG": os.environ.get("DOCKER_CONFIG", str(Path.home() / ".docker"))}
         report = json.loads(imagekit("build", "base", "--format", "sif", "--json",
                                      "--sif-method", method, catalog=project / "catalog.yaml",
                                      env=env).stdout)["sif"][0]
