@@ -83,7 +83,11 @@ def measure(only: list[str], settings: scenarios.Settings, name: str | None = No
                 result["errors"][item] = f"{type(exc).__name__}: {exc}"
                 log(f"{item} failed:\n{traceback.format_exc()}")
             if index == last_shared:
-                release(ws)
+                try:
+                    release(ws)
+                except Exception as exc:  # the items after it may still have the disk
+                    result["errors"]["release"] = f"{type(exc).__name__}: {exc}"
+                    log(f"releasing the shared workspace failed:\n{traceback.format_exc()}")
     finally:
         release(ws)
     result["seconds"] = round(time.monotonic() - started)
