@@ -59,15 +59,21 @@ class Job:
 @dataclass
 class Parts:
     """A setup of independent parts: each part's result, or the error it raised, so that
-    one part's failure fails only the tests that take that part."""
+    one part's failure fails only the tests that take that part. Each part's seconds go
+    to the session's summary: a setup beside the suite never prints, since a unit test's
+    CliRunner swaps sys.stdout for the whole process while it runs, and would take it in."""
     done: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, BaseException] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def run(self, name: str, work: Callable[[], Any]) -> None:
+        started = time.monotonic()
         try:
             self.done[name] = work()
         except Exception as exc:  # handed to the test that takes this part
             self.errors[name] = exc
+        finally:
+            self.seconds[name] = round(time.monotonic() - started, 1)
 
     def take(self, name: str) -> Any:
         if name in self.errors:
@@ -236,3 +242,6 @@ def summary(write: Callable[[str], None]) -> None:
         waited = round(job.started - _BEGAN, 1)
         write(f"{job.name} ({job.where}): {job.seconds} s, started {waited} s into the "
               "session")
+        if isinstance(job.value, Parts):
+            for part, seconds in job.value.seconds.items():
+                write(f"    {part}: {seconds} s")

@@ -277,7 +277,6 @@ def _rendered_definition_builds_with_apptainer(root: Path, client: Any) -> None:
 
 
 def _build_and_serve(apptainer: ap.Apptainer, work: Path) -> None:
-    started = time.monotonic()
     # --force also lets the child's %labels replace the ones inherited from the parent. The
     # subject is the definition, not the squashfs: gzip's fastest level (mksquashfs's own
     # default, 9, spent 71.6 CPU-s on 1.2 GB of Python packages here, level 1 10.7).
@@ -285,7 +284,6 @@ def _build_and_serve(apptainer: ap.Apptainer, work: Path) -> None:
                            "--mksquashfs-args", "-Xcompression-level 1",
                            "/srv/recipe/out.sif", "Singularity.def", cwd="/srv/recipe",
                            timeout=1800)
-    print(f"apptainer build: {time.monotonic() - started:.0f} s")
     assert "Build complete" in result.stdout + result.stderr
     labels = apptainer.run("apptainer", "inspect", "--labels", "/srv/recipe/out.sif").stdout
     assert "io.imagekit.image: scipy-kubeflow" in labels
