@@ -201,6 +201,39 @@ def for_image(catalog: Catalog, image: Image) -> PipLock | None:
     return image.stack.lock
 
 
+@dataclass(frozen=True)
+class SettledPart:
+    """One layer of an image's settled install: the lock file it installs (recipe folder
+    pip/), the wheelhouse folder of the build context it binds, and its lock entries."""
+    file: str
+    wheelhouse: str
+    entries: str
+
+    def pins(self) -> tuple[str, ...]:
+        return tuple(f"{n}=={v}" for n, v in lockfile.entries(self.entries))
+
+
+def settled_parts(image: Image, pins: PipLock) -> tuple[SettledPart, ...]:
+    """The settled part of the image's (current) lock as the layers that install it, in
+    order: one per pattern of the stack's pip_layers that names a settled package
+    (settled-1.lock, ...), then the rest (settled.lock). Each part binds a wheelhouse of its
+    own, so that a pin moved in one part leaves the layers of the others as they were.
+    A pattern must name a package of the lock (one that names only added packages gets its
+    layer once they are settled)."""
+    stack = image.stack
+    for i, pattern in enumerate(stack.pip_layers):
+        if not lockfile.matching(pins.pins, pattern):
+            raise ImagekitError(Problem(stack.file, f"pip_layers[{i}]",
+                                        f"{pattern!r} matches no package of {pins.file.name}",
+                                        hint="a pip project name, or a glob such as nvidia-*"))
+    *own, rest = lockfile.settled_layers(pins.text, stack.pip_layers)
+    parts = [SettledPart(f"settled-{i}.lock", f"wheelhouse-{i}", text)
+             for i, text in enumerate(filter(None, own), 1)]
+    if rest or not parts:
+        parts.append(SettledPart("settled.lock", "wheelhouse", rest))
+    return tuple(parts)
+
+
 def uv_pin(lock: PipLock) -> str:
     """The lock's entry for uv (with its hashes), for pip to install uv itself from."""
     lines = lock.text.split("\n")

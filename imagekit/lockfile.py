@@ -11,6 +11,7 @@ with it, `imagekit.lock` (which decides what a lock depends on, and runs uv) wri
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import re
@@ -148,6 +149,29 @@ def _parts(text: str) -> tuple[str, str]:
 def settled_part(text: str) -> str:
     """The settled entries of a lock's text (all of them when nothing was added)."""
     return "".join(entries(_parts(text)[0]).values())
+
+
+def normalised(pattern: str) -> str:
+    """A name pattern (pip_layers) written as the lock writes names: runs of '-', '_' and
+    '.' as one '-', lower case."""
+    return re.sub(r"[-_.]+", "-", pattern).lower()
+
+
+def matching(pins: tuple[tuple[str, str], ...], pattern: str) -> list[tuple[str, str]]:
+    """The pins whose (normalised) name the (normalised) pattern matches."""
+    return [pin for pin in pins if fnmatch.fnmatchcase(pin[0], pattern)]
+
+
+def settled_layers(text: str, patterns: tuple[str, ...]) -> list[str]:
+    """The settled part of a lock's text in len(patterns) + 1 parts: the entries of each
+    pattern (each entry in the part of the first pattern its name matches), then the rest.
+    With no patterns, the whole settled part; a part may be empty."""
+    parts = ["" for _ in patterns] + [""]
+    for (name, _), entry in entries(_parts(text)[0]).items():
+        at = next((i for i, p in enumerate(patterns) if fnmatch.fnmatchcase(name, p)),
+                  len(patterns))
+        parts[at] += entry
+    return parts
 
 
 def added_part(text: str) -> str:

@@ -118,6 +118,7 @@ class Stack:
     pip_prune_all: tuple[str, ...]  # removed from site-packages after each install
     npm_all: tuple[str, ...]
     lock: PipLock | None = None  # stacks/<name>.lock, when there is one
+    pip_layers: tuple[str, ...] = ()  # name patterns, one settled layer each (normalised)
 
 
 @dataclass(frozen=True)

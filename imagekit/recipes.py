@@ -18,8 +18,14 @@ from imagekit.render.docker import DockerRenderer
 from imagekit.render.singularity import SingularityRenderer
 from imagekit.said import Said
 
-# Written by `imagekit build` into the context, never committed.
-BUILD_ONLY = ("site", "wheelhouse", "wheelhouse-added")
+# Written by `imagekit build` into the context, never committed: the site's files and the
+# wheelhouse folders (wheelhouse, wheelhouse-added, wheelhouse-1, ...).
+BUILD_ONLY = ("site", "wheelhouse")
+
+
+def build_only(top: str) -> bool:
+    """A top-level name of a recipe folder that only a build's context holds."""
+    return top in BUILD_ONLY or top.startswith("wheelhouse-")
 # Run inside the image after a locked install: compiles what it added, with a cache.
 BYTECODE = Path(__file__).parent / "render" / "bytecode.py"
 
@@ -48,8 +54,12 @@ def layer_files(catalog: Catalog, image: Image) -> dict[str, bytes]:
         # (its inputs line changes at every relock), so that adding a package leaves the
         # settled part's bytes, and the layer that installs them, as they were.
         lock_name = pins.file.name
-        out["pip/settled.lock"] = (f"# The settled part of {lock_name}: the image's first "
-                                   "pip layer.\n" + lockfile.settled_part(pins.text)).encode()
+        parts = lock.settled_parts(image, pins)
+        for number, part in enumerate(parts, 1):
+            what = ("the image's first pip layer" if len(parts) == 1 else
+                    f"pip layer {number} of {len(parts)} (the stack's pip_layers)")
+            out[f"pip/{part.file}"] = (f"# The settled part of {lock_name}: {what}.\n"
+                                       + part.entries).encode()
         if pins.added:
             out["pip/added.lock"] = (f"# The part of {lock_name} added since it was settled: "
                                      "a pip layer of its own.\n"
@@ -135,7 +145,7 @@ def _committed_files(folder: Path) -> list[str]:
     return sorted(
         str(p.relative_to(folder))
         for p in folder.rglob("*")
-        if p.is_file() and p.relative_to(folder).parts[0] not in BUILD_ONLY
+        if p.is_file() and not build_only(p.relative_to(folder).parts[0])
     )
 
 

@@ -256,7 +256,22 @@ def _stack(name: str, file: Path, spec: StackSpec, parent: Stack | None, root: P
         apt_exclude=tuple(spec.apt_exclude),
         pip_prune_all=_extended(inherited.pip_prune, spec.pip_prune),
         lock=_lock(file, problems),
+        pip_layers=_pip_layers(file, spec, problems),
     )
+
+
+def _pip_layers(file: Path, spec: StackSpec, problems: list[Problem]) -> tuple[str, ...]:
+    """The stack's pip_layers, normalised as the lock's names are (that each names a package
+    of the lock is checked where the lock is known to be current: lock.settled_parts)."""
+    patterns = tuple(lockfile.normalised(p) for p in spec.pip_layers)
+    if patterns and not spec.pip:
+        problems.append(Problem(file, "pip_layers", "the stack installs no pip packages of "
+                                "its own to put in layers"))
+        return ()
+    for i, pattern in enumerate(patterns):
+        if pattern in patterns[:i]:
+            problems.append(Problem(file, f"pip_layers[{i}]", f"{pattern!r} is listed twice"))
+    return patterns
 
 
 def _root_runtime(file: Path, spec: StackSpec, problems: list[Problem]) -> Runtime | None:

@@ -64,6 +64,12 @@ PipName = Annotated[
     _pattern(r"[A-Za-z0-9][A-Za-z0-9._-]*", "pip project name (no version, no extras)",
              "rfc3987-syntax"),
 ]
+PipNamePattern = Annotated[
+    str,
+    _pattern(r"[A-Za-z0-9*?][A-Za-z0-9._*?-]*",
+             "pip project name or glob of names (letters, digits, '.', '_', '-', '*', '?')",
+             "nvidia-cudnn-*"),
+]
 NpmPackage = Annotated[
     str,
     _pattern(
@@ -282,6 +288,12 @@ class StackSpec(Layer):
     pip_exclude: list[PipName] = Field(
         [], description="pip packages never installed, even when a dependency's optional "
         "extra asks for them (inherited by every child stack; applied when locking)")
+    pip_layers: list[PipNamePattern] = Field(
+        [], description="the stack's locked pip packages that go in layers of their own, "
+        "below the rest of its install: one layer per pattern, in this order, each package "
+        "in the layer of the first pattern its name matches (fnmatch on the normalised "
+        "name). For closures of gigabytes (CUDA): a first pull unpacks one layer while it "
+        "downloads the next. This stack's own; not inherited")
 
 
 class Proxy(Spec):

@@ -99,12 +99,14 @@ def _wheelhouses(catalog: Catalog, image: Image, pip: tuple[str, ...]
                  ) -> dict[str, tuple[str, ...]]:
     """Each pip step's wheelhouse folder in the context, with what it installs. A bind
     mount's files are part of its step's cache key: the settled install gets the wheels of
-    the settled pins only, so that adding a package leaves that step's key as it was."""
+    the settled pins only (each of its layers those of its own), so that adding a package
+    leaves that step's key as it was."""
     pins = lock.for_image(catalog, image)
     if pins is None:
         return {"wheelhouse": pip}
     added = set(pins.added)
-    out = {"wheelhouse": tuple(f"{n}=={v}" for n, v in pins.pins if (n, v) not in added)}
+    # Each layer of the settled part binds the wheels of its own pins (pip_layers).
+    out = {part.wheelhouse: part.pins() for part in lock.settled_parts(image, pins)}
     if added:
         out["wheelhouse-added"] = tuple(f"{n}=={v}" for n, v in pins.added)
     return out

@@ -160,6 +160,25 @@ def test_an_added_packages_wheel_is_kept_out_of_the_settled_installs_wheelhouse(
     assert "source=wheelhouse-added,target=" in after["Dockerfile"].decode()
 
 
+def test_each_pip_layer_binds_the_wheels_of_its_own_pins(cat: Catalog) -> None:
+    # Each layer of pip_layers binds its own folder: a wheel of another part is not in its
+    # step's cache key, so a pin moved elsewhere leaves that layer cached.
+    wheels = Path(cat.site.find_links or "")
+    numpy = "numpy-2.0.0-cp311-cp311-linux_x86_64.whl"
+    scipy = "scipy-1.0-cp311-cp311-linux_x86_64.whl"
+    (wheels / numpy).write_bytes(wheel_bytes("numpy"))
+    (wheels / scipy).write_bytes(wheel_bytes("scipy"))
+    stack = dataclasses.replace(cat.stacks["scipy"], pip_layers=("scipy",))
+    image = dataclasses.replace(cat.images["scipy"], stack=stack)
+    layered = dataclasses.replace(cat, stacks={**cat.stacks, "scipy": stack},
+                                  images={**cat.images, "scipy": image})
+    files = assemble(layered, image).files
+    assert {p for p in files if p.endswith(".whl")} == {
+        f"wheelhouse-1/{scipy}", f"wheelhouse/{numpy}"}
+    dockerfile = files["Dockerfile"].decode()
+    assert dockerfile.index("source=wheelhouse-1,") < dockerfile.index("source=wheelhouse,")
+
+
 def test_an_empty_wheelhouse_still_gives_the_bind_mount_its_folder(cat: Catalog) -> None:
     files = assemble(cat, cat.images["scipy"]).files
     assert files["wheelhouse/.keep"] == b""

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from imagekit import lockfile
+from imagekit.errors import ImagekitError
 from imagekit.model import Catalog
 from imagekit.recipes import render_image
 from imagekit.render.docker import DockerRenderer
@@ -155,6 +156,71 @@ def test_packages_added_to_a_lock_install_in_a_layer_above_the_settled_ones_left
     assert new_steps.index("added.lock") < new_steps.index("COPY pip/requirements.lock")
     # The Singularity recipe installs the whole lock at once.
     assert after["Singularity.def"].decode().count("--require-hashes --excludes") == 1
+
+
+def test_pip_layers_put_each_pattern_s_packages_in_a_layer_of_its_own_the_rest_last(
+        catalog: Catalog) -> None:
+    stack = catalog.stacks["pytorch-cuda"]
+    assert stack.pip_layers == ("triton", "torch", "nvidia-cudnn-*", "nvidia-cublas",
+                                "nvidia-cu*")
+    files = render_image(catalog, catalog.images["pytorch-cuda"])
+    parts = ["settled-1.lock", "settled-2.lock", "settled-3.lock", "settled-4.lock",
+             "settled-5.lock", "settled.lock"]
+    names = {part: {n for n, _ in lockfile.entries(files[f"pip/{part}"].decode())}
+             for part in parts}
+    assert names["settled-1.lock"] == {"triton"} and names["settled-2.lock"] == {"torch"}
+    assert names["settled-3.lock"] == {"nvidia-cudnn-cu13"}
+    assert names["settled-4.lock"] == {"nvidia-cublas"}  # the first pattern that matches wins
+    assert names["settled-5.lock"] and all(n.startswith("nvidia-cu")
+                                           for n in names["settled-5.lock"])
+    assert not any(n.startswith(("nvidia-cu", "torch", "triton")) for n in names["settled.lock"])
+    # Together, the settled part: every entry once, as the lock writes it.
+    lock = stack.lock
+    assert lock is not None
+    together = "".join(lockfile.entries(files[f"pip/{p}"].decode())[pin]
+                       for p in parts for pin in lockfile.entries(files[f"pip/{p}"].decode()))
+    assert sorted(lockfile.entries(together).items()) == sorted(
+        lockfile.entries(lock.text).items())
+    # Each part copied just before the layer that installs it, with the wheels of its own
+    # pins bound: a pin moved in one part leaves the layers before it as they were.
+    text = dockerfile(catalog, "pytorch-cuda")
+    copied = re.findall(r"\nCOPY pip/(settled\S*) ", text)
+    installs = re.findall(r"-r /opt/imagekit/build/pytorch-cuda-pip/(settled\S*)", text)
+    bound = re.findall(r"source=(wheelhouse\S*),target=", text)
+    assert copied == installs == parts
+    assert bound == [f"wheelhouse-{i}" for i in range(1, 6)] + ["wheelhouse"]
+    assert "COPY pip/settled-1.lock pip/uv.txt pip/excludes.txt pip/bytecode.py " in text
+    assert text.count("\nRUN --mount=type=cache,target=/root/.cache/uv,") == len(parts)
+    # The Singularity recipe installs the whole lock at once; a stack without pip_layers
+    # (pytorch) renders its one settled layer as before.
+    assert files["Singularity.def"].decode().count("--require-hashes --excludes") == 1
+    plain = render_image(catalog, catalog.images["pytorch"])
+    assert [p for p in plain if p.startswith("pip/settled")] == ["pip/settled.lock"]
+
+
+def test_a_pip_layers_pattern_of_added_packages_only_gets_its_layer_once_they_are_settled(
+        catalog: Catalog) -> None:
+    lock = catalog.stacks["pytorch-cuda"].lock
+    assert lock is not None
+    extra = "tabulate==0.9.0 \\\n    --hash=sha256:" + "0" * 64 + "\n"
+    grown = lockfile.parse_text(lock.file, lockfile.compose(lock.text, "", extra))
+    stack = dataclasses.replace(catalog.stacks["pytorch-cuda"], lock=grown,
+                                pip_layers=(lockfile.normalised("NVIDIA_CUBLAS"), "tabulate"))
+    image = dataclasses.replace(catalog.images["pytorch-cuda"], stack=stack)
+    changed = dataclasses.replace(catalog, stacks={**catalog.stacks, "pytorch-cuda": stack},
+                                  images={**catalog.images, "pytorch-cuda": image})
+    files = render_image(changed, image)
+    assert sorted(p for p in files if p.startswith("pip/") and p.endswith(".lock")) == [
+        "pip/added.lock", "pip/requirements.lock", "pip/settled-1.lock", "pip/settled.lock"]
+    assert {n for n, _ in lockfile.entries(files["pip/settled-1.lock"].decode())} == {
+        "nvidia-cublas"}
+    assert files["pip/added.lock"].decode().endswith(extra)
+    # A pattern naming no package of the lock at all is refused, naming the stack's field.
+    missing = dataclasses.replace(stack, pip_layers=("nvidia-cublas", "tabulat"))
+    with pytest.raises(ImagekitError) as refused:
+        render_image(changed, dataclasses.replace(image, stack=missing))
+    assert "pip_layers[1]" in str(refused.value) and "'tabulat' matches no package" in str(
+        refused.value)
 
 
 def test_bind_targets_exist_in_the_image(catalog: Catalog) -> None:
