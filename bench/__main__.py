@@ -92,7 +92,7 @@ def measure(only: list[str], settings: scenarios.Settings, name: str | None = No
         release(ws)
     result["seconds"] = round(time.monotonic() - started)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{name or result['date'][:10]}.json"
+    out = RESULTS / f"{name or result_name(only, result['date'][:10])}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     if set(only) == set(ITEMS):
         write_report(result, out)
@@ -101,6 +101,14 @@ def measure(only: list[str], settings: scenarios.Settings, name: str | None = No
         print_targets(result)
         log(f"wrote {out.relative_to(ROOT)} (a partial run: BENCHMARKS.md left as it is)")
     return 1 if result["errors"] else 0
+
+
+def result_name(only: list[str], day: str) -> str:
+    """The results file of a run: the day's for a full run; a partial run's is named after
+    its items too (fresh-host-2026-12-07), so that it never replaces the day's full run."""
+    if set(only) == set(ITEMS):
+        return day
+    return "-".join(i.replace("_", "-") for i in ITEMS if i in only) + f"-{day}"
 
 
 def release(ws: Workspace) -> None:

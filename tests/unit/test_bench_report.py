@@ -92,3 +92,10 @@ def test_the_layers_item_shows_both_ways_and_that_docker_20_10_cannot_pull_zstd(
     assert "## 12. Image layers" in text
     assert "| scipy | gzip | 16.90 s (n=1) | 314 MB | 11.00 s (n=1) | 10.00 s (n=1) |" in text
     assert "| scipy | zstd | 7.50 s (n=1) | 295 MB | cannot pull it | 6.00 s (n=1) |" in text
+
+
+def test_a_partial_run_never_replaces_the_day_s_full_run() -> None:
+    from bench.__main__ import ITEMS, result_name
+    assert result_name(list(ITEMS), "2026-12-07") == "2026-12-07"
+    assert result_name(["fresh_host"], "2026-12-07") == "fresh-host-2026-12-07"
+    assert result_name(["layers", "three_ways"], "2026-12-07") == "three-ways-layers-2026-12-07"
