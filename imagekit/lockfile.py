@@ -151,12 +151,6 @@ def settled_part(text: str) -> str:
     return "".join(entries(_parts(text)[0]).values())
 
 
-def normalised(pattern: str) -> str:
-    """A name pattern (pip_layers) written as the lock writes names: runs of '-', '_' and
-    '.' as one '-', lower case."""
-    return re.sub(r"[-_.]+", "-", pattern).lower()
-
-
 def matching(pins: tuple[tuple[str, str], ...], pattern: str) -> list[tuple[str, str]]:
     """The pins whose (normalised) name the (normalised) pattern matches."""
     return [pin for pin in pins if fnmatch.fnmatchcase(pin[0], pattern)]

@@ -26,6 +26,8 @@ BUILD_ONLY = ("site", "wheelhouse")
 def build_only(top: str) -> bool:
     """A top-level name of a recipe folder that only a build's context holds."""
     return top in BUILD_ONLY or top.startswith("wheelhouse-")
+
+
 # Run inside the image after a locked install: compiles what it added, with a cache.
 BYTECODE = Path(__file__).parent / "render" / "bytecode.py"
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
+from packaging.utils import canonicalize_name
+
 from imagekit import lockfile
 from imagekit.errors import ImagekitError, Problem, did_you_mean
 from imagekit.load import Loc, parse
@@ -263,7 +265,7 @@ def _stack(name: str, file: Path, spec: StackSpec, parent: Stack | None, root: P
 def _pip_layers(file: Path, spec: StackSpec, problems: list[Problem]) -> tuple[str, ...]:
     """The stack's pip_layers, normalised as the lock's names are (that each names a package
     of the lock is checked where the lock is known to be current: lock.settled_parts)."""
-    patterns = tuple(lockfile.normalised(p) for p in spec.pip_layers)
+    patterns = tuple(str(canonicalize_name(p)) for p in spec.pip_layers)
     if patterns and not spec.pip:
         problems.append(Problem(file, "pip_layers", "the stack installs no pip packages of "
                                 "its own to put in layers"))

@@ -104,10 +104,9 @@ def _wheelhouses(catalog: Catalog, image: Image, pip: tuple[str, ...]
     pins = lock.for_image(catalog, image)
     if pins is None:
         return {"wheelhouse": pip}
-    added = set(pins.added)
     # Each layer of the settled part binds the wheels of its own pins (pip_layers).
     out = {part.wheelhouse: part.pins() for part in lock.settled_parts(image, pins)}
-    if added:
+    if pins.added:
         out["wheelhouse-added"] = tuple(f"{n}=={v}" for n, v in pins.added)
     return out
 

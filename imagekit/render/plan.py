@@ -60,8 +60,7 @@ class RecipePlan:
     pip: tuple[str, ...]
     locked: bool  # pip installs the stack's lock (pip/settled.lock, pip/added.lock), hashes checked
     lock_added: bool  # the lock has packages added since it was settled: pip/added.lock
-    settled_parts: tuple[tuple[str, str], ...]  # the settled part's layers, in order: each
-    # its pip/ file and its context's wheelhouse folder
+    settled_parts: tuple[lock.SettledPart, ...]  # the settled part's layers, in order
     uv_version: str  # the lock's uv, which installs it ("" when unlocked)
     # The BuildKit cache holding uv's own binary is one per architecture: an amd64 uv found
     # there by an arm64 build cannot run (exit 127). amd64 keeps the default id (the path).
@@ -153,9 +152,7 @@ def plan(catalog: Catalog, image: Image, platform: Platform | None = None) -> Re
         pip=pip,
         locked=pins is not None,
         lock_added=pins is not None and bool(pins.added),
-        settled_parts=(tuple((part.file, part.wheelhouse)
-                             for part in lock.settled_parts(image, pins))
-                       if pins is not None else ()),
+        settled_parts=lock.settled_parts(image, pins) if pins is not None else (),
         uv_version=dict(pins.pins).get("uv", "") if pins is not None else "",
         uv_cache_id=_uv_cache_id(platform or catalog.platforms[0]),
         pip_prune=image.stack.pip_prune_all,
